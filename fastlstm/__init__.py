@@ -1,0 +1,8 @@
+"""fastlstm: Numba-accelerated LSTM, GRU and RNN layers with forward and backward passes.
+
+``import fastlstm`` loads NumPy only; Numba compiles a backend's kernels on first use.
+"""
+from .layers import LSTM
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "__version__"]

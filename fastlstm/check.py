@@ -1,0 +1,73 @@
+"""``python -m fastlstm check``: every available backend against the reference, on this machine."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import functional
+from .cells import make_cell
+from .config import init_parameters, make_config
+from .tolerances import tolerance
+
+CHECKED_CELLS = [
+    dict(kind="lstm"),
+    dict(kind="lstm", peephole=True),
+]
+FAST_BACKENDS = ["cpu"]
+
+
+def _run(config, params, x, dy):
+    start = time.perf_counter()
+    y, final, tape = functional.forward(config, params, x)
+    dx, _, grads = functional.backward(tape, dy)
+    elapsed = time.perf_counter() - start
+    return [y, dx, *grads.values()], elapsed
+
+
+def _worst_error(result, expected):
+    """The largest max|result − expected| / max|expected| over the arrays."""
+    worst = 0.0
+    for got, ref in zip(result, expected):
+        scale = max(np.abs(ref).max(initial=0.0), np.finfo(np.float64).tiny)
+        worst = max(worst, np.abs(np.asarray(got, np.float64) - ref).max(initial=0.0) / scale)
+    return worst
+
+
+def check(steps=20, batch=8, input_size=16, hidden_size=32, seed=0, out=print):
+    """Run each cell, dtype and fast backend against the reference and print a table.
+
+    Returns
+    -------
+    bool
+        True when every error is within :mod:`fastlstm.tolerances`.
+    """
+    rng = np.random.default_rng(seed)
+    x64 = rng.standard_normal((steps, batch, input_size))
+    dy64 = rng.standard_normal((steps, batch, hidden_size))
+    header = f"{'cell':<24}{'dtype':<9}{'backend':<11}{'max rel error':>15}{'tolerance':>11}" \
+             f"{'first call':>12}{'fwd+bwd':>11}"
+    out(f"fastlstm check: T={steps} B={batch} I={input_size} H={hidden_size}, errors relative to "
+        f"the float64 reference")
+    out(header)
+    out("-" * len(header))
+    all_ok = True
+    for options in CHECKED_CELLS:
+        cell = make_cell(**options)
+        for dtype in ("float32", "float64"):
+            ref_config = make_config(cell, input_size, hidden_size, dtype="float64", backend="reference")
+            params = init_parameters(make_config(cell, input_size, hidden_size, dtype=dtype), seed)
+            expected, _ = _run(ref_config, params, x64.astype(dtype), dy64.astype(dtype))
+            for backend in FAST_BACKENDS:
+                config = make_config(cell, input_size, hidden_size, dtype=dtype, backend=backend)
+                x, dy = x64.astype(dtype), dy64.astype(dtype)
+                _, first = _run(config, params, x, dy)
+                result, elapsed = _run(config, params, x, dy)
+                error = _worst_error(result, expected)
+                rtol, _ = tolerance(dtype)
+                ok = error <= rtol
+                all_ok &= ok
+                out(f"{cell.label:<24}{dtype:<9}{backend:<11}{error:>15.2e}{rtol:>11.0e}"
+                    f"{first * 1e3:>10.0f}ms{elapsed * 1e3:>9.2f}ms" + ("" if ok else "  FAIL"))
+    out("all within tolerance" if all_ok else "SOME BACKENDS ARE OFF THE REFERENCE")
+    return all_ok

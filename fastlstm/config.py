@@ -1,0 +1,90 @@
+"""A layer's fixed configuration: cell, sizes, stacking, directions, dtype, backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cells import Cell
+from .validation import check_bool, check_choice, check_positive_int, resolve_dtype
+
+BACKENDS = ("reference", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """Everything about a recurrent layer except its parameter values.
+
+    Attributes
+    ----------
+    cell : Cell
+    input_size, hidden_size, num_layers : int
+    bidirectional, batch_first : bool
+    dtype : numpy scalar type, ``np.float32`` or ``np.float64``
+    backend : {"reference", "cpu", "cuda"}
+    """
+
+    cell: Cell
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    dtype: type = np.float32
+    backend: str = "cpu"
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        return self.directions * self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.output_size
+
+    def suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's public name and shape, layer-major then direction."""
+        shapes = {}
+        for layer in range(self.num_layers):
+            for direction in range(self.directions):
+                cell_shapes = self.cell.parameter_shapes(self.layer_input_size(layer), self.hidden_size)
+                for name, shape in cell_shapes.items():
+                    shapes[name + self.suffix(layer, direction)] = shape
+        return shapes
+
+    def state_shape(self, batch: int) -> tuple[int, int, int]:
+        """(num_layers·D, B, H)."""
+        return (self.num_layers * self.directions, batch, self.hidden_size)
+
+
+def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False,
+                batch_first=False, dtype="float32", backend="cpu") -> LayerConfig:
+    """Validate constructor arguments and build a :class:`LayerConfig`."""
+    return LayerConfig(
+        cell=cell,
+        input_size=check_positive_int("input_size", input_size),
+        hidden_size=check_positive_int("hidden_size", hidden_size),
+        num_layers=check_positive_int("num_layers", num_layers),
+        bidirectional=check_bool("bidirectional", bidirectional),
+        batch_first=check_bool("batch_first", batch_first),
+        dtype=resolve_dtype(dtype),
+        backend=check_choice("backend", backend, BACKENDS),
+    )
+
+
+def init_parameters(config: LayerConfig, seed=None) -> dict[str, np.ndarray]:
+    """Draw every parameter from U(−1/√H, 1/√H), reproducibly from ``seed``.
+
+    Values are drawn in float64 in the order of :meth:`LayerConfig.parameter_shapes` and
+    then cast, so float32 and float64 layers with the same seed hold the same numbers up
+    to rounding.
+    """
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(config.hidden_size)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(config.dtype)
+            for name, shape in config.parameter_shapes().items()}

@@ -1,0 +1,106 @@
+"""The layer classes: a thin, stateful shell over :mod:`fastlstm.functional`."""
+from __future__ import annotations
+
+from . import functional
+from .cells import make_cell
+from .config import init_parameters, make_config
+from .validation import check_choice
+
+
+class _RecurrentLayer:
+    """Parameters, the tape of the last forward, and the gradients of the last backward."""
+
+    def __init__(self, cell, input_size, hidden_size, num_layers, bidirectional, batch_first,
+                 dtype, backend, seed):
+        self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
+                                  batch_first, dtype, backend)
+        if self.config.num_layers > 1 or self.config.bidirectional:
+            raise NotImplementedError("num_layers > 1 and bidirectional=True are not supported yet")
+        self._params = init_parameters(self.config, seed)
+        self.grads = None
+        self._tape = None
+
+    @property
+    def params(self):
+        """dict: parameter name -> ndarray, names and shapes as in DESIGN.md.
+
+        Assign a whole dict, or replace or update entries in place; names and shapes are
+        checked at the next forward. The backward uses the values the forward ran with,
+        so update parameters after ``backward``, not between ``forward`` and ``backward``.
+        """
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        if not isinstance(value, dict):
+            raise TypeError(f"params: expected a dict of arrays, got {type(value).__name__}")
+        self._params = dict(value)
+
+    def __call__(self, x, state=None, lengths=None):
+        return self.forward(x, state, lengths)
+
+    def forward(self, x, state=None, lengths=None):
+        """Run the layer forward and keep the tape for :meth:`backward`.
+
+        Parameters
+        ----------
+        x : array_like, shape (T, B, I), or (B, T, I) with ``batch_first=True``
+        state : optional initial state, each (num_layers·D, B, H); zeros when ``None``
+        lengths : None (variable lengths are not supported yet)
+
+        Returns
+        -------
+        y : ndarray, shape (T, B, D·H), or (B, T, D·H) with ``batch_first=True``
+        final_state : the state after the last step, shaped like ``state``
+        """
+        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths)
+        return y, final_state
+
+    def backward(self, dy, dstate=None):
+        """Gradients of the last forward; sets (does not accumulate) :attr:`grads`.
+
+        Parameters
+        ----------
+        dy : array_like, the shape of the last forward's ``y``
+        dstate : optional gradient with respect to the final state, shaped like it
+
+        Returns
+        -------
+        dx : ndarray, the shape of ``x``
+        dstate0 : gradient with respect to the initial state, shaped like the state
+        """
+        if self._tape is None:
+            raise RuntimeError("backward: call forward first; there is no forward to differentiate")
+        dx, dstate0, self.grads = functional.backward(self._tape, dy, dstate)
+        return dx, dstate0
+
+    def __repr__(self):
+        c = self.config
+        return (f"{type(self).__name__}({c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, "
+                f"bidirectional={c.bidirectional}, batch_first={c.batch_first}, "
+                f"cell={c.cell.label!r}, dtype={c.dtype.__name__!r}, backend={c.backend!r})")
+
+
+class LSTM(_RecurrentLayer):
+    """Long short-term memory layer, optionally with peephole connections.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    bidirectional, batch_first : bool
+    peephole : bool
+        Add ``weight_ci``, ``weight_cf``, ``weight_co`` (H,) per layer-direction.
+    dtype : {"float32", "float64"}
+    backend : {"cpu", "reference", "cuda"}
+    seed : int or None
+        Seed of the U(−1/√H, 1/√H) initialisation.
+
+    Calls: ``y, (h_n, c_n) = lstm(x, state=None)`` and
+    ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, peephole=False, dtype="float32", backend="cpu", seed=None):
+        super().__init__(make_cell("lstm", peephole=peephole), input_size, hidden_size, num_layers,
+                         bidirectional, batch_first, dtype, backend, seed)

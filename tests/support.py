@@ -1,0 +1,85 @@
+"""Shared helpers: random problems and per-dtype comparison against the reference."""
+import numpy as np
+
+from fastlstm import functional
+from fastlstm.cells import make_cell
+from fastlstm.config import init_parameters, make_config
+from fastlstm.tolerances import tolerance
+
+CELL_VARIANTS = {
+    "lstm": dict(kind="lstm"),
+    "lstm_peephole": dict(kind="lstm", peephole=True),
+}
+
+
+
+def make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=1.0, param_scale=1.0,
+                 with_state=True, with_dstate=True, **layer_options):
+    """A layer config, parameters and random x, state, dy, dstate, all exactly of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    cell = make_cell(**CELL_VARIANTS[variant])
+    config = make_config(cell, inputs, hidden, dtype=np.dtype(dtype).name, backend="cpu", **layer_options)
+    params = {k: (v * param_scale).astype(dtype) for k, v in init_parameters(config, seed).items()}
+    directions = config.directions
+    x = (x_scale * rng.standard_normal((steps, batch, inputs))).astype(dtype)
+    if config.batch_first:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2))
+    state_shape = config.state_shape(batch)
+
+    def state_like():
+        parts = [rng.standard_normal(state_shape).astype(dtype) for _ in range(cell.state_count)]
+        return tuple(parts) if cell.kind == "lstm" else parts[0]
+
+    y_shape = (batch, steps, directions * hidden) if config.batch_first else (steps, batch, directions * hidden)
+    return dict(
+        config=config, params=params, x=x,
+        state=state_like() if with_state else None,
+        dy=rng.standard_normal(y_shape).astype(dtype),
+        dstate=state_like() if with_dstate else None,
+    )
+
+
+def with_backend(config, backend):
+    """The same layer on ``backend``; the reference always computes and answers in float64."""
+    from dataclasses import replace
+
+    if backend == "reference":
+        return replace(config, backend=backend, dtype=np.float64)
+    return replace(config, backend=backend)
+
+
+def run(problem, backend):
+    """Forward and backward on ``backend``; returns every output as a flat dict."""
+    config = with_backend(problem["config"], backend)
+    y, final, tape = functional.forward(config, problem["params"], problem["x"], problem["state"])
+    dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+    out = {"y": y, "dx": dx}
+    out.update(_flatten("final", final))
+    out.update(_flatten("dstate0", dstate0))
+    out.update({f"grad[{k}]": v for k, v in grads.items()})
+    return out
+
+
+def _flatten(name, state):
+    if isinstance(state, tuple):
+        return {f"{name}[{k}]": s for k, s in enumerate(state)}
+    return {name: state}
+
+
+def relative_errors(result, expected):
+    """Max |result - expected| over each array, divided by that array's max |expected|."""
+    errors = {}
+    for name, ref in expected.items():
+        ref = np.asarray(ref, dtype=np.float64)
+        got = np.asarray(result[name], dtype=np.float64)
+        assert got.shape == ref.shape, (name, got.shape, ref.shape)
+        scale = np.abs(ref).max(initial=0.0)
+        errors[name] = (np.abs(got - ref).max(initial=0.0), scale)
+    return errors
+
+
+def assert_matches_reference(result, expected, dtype):
+    rtol, atol = tolerance(dtype)
+    bad = {name: (err, scale) for name, (err, scale) in relative_errors(result, expected).items()
+           if not err <= rtol * scale + atol}
+    assert not bad, f"arrays off the reference (max abs error, max abs reference): {bad}"

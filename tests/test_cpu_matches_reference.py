@@ -1,0 +1,33 @@
+"""Hypothesis properties: the cpu backend against the float64 reference."""
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from support import CELL_VARIANTS, assert_matches_reference, make_problem, run
+
+sizes = st.integers(1, 6)
+
+
+@given(
+    variant=st.sampled_from(sorted(CELL_VARIANTS)),
+    steps=st.integers(1, 8), batch=sizes, inputs=sizes, hidden=sizes,
+    dtype=st.sampled_from([np.float32, np.float64]),
+    x_scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+    param_scale=st.sampled_from([1.0, 3.0]),
+    with_state=st.booleans(), with_dstate=st.booleans(), batch_first=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cpu_matches_reference(variant, steps, batch, inputs, hidden, dtype, x_scale, param_scale,
+                               with_state, with_dstate, batch_first, seed):
+    problem = make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=x_scale,
+                           param_scale=param_scale, with_state=with_state, with_dstate=with_dstate,
+                           batch_first=batch_first)
+    assert_matches_reference(run(problem, "cpu"), run(problem, "reference"), dtype)
+
+
+def test_zero_length_sequence_returns_the_initial_state():
+    problem = make_problem("lstm", 0, 3, 2, 4, np.float64, seed=1)
+    result, expected = run(problem, "cpu"), run(problem, "reference")
+    assert result["y"].shape == (0, 3, 4)
+    np.testing.assert_array_equal(result["final[0]"], problem["state"][0])
+    assert_matches_reference(result, expected, np.float64)

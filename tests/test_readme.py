@@ -1,0 +1,20 @@
+"""The README's usage example runs as written."""
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_usage_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})
+
+
+def test_readme_quick_start_has_two_commands():
+    text = README.read_text()
+    quick = text.split("## Quick start", 1)[1].split("```", 2)[1]
+    commands = [line for line in quick.splitlines() if line.strip()]
+    assert commands == ['pip install . && python -m fastlstm check',
+                        'pip install ".[test]" && python -m pytest']

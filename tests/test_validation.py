@@ -1,0 +1,117 @@
+"""Bad input raises a clear error, naming the argument, before any kernel runs."""
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import functional
+
+
+def lstm(**options):
+    return fastlstm.LSTM(3, 4, seed=0, **options)
+
+
+@pytest.mark.parametrize("options, error, words", [
+    (dict(dtype="float16"), ValueError, "dtype"),
+    (dict(dtype="int32"), ValueError, "dtype"),
+    (dict(backend="gpu"), ValueError, "backend"),
+    (dict(peephole="yes"), TypeError, "peephole"),
+    (dict(batch_first=1), TypeError, "batch_first"),
+    (dict(num_layers=0), ValueError, "num_layers"),
+    (dict(num_layers=2.5), TypeError, "num_layers"),
+])
+def test_bad_constructor_options(options, error, words):
+    with pytest.raises(error, match=words):
+        lstm(**options)
+
+
+@pytest.mark.parametrize("args", [(0, 4), (3, -1), (3.0, 4), (True, 4)])
+def test_bad_sizes(args):
+    with pytest.raises((ValueError, TypeError), match="input_size|hidden_size"):
+        fastlstm.LSTM(*args)
+
+
+def test_options_of_later_issues_are_not_silently_ignored():
+    with pytest.raises(NotImplementedError, match="num_layers"):
+        fastlstm.LSTM(3, 4, num_layers=2)
+    with pytest.raises(NotImplementedError, match="bidirectional"):
+        fastlstm.LSTM(3, 4, bidirectional=True)
+    with pytest.raises(NotImplementedError, match="lengths"):
+        lstm()(np.zeros((2, 1, 3)), lengths=[2])
+
+
+def test_cuda_backend_without_gpu_support_is_a_clear_error():
+    layer = lstm(backend="cuda")
+    with pytest.raises(NotImplementedError, match="cuda"):
+        layer(np.zeros((2, 1, 3)))
+
+
+@pytest.mark.parametrize("x, words", [
+    (np.zeros((2, 3)), r"x: expected a 3-d array"),
+    (np.zeros((2, 1, 5)), r"x: expected 3 features"),
+    (np.zeros((2, 0, 3)), r"x: expected at least one sequence"),
+    (np.zeros((2, 1, 3), dtype=complex), r"x: expected real numbers"),
+    (np.array([[["a", "b", "c"]]]), r"x: expected real numbers"),
+])
+def test_bad_input(x, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        lstm()(x)
+
+
+def test_batch_first_names_its_layout():
+    with pytest.raises(ValueError, match=r"\(B, T, features\)"):
+        lstm(batch_first=True)(np.zeros((2, 1, 5)))
+
+
+@pytest.mark.parametrize("state, words", [
+    (np.zeros((1, 2, 4)), r"state: expected a pair \(h, c\)"),
+    ((np.zeros((1, 2, 4)),), r"state: expected a pair"),
+    ((np.zeros((1, 2, 4)), np.zeros((1, 3, 4))), r"state\[1\] \(c\): expected shape \(1, 2, 4\)"),
+    ((np.zeros((2, 2, 4)), np.zeros((1, 2, 4))), r"state\[0\] \(h\): expected shape \(1, 2, 4\)"),
+    ((np.zeros((1, 2, 5)), np.zeros((1, 2, 4))), r"state\[0\] \(h\): expected shape"),
+])
+def test_bad_state(state, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        lstm()(np.zeros((5, 2, 3)), state)
+
+
+def test_backward_before_forward():
+    with pytest.raises(RuntimeError, match="forward first"):
+        lstm().backward(np.zeros((5, 2, 4)))
+
+
+@pytest.mark.parametrize("dy", [np.zeros((5, 2, 3)), np.zeros((4, 2, 4)), np.zeros((5, 2))])
+def test_bad_dy(dy):
+    layer = lstm()
+    layer(np.zeros((5, 2, 3)))
+    with pytest.raises(ValueError, match=r"dy: expected shape \(5, 2, 4\)"):
+        layer.backward(dy)
+
+
+def test_bad_dstate():
+    layer = lstm()
+    layer(np.zeros((5, 2, 3)))
+    with pytest.raises(ValueError, match=r"dstate\[1\] \(c\): expected shape \(1, 2, 4\)"):
+        layer.backward(np.zeros((5, 2, 4)), (np.zeros((1, 2, 4)), np.zeros((1, 2, 3))))
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda p: p.pop("bias_hh_l0"), r"missing \['bias_hh_l0'\]"),
+    (lambda p: p.update(weight_ci_l0=np.zeros(4)), r"unexpected \['weight_ci_l0'\]"),
+    (lambda p: p.update(weight_hh_l0=np.zeros((16, 3))), r"params\['weight_hh_l0'\]: expected shape \(16, 4\)"),
+])
+def test_bad_params(change, words):
+    layer = lstm()
+    change(layer.params)
+    with pytest.raises(ValueError, match=words):
+        layer(np.zeros((5, 2, 3)))
+
+
+def test_params_must_be_a_dict():
+    with pytest.raises(TypeError, match="params"):
+        lstm().params = [1, 2]
+
+
+def test_functional_params_checked():
+    layer = lstm()
+    with pytest.raises(TypeError, match="params"):
+        functional.forward(layer.config, None, np.zeros((5, 2, 3)))
