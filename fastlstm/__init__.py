@@ -2,7 +2,7 @@
 
 ``import fastlstm`` loads NumPy only; Numba compiles a backend's kernels on first use.
 """
-from .layers import LSTM
+from .layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "__version__"]

@@ -5,17 +5,25 @@ A backend has ``forward(cell, params, x, state) -> (y, final_state, tape)`` and
 parameter names without their ``_l{k}`` suffix. Heavy modules load on first use, so
 ``import fastlstm`` stays fast and never touches Numba or CUDA.
 """
+import numpy as np
 
 
 class ReferenceBackend:
-    """float64 NumPy, one step at a time: the oracle."""
+    """NumPy, one step at a time: in float64, the oracle.
+
+    ``arithmetic=np.float32`` runs the same equations in float32; the tests use it to
+    measure how much error float32 itself allows on a given problem.
+    """
 
     name = "reference"
+
+    def __init__(self, arithmetic=np.float64):
+        self.arithmetic = arithmetic
 
     def forward(self, cell, params, x, state):
         from . import reference
 
-        return reference.forward(cell, params, x, state)
+        return reference.forward(cell, params, x, state, self.arithmetic)
 
     def backward(self, tape, dy, dstate):
         from . import reference
@@ -39,7 +47,11 @@ class CPUBackend:
         return cpu.backward(tape, dy, dstate)
 
 
-_BACKENDS = {"reference": ReferenceBackend(), "cpu": CPUBackend()}
+_BACKENDS = {
+    "reference": ReferenceBackend(),
+    "cpu": CPUBackend(),
+    "reference-float32": ReferenceBackend(np.float32),  # for tests; not a public backend
+}
 
 
 def get_backend(name):

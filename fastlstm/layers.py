@@ -4,7 +4,6 @@ from __future__ import annotations
 from . import functional
 from .cells import make_cell
 from .config import init_parameters, make_config
-from .validation import check_choice
 
 
 class _RecurrentLayer:
@@ -104,3 +103,52 @@ class LSTM(_RecurrentLayer):
                  batch_first=False, peephole=False, dtype="float32", backend="cpu", seed=None):
         super().__init__(make_cell("lstm", peephole=peephole), input_size, hidden_size, num_layers,
                          bidirectional, batch_first, dtype, backend, seed)
+
+
+class GRU(_RecurrentLayer):
+    """Gated recurrent unit layer.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    bidirectional, batch_first : bool
+    reset_after : bool
+        ``True`` (default): n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), as PyTorch and cuDNN.
+        ``False``: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn), as Cho et al. (2014).
+    dtype : {"float32", "float64"}
+    backend : {"cpu", "reference", "cuda"}
+    seed : int or None
+
+    Calls: ``y, h_n = gru(x, state=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``;
+    states are (num_layers·D, B, H).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, reset_after=True, dtype="float32", backend="cpu", seed=None):
+        super().__init__(make_cell("gru", reset_after=reset_after), input_size, hidden_size,
+                         num_layers, bidirectional, batch_first, dtype, backend, seed)
+
+
+class RNN(_RecurrentLayer):
+    """Plain (Elman) recurrent layer, h' = act(W_ih x + b_ih + W_hh h + b_hh).
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    bidirectional, batch_first : bool
+    nonlinearity : {"tanh", "relu"}
+        With ``"relu"`` activations are unbounded: values beyond the dtype's range become
+        inf (and inf − inf NaN) as IEEE arithmetic says; nothing raises.
+    dtype : {"float32", "float64"}
+    backend : {"cpu", "reference", "cuda"}
+    seed : int or None
+
+    Calls: ``y, h_n = rnn(x, state=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, nonlinearity="tanh", dtype="float32", backend="cpu", seed=None):
+        super().__init__(make_cell("rnn", nonlinearity=nonlinearity), input_size, hidden_size,
+                         num_layers, bidirectional, batch_first, dtype, backend, seed)

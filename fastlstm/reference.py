@@ -21,8 +21,8 @@ def _split(a, parts):
     return np.split(a, parts, axis=-1)
 
 
-def _as64(params):
-    return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
+def _as(params, dtype):
+    return {name: np.asarray(value, dtype=dtype) for name, value in params.items()}
 
 
 # ---------------------------------------------------------------- forward, one step per cell
@@ -77,8 +77,11 @@ def _step(cell, p, x, state):
     return _rnn_step(p, x, state, cell.nonlinearity)
 
 
-def forward(cell, params, x, state):
+def forward(cell, params, x, state, dtype=np.float64):
     """Run one layer-direction forward.
+
+    ``dtype`` is the arithmetic's precision: float64 for the oracle; the tests also run the
+    same equations in float32 to measure how well conditioned a float32 problem is.
 
     Parameters
     ----------
@@ -98,10 +101,10 @@ def forward(cell, params, x, state):
     tape : dict
         What :func:`backward` needs.
     """
-    p = _as64(params)
-    x = np.asarray(x, dtype=np.float64)
-    state = tuple(np.asarray(s, dtype=np.float64) for s in state)
-    y = np.zeros((x.shape[0], x.shape[1], p["weight_hh"].shape[1]))
+    p = _as(params, dtype)
+    x = np.asarray(x, dtype=dtype)
+    state = tuple(np.asarray(s, dtype=dtype) for s in state)
+    y = np.zeros((x.shape[0], x.shape[1], p["weight_hh"].shape[1]), dtype)
     steps = []
     for t in range(x.shape[0]):
         state, saved = _step(cell, p, x[t], state)
@@ -196,13 +199,14 @@ def backward(tape, dy, dstate=None):
         Gradient of every parameter, same names and shapes as the parameters.
     """
     cell, p, steps = tape["cell"], tape["params"], tape["steps"]
-    dy = np.asarray(dy, dtype=np.float64)
+    dtype = p["weight_ih"].dtype
+    dy = np.asarray(dy, dtype=dtype)
     T, B, H = dy.shape
     grads = {name: np.zeros_like(value) for name, value in p.items()}
     if dstate is None:
-        dstate = tuple(np.zeros((B, H)) for _ in range(tape["state_count"]))
-    dstate = tuple(np.asarray(d, dtype=np.float64) for d in dstate)
-    dx = np.zeros((T, B, p["weight_ih"].shape[1]))
+        dstate = tuple(np.zeros((B, H), dtype) for _ in range(tape["state_count"]))
+    dstate = tuple(np.asarray(d, dtype=dtype) for d in dstate)
+    dx = np.zeros((T, B, p["weight_ih"].shape[1]), dtype)
     for t in reversed(range(T)):
         dh = dstate[0] + dy[t]
         if cell.kind == "lstm":

@@ -108,3 +108,20 @@ def test_batch_first_is_a_transpose():
     dx_t, _ = layer_t.backward(problem["dy"])
     dx_b, _ = layer_b.backward(problem["dy"].transpose(1, 0, 2))
     np.testing.assert_array_equal(dx_b, dx_t.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("cls, options, gates", [
+    (fastlstm.GRU, {}, 3), (fastlstm.GRU, {"reset_after": False}, 3),
+    (fastlstm.RNN, {}, 1), (fastlstm.RNN, {"nonlinearity": "relu"}, 1),
+])
+def test_gru_and_rnn_contract(cls, options, gates):
+    layer = cls(3, 5, seed=2, **options)
+    assert {k: v.shape for k, v in layer.params.items()} == {
+        "weight_ih_l0": (gates * 5, 3), "weight_hh_l0": (gates * 5, 5),
+        "bias_ih_l0": (gates * 5,), "bias_hh_l0": (gates * 5,)}
+    y, h_n = layer(np.ones((4, 2, 3)))
+    assert y.shape == (4, 2, 5) and h_n.shape == (1, 2, 5)
+    np.testing.assert_array_equal(h_n[0], y[-1])
+    dx, dh0 = layer.backward(np.ones_like(y))
+    assert dx.shape == (4, 2, 3) and dh0.shape == (1, 2, 5)
+    assert set(layer.grads) == set(layer.params)

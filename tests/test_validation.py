@@ -115,3 +115,25 @@ def test_functional_params_checked():
     layer = lstm()
     with pytest.raises(TypeError, match="params"):
         functional.forward(layer.config, None, np.zeros((5, 2, 3)))
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: fastlstm.GRU(3, 4, reset_after="no"), "reset_after"),
+    (lambda: fastlstm.RNN(3, 4, nonlinearity="sigmoid"), "nonlinearity"),
+])
+def test_bad_cell_options(make, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        make()
+
+
+@pytest.mark.parametrize("cls", [fastlstm.GRU, fastlstm.RNN])
+def test_single_state_cells_take_one_array(cls):
+    layer = cls(3, 4, seed=0)
+    x = np.zeros((5, 2, 3))
+    with pytest.raises(TypeError, match=r"state: expected one array of shape \(1, 2, 4\)"):
+        layer(x, (np.zeros((1, 2, 4)), np.zeros((1, 2, 4))))
+    with pytest.raises(ValueError, match=r"state: expected shape \(1, 2, 4\)"):
+        layer(x, np.zeros((1, 3, 4)))
+    layer(x)
+    with pytest.raises(ValueError, match=r"dstate: expected shape \(1, 2, 4\)"):
+        layer.backward(np.zeros((5, 2, 4)), np.zeros((2, 2, 4)))

@@ -7,7 +7,11 @@ def kernels_for(cell):
     if cell not in _kernels:
         if cell.kind == "lstm":
             from .lstm import LSTMKernels as adaptor
+        elif cell.kind == "gru" and cell.reset_after:
+            from .gru import GRUKernels as adaptor
+        elif cell.kind == "gru":
+            from .gru import GRUResetBeforeKernels as adaptor
         else:
-            raise NotImplementedError(f"the cpu backend has no {cell.label} yet")
+            from .rnn import RNNKernels as adaptor
         _kernels[cell] = adaptor(cell)
     return _kernels[cell]

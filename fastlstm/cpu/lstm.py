@@ -5,6 +5,7 @@ Tape planes per step: i, f, g, o and tanh(c'). ``PEEPHOLE`` is bound per special
 import numpy as np
 
 from .activations import sigmoid, tanh
+from .base import CellKernels
 from .specialise import specialise
 
 PEEPHOLE = False
@@ -75,42 +76,28 @@ def lstm_step_backward(t, b0, b1, dy, states, tape, dnext, dprev, dgx, dgh, weig
     np.dot(da[b0:b1], w_hh, dprev[0][b0:b1])
 
 
-class LSTMKernels:
+class LSTMKernels(CellKernels):
     """What the shared CPU driver needs to run an LSTM (with or without peepholes)."""
 
     tape_planes = 5
-    separate_recurrent_gradient = False
 
     def __init__(self, cell):
         suffix = "peephole" if cell.peephole else "plain"
-        self.cell = cell
-        self.name = f"lstm_{suffix}"
-        self.step_forward = specialise(lstm_step_forward, suffix, PEEPHOLE=cell.peephole)
-        self.step_backward = specialise(lstm_step_backward, suffix, PEEPHOLE=cell.peephole)
+        super().__init__(cell, f"lstm_{suffix}",
+                         specialise(lstm_step_forward, suffix, PEEPHOLE=cell.peephole),
+                         specialise(lstm_step_backward, suffix, PEEPHOLE=cell.peephole))
 
-    def _peepholes(self, params, hidden, dtype):
+    def _peepholes(self, params):
         if self.cell.peephole:
             return np.stack([params["weight_ci"], params["weight_cf"], params["weight_co"]])
-        return np.zeros((0, hidden), dtype)
+        w_hh = params["weight_hh"]
+        return np.zeros((0, w_hh.shape[1]), w_hh.dtype)
 
     def forward_weights(self, params):
-        w_hh = params["weight_hh"]
-        hidden = w_hh.shape[1]
-        return (np.ascontiguousarray(w_hh.T), params["bias_hh"], self._peepholes(params, hidden, w_hh.dtype))
+        return super().forward_weights(params) + (self._peepholes(params),)
 
     def backward_weights(self, params):
-        w_hh = params["weight_hh"]
-        return (w_hh, self._peepholes(params, w_hh.shape[1], w_hh.dtype))
-
-    def forward_work(self, batch, hidden, dtype):
-        return (np.empty((batch, 4 * hidden), dtype),)
-
-    def backward_work(self, batch, hidden, dtype):
-        return (np.empty((1, 1), dtype),)
-
-    def recurrent_weight_gradient(self, dgh, states, tape):
-        h_prev = states[0, :-1]
-        return dgh.reshape(-1, dgh.shape[-1]).T @ h_prev.reshape(-1, h_prev.shape[-1])
+        return super().backward_weights(params) + (self._peepholes(params),)
 
     def vector_gradients(self, dgx, states, tape):
         if not self.cell.peephole:
