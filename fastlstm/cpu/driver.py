@@ -55,6 +55,11 @@ def forward(kernels, params, x, state):
     final_state : tuple of ndarray, each (B, H)
     tape : Tape
     """
+    with single_threaded_blas():
+        return _forward(kernels, params, x, state)
+
+
+def _forward(kernels, params, x, state):
     forward_loop, _ = _loops_for(kernels)
     steps, batch, inputs = x.shape
     w_ih = params["weight_ih"]
@@ -67,9 +72,8 @@ def forward(kernels, params, x, state):
     for k, s in enumerate(state):
         states[k, 0] = s
     saved = np.empty((steps, kernels.tape_planes, batch, hidden), dtype)
-    with single_threaded_blas():
-        forward_loop(xproj, states, saved, kernels.forward_weights(params),
-                     kernels.forward_work(batch, hidden, dtype), chunk_count(batch))
+    forward_loop(xproj, states, saved, kernels.forward_weights(params),
+                 kernels.forward_work(batch, hidden, dtype), chunk_count(batch))
     y = states[0, 1:].copy()
     final_state = tuple(states[k, steps].copy() for k in range(len(state)))
     return y, final_state, Tape(kernels, params, x, states, saved)
@@ -92,6 +96,11 @@ def backward(tape, dy, dstate):
     dstate0 : tuple of ndarray, each (B, H)
     grads : dict of ndarray, the parameters' names and shapes
     """
+    with single_threaded_blas():
+        return _backward(tape, dy, dstate)
+
+
+def _backward(tape, dy, dstate):
     kernels, params, x, states = tape.kernels, tape.params, tape.x, tape.states
     _, backward_loop = _loops_for(kernels)
     state_count, _, batch, hidden = states.shape
@@ -105,9 +114,8 @@ def backward(tape, dy, dstate):
             dstates[steps % 2, k] = d
     dgx = np.empty((steps, batch, gate_width), dtype)
     dgh = np.empty_like(dgx) if kernels.separate_recurrent_gradient else dgx
-    with single_threaded_blas():
-        backward_loop(dy, states, tape.saved, dstates, dgx, dgh, kernels.backward_weights(params),
-                      kernels.backward_work(batch, hidden, dtype), chunk_count(batch))
+    backward_loop(dy, states, tape.saved, dstates, dgx, dgh, kernels.backward_weights(params),
+                  kernels.backward_work(batch, hidden, dtype), chunk_count(batch))
 
     dgx_rows = dgx.reshape(-1, gate_width)
     dgh_rows = dgh.reshape(-1, gate_width)
