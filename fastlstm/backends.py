@@ -1,9 +1,10 @@
-"""The backends behind the functional core, each running one layer-direction.
+"""The backends behind the functional core, each running one layer (every direction).
 
-A backend has ``forward(cell, params, x, state) -> (y, final_state, tape)`` and
-``backward(tape, dy, dstate) -> (dx, dstate0, grads)`` over time-major arrays, with
-parameter names without their ``_l{k}`` suffix. Heavy modules load on first use, so
-``import fastlstm`` stays fast and never touches Numba or CUDA.
+A backend has ``forward_layer(cell, params, x, state, lengths) -> (y, final, tape)`` and
+``backward_layer(tape, dy, dstate) -> (dx, dstate0, grads)`` over time-major arrays, with
+per-direction lists of parameter dicts (names without their ``_l{k}`` suffix) and of
+state tuples. Heavy modules load on first use, so ``import fastlstm`` stays fast and
+never touches Numba or CUDA.
 """
 import numpy as np
 
@@ -20,15 +21,15 @@ class ReferenceBackend:
     def __init__(self, arithmetic=np.float64):
         self.arithmetic = arithmetic
 
-    def forward(self, cell, params, x, state):
+    def forward_layer(self, cell, params, x, state, lengths):
         from . import reference
 
-        return reference.forward(cell, params, x, state, self.arithmetic)
+        return reference.forward_layer(cell, params, x, state, lengths, self.arithmetic)
 
-    def backward(self, tape, dy, dstate):
+    def backward_layer(self, tape, dy, dstate):
         from . import reference
 
-        return reference.backward(tape, dy, dstate)
+        return reference.backward_layer(tape, dy, dstate)
 
 
 class CPUBackend:
@@ -36,15 +37,15 @@ class CPUBackend:
 
     name = "cpu"
 
-    def forward(self, cell, params, x, state):
+    def forward_layer(self, cell, params, x, state, lengths):
         from . import cpu
 
-        return cpu.forward(cpu.kernels_for(cell), params, x, state)
+        return cpu.forward_layer(cpu.kernels_for(cell), params, x, state, lengths)
 
-    def backward(self, tape, dy, dstate):
+    def backward_layer(self, tape, dy, dstate):
         from . import cpu
 
-        return cpu.backward(tape, dy, dstate)
+        return cpu.backward_layer(tape, dy, dstate)
 
 
 _BACKENDS = {

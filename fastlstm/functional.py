@@ -26,8 +26,8 @@ class Tape:
     config : LayerConfig
     params : dict of ndarray, the converted parameters the forward ran with
     steps, batch : int
-    layer_tapes : list of list
-        The backend's tape for each layer (outer) and direction (inner).
+    layer_tapes : list
+        The backend's tape for each layer.
     """
 
     config: LayerConfig
@@ -102,6 +102,25 @@ def _layer_params(config, params, layer, direction):
             for name in config.cell.parameter_shapes(1, 1)}
 
 
+def _check_lengths(lengths, steps, batch):
+    if lengths is None:
+        return None
+    array = np.asarray(lengths)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers, got an array of dtype {array.dtype}")
+    if array.shape != (batch,):
+        raise ValueError(f"lengths: expected shape ({batch},), one length per sequence, got {array.shape}")
+    if batch and (array.min() < 0 or array.max() > steps):
+        raise ValueError(f"lengths: expected values in [0, T={steps}], got values in "
+                         f"[{array.min()}, {array.max()}]")
+    return array.astype(np.int64)
+
+
+def _per_direction(config, tensors, layer):
+    """The state tensors (each (L·D, B, H)) of one layer, as a list over its directions."""
+    return [tuple(s[layer * config.directions + d] for s in tensors) for d in range(config.directions)]
+
+
 def forward(config: LayerConfig, params, x, state=None, lengths=None):
     """Run the layer stack forward.
 
@@ -114,8 +133,10 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None):
     state : array_like or pair of array_like, optional
         Initial state, each (num_layers·D, B, H): ``(h0, c0)`` for the LSTM, ``h0`` otherwise.
         ``None`` means zeros.
-    lengths : None
-        Variable lengths are not supported yet; must be ``None``.
+    lengths : array_like of int, shape (B,), optional
+        Each sequence's number of valid steps, in [0, T], in any order. Outputs past a
+        sequence's end are 0; its final state is the one after its last valid step; the
+        reverse direction starts at its last valid step. ``None``: every sequence has T.
 
     Returns
     -------
@@ -124,8 +145,6 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None):
     tape : Tape
     """
     backend = get_backend(config.backend)
-    if lengths is not None:
-        raise NotImplementedError("lengths: variable-length batches are not supported yet; pass None")
     params = _check_params(config, params)
     x = _time_major(config, "x", x, config.input_size, copy=True)
     steps, batch = x.shape[0], x.shape[1]
@@ -134,23 +153,19 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None):
                       for _ in range(config.cell.state_count))
     else:
         state = _state_tensors(config, "state", state, batch)
+    lengths = _check_lengths(lengths, steps, batch)
 
     final = tuple(np.empty(config.state_shape(batch), config.dtype) for _ in state)
     layer_input, layer_tapes = x, []
     for layer in range(config.num_layers):
-        outputs, tapes = [], []
-        for direction in range(config.directions):
-            index = layer * config.directions + direction
-            x_dir = layer_input if direction == 0 else np.ascontiguousarray(layer_input[::-1])
-            y_dir, final_dir, tape_dir = backend.forward(
-                config.cell, _layer_params(config, params, layer, direction),
-                x_dir, tuple(s[index] for s in state))
-            outputs.append(y_dir if direction == 0 else y_dir[::-1])
-            tapes.append(tape_dir)
-            for k, s in enumerate(final_dir):
-                final[k][index] = s
-        layer_input = np.ascontiguousarray(np.concatenate(outputs, axis=2), dtype=config.dtype)
-        layer_tapes.append(tapes)
+        layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
+        y, layer_final, layer_tape = backend.forward_layer(
+            config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths)
+        for direction, direction_final in enumerate(layer_final):
+            for k, s in enumerate(direction_final):
+                final[k][layer * config.directions + direction] = s
+        layer_input = np.ascontiguousarray(y, dtype=config.dtype)
+        layer_tapes.append(layer_tape)
     y = _batch_major(config, layer_input)
     return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes)
 
@@ -162,13 +177,13 @@ def backward(tape: Tape, dy, dstate=None):
     ----------
     tape : Tape
     dy : array_like, the shape of that forward's ``y``
-        Gradient of the loss with respect to ``y``.
+        Gradient of the loss with respect to ``y``; entries past a sequence's end are ignored.
     dstate : array_like or pair of array_like, optional
         Gradient with respect to the final state, shaped like it; ``None`` means zeros.
 
     Returns
     -------
-    dx : ndarray, the shape of ``x``
+    dx : ndarray, the shape of ``x``; zero past each sequence's end
     dstate0 : ndarray or pair of ndarray
         Gradient with respect to the initial state.
     grads : dict of ndarray
@@ -185,28 +200,19 @@ def backward(tape: Tape, dy, dstate=None):
         dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
     dfinal = None if dstate is None else _state_tensors(config, "dstate", dstate, tape.batch)
 
-    hidden = config.hidden_size
     dinitial = tuple(np.empty(config.state_shape(tape.batch), config.dtype)
                      for _ in range(config.cell.state_count))
     grads = {}
     d_output = dy
     for layer in reversed(range(config.num_layers)):
-        d_input = None
+        dstate_layer = None if dfinal is None else _per_direction(config, dfinal, layer)
+        d_input, layer_dstate0, layer_grads = backend.backward_layer(
+            tape.layer_tapes[layer], d_output, dstate_layer)
         for direction in range(config.directions):
-            index = layer * config.directions + direction
-            dy_dir = d_output[:, :, direction * hidden:(direction + 1) * hidden]
-            if direction == 1:
-                dy_dir = dy_dir[::-1]
-            dstate_dir = None if dfinal is None else tuple(d[index] for d in dfinal)
-            dx_dir, dstate0_dir, grads_dir = backend.backward(
-                tape.layer_tapes[layer][direction], np.ascontiguousarray(dy_dir), dstate_dir)
-            if direction == 1:
-                dx_dir = dx_dir[::-1]
-            d_input = dx_dir if d_input is None else d_input + dx_dir
-            for k, d in enumerate(dstate0_dir):
-                dinitial[k][index] = d
+            for k, d in enumerate(layer_dstate0[direction]):
+                dinitial[k][layer * config.directions + direction] = d
             suffix = config.suffix(layer, direction)
-            for name, value in grads_dir.items():
+            for name, value in layer_grads[direction].items():
                 grads[name + suffix] = np.asarray(value, dtype=config.dtype)
         d_output = np.ascontiguousarray(d_input, dtype=config.dtype)
     grads = {name: grads[name] for name in config.parameter_shapes()}

@@ -13,8 +13,6 @@ class _RecurrentLayer:
                  dtype, backend, seed):
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
                                   batch_first, dtype, backend)
-        if self.config.num_layers > 1 or self.config.bidirectional:
-            raise NotImplementedError("num_layers > 1 and bidirectional=True are not supported yet")
         self._params = init_parameters(self.config, seed)
         self.grads = None
         self._tape = None
@@ -45,7 +43,7 @@ class _RecurrentLayer:
         ----------
         x : array_like, shape (T, B, I), or (B, T, I) with ``batch_first=True``
         state : optional initial state, each (num_layers·D, B, H); zeros when ``None``
-        lengths : None (variable lengths are not supported yet)
+        lengths : optional (B,) integers in [0, T], each sequence's number of valid steps
 
         Returns
         -------

@@ -216,3 +216,92 @@ def backward(tape, dy, dstate=None):
         else:
             dx[t], dstate = _rnn_step_back(p, steps[t], dh, grads, cell.nonlinearity)
     return dx, dstate, grads
+
+
+# ---------------------------------------------------------------- a whole layer: directions and lengths
+
+def _sequences(batch, steps, lengths):
+    """(b, n_b) for each sequence: all of them at once when there are no lengths."""
+    if lengths is None:
+        return [(slice(0, batch), steps)]
+    return [(slice(b, b + 1), int(lengths[b])) for b in range(batch)]
+
+
+def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64):
+    """One layer, every direction, with PyTorch's packed-sequence semantics spelled out.
+
+    Each sequence runs on its own valid steps only: the forward direction over
+    ``x[:n_b, b]``, the reverse direction over the same steps in reverse order. Outputs past
+    a sequence's end are 0 and its final state is the one after its last valid step.
+
+    Parameters
+    ----------
+    cell : fastlstm.cells.Cell
+    params : list of dict
+        One parameter dict per direction (forward first).
+    x : ndarray, shape (T, B, I)
+    state : list of tuple of ndarray
+        Per direction, the initial state tensors, each (B, H).
+    lengths : ndarray of int, shape (B,), or None (every sequence has T steps)
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, D·H)
+    final : list of tuple of ndarray, per direction, each (B, H)
+    tape : dict
+    """
+    steps, batch, _ = x.shape
+    hidden = params[0]["weight_hh"].shape[1]
+    y = np.zeros((steps, batch, len(params) * hidden), dtype)
+    finals, tapes = [], []
+    for direction, p in enumerate(params):
+        final = [np.array(s, dtype=dtype) for s in state[direction]]
+        direction_tapes = []
+        for rows, n in _sequences(batch, steps, lengths):
+            seq = x[:n, rows] if direction == 0 else x[:n, rows][::-1]
+            y_seq, final_seq, tape_seq = forward(cell, p, seq, tuple(s[rows] for s in state[direction]), dtype)
+            y[:n, rows, direction * hidden:(direction + 1) * hidden] = y_seq if direction == 0 else y_seq[::-1]
+            for k, s in enumerate(final_seq):
+                final[k][rows] = s
+            direction_tapes.append((rows, n, tape_seq))
+        finals.append(tuple(final))
+        tapes.append(direction_tapes)
+    return y, finals, dict(tapes=tapes, steps=steps, batch=batch, inputs=x.shape[2], hidden=hidden,
+                           dtype=dtype)
+
+
+def backward_layer(tape, dy, dstate=None):
+    """Backpropagate through :func:`forward_layer`.
+
+    Parameters
+    ----------
+    tape : dict, from :func:`forward_layer`
+    dy : ndarray, shape (T, B, D·H); entries past a sequence's end are ignored
+    dstate : list of tuple of ndarray, per direction, each (B, H); or None (zeros)
+
+    Returns
+    -------
+    dx : ndarray, shape (T, B, I); 0 past each sequence's end
+    dstate0 : list of tuple of ndarray, per direction
+    grads : list of dict, per direction
+    """
+    hidden, dtype = tape["hidden"], tape["dtype"]
+    dx = np.zeros((tape["steps"], tape["batch"], tape["inputs"]), dtype)
+    dstates0, all_grads = [], []
+    for direction, direction_tapes in enumerate(tape["tapes"]):
+        grads, dstate0 = None, None
+        for rows, n, tape_seq in direction_tapes:
+            dy_seq = dy[:n, rows, direction * hidden:(direction + 1) * hidden]
+            if direction == 1:
+                dy_seq = dy_seq[::-1]
+            dfinal = None if dstate is None else tuple(d[rows] for d in dstate[direction])
+            dx_seq, dstate0_seq, grads_seq = backward(tape_seq, dy_seq, dfinal)
+            dx[:n, rows] += dx_seq if direction == 0 else dx_seq[::-1]
+            if dstate0 is None:
+                dstate0 = [np.zeros((tape["batch"], hidden), dtype) for _ in dstate0_seq]
+            for k, d in enumerate(dstate0_seq):
+                dstate0[k][rows] = d
+            grads = grads_seq if grads is None else {k: grads[k] + v for k, v in grads_seq.items()}
+        dstates0.append(tuple(dstate0))
+        all_grads.append(grads)
+    return dx, dstates0, all_grads

@@ -18,7 +18,7 @@ CELL_VARIANTS = {
 
 
 def make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=1.0, param_scale=1.0,
-                 with_state=True, with_dstate=True, **layer_options):
+                 with_state=True, with_dstate=True, lengths=None, **layer_options):
     """A layer config, parameters and random x, state, dy, dstate, all exactly of ``dtype``."""
     rng = np.random.default_rng(seed)
     cell = make_cell(**CELL_VARIANTS[variant])
@@ -40,6 +40,7 @@ def make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=1.0
         state=state_like() if with_state else None,
         dy=rng.standard_normal(y_shape).astype(dtype),
         dstate=state_like() if with_dstate else None,
+        lengths=lengths,
     )
 
 
@@ -57,7 +58,8 @@ def with_backend(config, backend):
 def run(problem, backend):
     """Forward and backward on ``backend``; returns every output as a flat dict."""
     config = with_backend(problem["config"], backend)
-    y, final, tape = functional.forward(config, problem["params"], problem["x"], problem["state"])
+    y, final, tape = functional.forward(config, problem["params"], problem["x"], problem["state"],
+                                        problem.get("lengths"))
     dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
     out = {"y": y, "dx": dx}
     out.update(_flatten("final", final))

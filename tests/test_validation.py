@@ -30,13 +30,22 @@ def test_bad_sizes(args):
         fastlstm.LSTM(*args)
 
 
-def test_options_of_later_issues_are_not_silently_ignored():
-    with pytest.raises(NotImplementedError, match="num_layers"):
-        fastlstm.LSTM(3, 4, num_layers=2)
-    with pytest.raises(NotImplementedError, match="bidirectional"):
-        fastlstm.LSTM(3, 4, bidirectional=True)
-    with pytest.raises(NotImplementedError, match="lengths"):
-        lstm()(np.zeros((2, 1, 3)), lengths=[2])
+@pytest.mark.parametrize("lengths, error, words", [
+    ([5, 5, 5], ValueError, r"lengths: expected shape \(2,\)"),
+    ([5], ValueError, r"lengths: expected shape \(2,\)"),
+    ([-1, 3], ValueError, r"lengths: expected values in \[0, T=5\]"),
+    ([6, 3], ValueError, r"lengths: expected values in \[0, T=5\]"),
+    ([2.0, 3.0], TypeError, r"lengths: expected integers"),
+])
+def test_bad_lengths(lengths, error, words):
+    with pytest.raises(error, match=words):
+        lstm()(np.zeros((5, 2, 3)), lengths=lengths)
+
+
+def test_stacked_bidirectional_state_shape_is_checked():
+    layer = fastlstm.GRU(3, 4, num_layers=2, bidirectional=True)
+    with pytest.raises(ValueError, match=r"state: expected shape \(4, 2, 4\)"):
+        layer(np.zeros((5, 2, 3)), np.zeros((2, 2, 4)))
 
 
 def test_cuda_backend_without_gpu_support_is_a_clear_error():

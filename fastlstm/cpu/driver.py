@@ -1,9 +1,15 @@
-"""One layer-direction on the CPU: the batched GEMMs around the shared time loops.
+"""One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
-Forward: one GEMM projects every time step's input, then the specialised forward loop
-runs the recurrence. Backward: the specialised backward loop produces the gate
-pre-activation gradients of every step; ``dx`` and the weight and bias gradients are then
-each one GEMM or one reduction over all steps.
+Forward: one GEMM projects every time step's input for both directions, then the
+specialised forward loop runs each direction's recurrence. Backward: the specialised
+backward loop produces every step's gate pre-activation gradients; ``dx`` and the
+input-weight gradients of both directions are then one GEMM each, the recurrent-weight
+gradient one GEMM per direction, the biases one reduction.
+
+Variable lengths: the batch is sorted by non-increasing length on entry (and unsorted on
+exit), so that at each step the sequences still running are a prefix of the rows and
+finished ones cost neither GEMM rows nor gate work. The reverse direction reads each
+sequence backwards from its own last valid step, through a per-sequence time index.
 """
 from dataclasses import dataclass
 
@@ -26,105 +32,178 @@ def _loops_for(kernels):
 
 
 @dataclass
-class Tape:
-    """What one layer-direction's forward keeps for its backward."""
+class LayerTape:
+    """What one layer's forward keeps for its backward (everything in sorted batch order)."""
 
     kernels: object
-    params: dict
-    x: np.ndarray       # (T, B, I), the layer's input
-    states: np.ndarray  # (S, T+1, B, H), every state from the initial one on
-    saved: np.ndarray   # (T, K, B, H), the cell's saved activations
+    params: list         # per direction, dict of ndarray
+    x: np.ndarray        # (T, B, I), the layer's input
+    order: np.ndarray    # (B,) the sort applied to the batch, or None
+    active: np.ndarray   # (T,) how many sequences run at each step
+    reverse: tuple       # fancy index reading a (T, B, ...) array in per-sequence reverse time
+    states: list         # per direction, (S, T+1, B, H): every state from the initial one on
+    saved: list          # per direction, (T, K, B, H): the cell's saved activations
 
 
-def forward(kernels, params, x, state):
-    """Run one layer-direction forward.
+def _reverse_index(steps, batch, lengths):
+    """(time, row) index arrays mapping t < n_b to n_b − 1 − t and padded steps to themselves."""
+    t = np.arange(steps)[:, None]
+    n = np.full(batch, steps) if lengths is None else lengths
+    time = np.where(t < n[None, :], n[None, :] - 1 - t, t)
+    return time, np.broadcast_to(np.arange(batch)[None, :], (steps, batch))
+
+
+def _in_direction(array, direction, reverse):
+    return np.ascontiguousarray(array) if direction == 0 else np.ascontiguousarray(array[reverse])
+
+
+def forward_layer(kernels, params, x, state, lengths):
+    """Run one layer, every direction, forward.
 
     Parameters
     ----------
     kernels : a cell's kernel adaptor (e.g. ``LSTMKernels``)
-    params : dict of ndarray
-        C-contiguous parameters of the layer's dtype, names without suffix.
+    params : list of dict of ndarray
+        Per direction (forward first), C-contiguous parameters of the layer's dtype.
     x : ndarray, shape (T, B, I)
         C-contiguous, of the layer's dtype; kept by reference on the tape.
-    state : tuple of ndarray
-        The initial state, each (B, H).
+    state : list of tuple of ndarray
+        Per direction, the initial state tensors, each (B, H).
+    lengths : ndarray of int64, shape (B,), or None
 
     Returns
     -------
-    y : ndarray, shape (T, B, H)
-    final_state : tuple of ndarray, each (B, H)
-    tape : Tape
+    y : ndarray, shape (T, B, D·H); zero past each sequence's end
+    final : list of tuple of ndarray, per direction, each (B, H)
+    tape : LayerTape
     """
     with single_threaded_blas():
-        return _forward(kernels, params, x, state)
+        return _forward_layer(kernels, params, x, state, lengths)
 
 
-def _forward(kernels, params, x, state):
+def _forward_layer(kernels, params, x, state, lengths):
     forward_loop, _ = _loops_for(kernels)
     steps, batch, inputs = x.shape
-    w_ih = params["weight_ih"]
-    gate_width, hidden = w_ih.shape[0], params["weight_hh"].shape[1]
-    dtype = w_ih.dtype
-    xproj = np.empty((steps, batch, gate_width), dtype)
-    np.matmul(x.reshape(-1, inputs), w_ih.T, out=xproj.reshape(-1, gate_width))
-    xproj += params["bias_ih"]
-    states = np.empty((len(state), steps + 1, batch, hidden), dtype)
-    for k, s in enumerate(state):
-        states[k, 0] = s
-    saved = np.empty((steps, kernels.tape_planes, batch, hidden), dtype)
-    forward_loop(xproj, states, saved, kernels.forward_weights(params),
-                 kernels.forward_work(batch, hidden, dtype), chunk_count(batch))
-    y = states[0, 1:].copy()
-    final_state = tuple(states[k, steps].copy() for k in range(len(state)))
-    return y, final_state, Tape(kernels, params, x, states, saved)
+    directions = len(params)
+    hidden = params[0]["weight_hh"].shape[1]
+    gate_width = kernels.cell.gates * hidden
+    dtype = x.dtype
+    order = None
+    if lengths is not None:
+        order = np.argsort(-lengths, kind="stable")
+        lengths, x = lengths[order], np.ascontiguousarray(x[:, order])
+        state = [tuple(s[order] for s in direction_state) for direction_state in state]
+        active = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
+    else:
+        active = np.full(steps, batch)
+    reverse = _reverse_index(steps, batch, lengths)
+
+    w_ih = np.concatenate([p["weight_ih"] for p in params])
+    xproj_all = (x.reshape(-1, inputs) @ w_ih.T).reshape(steps, batch, directions * gate_width)
+    xproj_all += np.concatenate([p["bias_ih"] for p in params])
+
+    y = np.zeros((steps, batch, directions * hidden), dtype)
+    valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
+    finals, all_states, all_saved = [], [], []
+    for direction, p in enumerate(params):
+        xproj = _in_direction(xproj_all[..., direction * gate_width:(direction + 1) * gate_width],
+                              direction, reverse)
+        states = np.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
+        for k, s in enumerate(state[direction]):
+            states[k, 0] = s
+        saved = np.empty((steps, kernels.tape_planes, batch, hidden), dtype)
+        forward_loop(xproj, states, saved, kernels.forward_weights(p),
+                     kernels.forward_work(batch, hidden, dtype), chunk_count(batch), active)
+        h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
+        y[..., direction * hidden:(direction + 1) * hidden] = np.where(valid[..., None], h, 0)
+        finals.append(tuple(states[k, steps] for k in range(len(state[direction]))))
+        all_states.append(states)
+        all_saved.append(saved)
+    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved)
+    if order is not None:
+        y = _unsort(y, order, axis=1)
+        finals = [tuple(_unsort(s, order, axis=0) for s in f) for f in finals]
+    else:
+        finals = [tuple(s.copy() for s in f) for f in finals]
+    return y, finals, tape
 
 
-def backward(tape, dy, dstate):
-    """Backpropagate through one layer-direction forward.
+def _unsort(array, order, axis):
+    out = np.empty_like(array)
+    index = [slice(None)] * array.ndim
+    index[axis] = order
+    out[tuple(index)] = array
+    return out
+
+
+def backward_layer(tape, dy, dstate):
+    """Backpropagate through one layer's forward.
 
     Parameters
     ----------
-    tape : Tape
-    dy : ndarray, shape (T, B, H)
-        C-contiguous, of the layer's dtype.
-    dstate : tuple of ndarray or None
-        Gradient with respect to the final state, each (B, H).
+    tape : LayerTape
+    dy : ndarray, shape (T, B, D·H); entries past a sequence's end are ignored
+    dstate : list of tuple of ndarray, per direction, each (B, H); or None
 
     Returns
     -------
-    dx : ndarray, shape (T, B, I)
-    dstate0 : tuple of ndarray, each (B, H)
-    grads : dict of ndarray, the parameters' names and shapes
+    dx : ndarray, shape (T, B, I); zero past each sequence's end
+    dstate0 : list of tuple of ndarray, per direction
+    grads : list of dict of ndarray, per direction
     """
     with single_threaded_blas():
-        return _backward(tape, dy, dstate)
+        return _backward_layer(tape, dy, dstate)
 
 
-def _backward(tape, dy, dstate):
-    kernels, params, x, states = tape.kernels, tape.params, tape.x, tape.states
+def _backward_layer(tape, dy, dstate):
+    kernels, x, order = tape.kernels, tape.x, tape.order
     _, backward_loop = _loops_for(kernels)
-    state_count, _, batch, hidden = states.shape
-    steps, inputs = x.shape[0], x.shape[2]
-    w_ih = params["weight_ih"]
-    gate_width, dtype = w_ih.shape[0], w_ih.dtype
+    steps, batch, inputs = x.shape
+    directions = len(tape.params)
+    hidden = tape.params[0]["weight_hh"].shape[1]
+    gate_width = kernels.cell.gates * hidden
+    dtype = x.dtype
+    if order is not None:
+        dy = dy[:, order]
+        dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
-    dstates = np.zeros((2, state_count, batch, hidden), dtype)
-    if dstate is not None:
-        for k, d in enumerate(dstate):
-            dstates[steps % 2, k] = d
-    dgx = np.empty((steps, batch, gate_width), dtype)
-    dgh = np.empty_like(dgx) if kernels.separate_recurrent_gradient else dgx
-    backward_loop(dy, states, tape.saved, dstates, dgx, dgh, kernels.backward_weights(params),
-                  kernels.backward_work(batch, hidden, dtype), chunk_count(batch))
+    dgx_all = np.empty((steps, batch, directions * gate_width), dtype)
+    dstates0, grads = [], []
+    for direction, p in enumerate(tape.params):
+        states, saved = tape.states[direction], tape.saved[direction]
+        state_count = states.shape[0]
+        dstates = np.zeros((2, state_count, batch, hidden), dtype)
+        if dstate is not None:
+            for k, d in enumerate(dstate[direction]):
+                dstates[steps % 2, k] = d
+        dgx = np.zeros((steps, batch, gate_width), dtype)
+        dgh = np.zeros_like(dgx) if kernels.separate_recurrent_gradient else dgx
+        dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
+        backward_loop(dy_dir, states, saved, dstates, dgx, dgh, kernels.backward_weights(p),
+                      kernels.backward_work(batch, hidden, dtype), chunk_count(batch), tape.active)
+        dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
+            dgx if direction == 0 else dgx[tape.reverse]
+        dgh_rows = dgh.reshape(-1, gate_width)
+        direction_grads = {
+            "weight_hh": kernels.recurrent_weight_gradient(dgh, states, saved),
+            "bias_hh": dgh_rows.sum(axis=0),
+        }
+        direction_grads.update(kernels.vector_gradients(dgx, states, saved))
+        grads.append(direction_grads)
+        dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
 
-    dgx_rows = dgx.reshape(-1, gate_width)
-    dgh_rows = dgh.reshape(-1, gate_width)
-    dx = (dgx_rows @ w_ih).reshape(steps, batch, inputs)
-    grads = {
-        "weight_ih": dgx_rows.T @ x.reshape(-1, inputs),
-        "weight_hh": kernels.recurrent_weight_gradient(dgh, states, tape.saved),
-        "bias_ih": dgx_rows.sum(axis=0),
-        "bias_hh": dgh_rows.sum(axis=0),
-    }
-    grads.update(kernels.vector_gradients(dgx, states, tape.saved))
-    return dx, tuple(dstates[0, k].copy() for k in range(state_count)), grads
+    rows = dgx_all.reshape(-1, directions * gate_width)
+    w_ih = np.concatenate([p["weight_ih"] for p in tape.params])
+    dx = (rows @ w_ih).reshape(steps, batch, inputs)
+    dw_ih = rows.T @ x.reshape(-1, inputs)
+    db_ih = rows.sum(axis=0)
+    for direction, direction_grads in enumerate(grads):
+        block = slice(direction * gate_width, (direction + 1) * gate_width)
+        direction_grads["weight_ih"] = dw_ih[block]
+        direction_grads["bias_ih"] = db_ih[block]
+    if order is not None:
+        dx = _unsort(dx, order, axis=1)
+        dstates0 = [tuple(_unsort(d, order, axis=0) for d in ds) for ds in dstates0]
+    else:
+        dstates0 = [tuple(d.copy() for d in ds) for ds in dstates0]
+    return dx, dstates0, grads
