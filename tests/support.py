@@ -100,3 +100,18 @@ def assert_matches_reference(result, expected, dtype, naive=None):
         if not err <= allowed:
             bad[name] = dict(error=err, allowed=allowed, max_reference=scale)
     assert not bad, f"arrays off the reference: {bad}"
+
+
+def numeric_gradient(loss, array, eps=1e-6):
+    """Central finite differences of ``loss()`` with respect to every entry of ``array``
+    (perturbed in place and restored)."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
+        up = loss()
+        array[index] = saved - eps
+        down = loss()
+        array[index] = saved
+        grad[index] = (up - down) / (2 * eps)
+    return grad

@@ -9,7 +9,7 @@ import pytest
 from fastlstm import reference
 from fastlstm.cells import make_cell
 
-from support import CELL_VARIANTS
+from support import CELL_VARIANTS, numeric_gradient
 
 EPS = 1e-6
 
@@ -17,19 +17,6 @@ EPS = 1e-6
 def _loss(cell, params, x, state, dy, dstate):
     y, final, _ = reference.forward(cell, params, x, state)
     return float(np.sum(dy * y) + sum(np.sum(d * s) for d, s in zip(dstate, final)))
-
-
-def _numeric_gradient(f, array):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + EPS
-        up = f()
-        array[index] = saved - EPS
-        down = f()
-        array[index] = saved
-        grad[index] = (up - down) / (2 * EPS)
-    return grad
 
 
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
@@ -56,5 +43,5 @@ def test_reference_backward_matches_finite_differences(variant, with_dstate):
     checks += [(f"params[{name}]", grads[name], params[name]) for name in params]
     assert set(grads) == set(params)
     for name, analytic, array in checks:
-        numeric = _numeric_gradient(f, array)
+        numeric = numeric_gradient(f, array, EPS)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)

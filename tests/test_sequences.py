@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastlstm import functional
-from support import CELL_VARIANTS, assert_matches_reference, make_problem, run, with_backend
+from support import (CELL_VARIANTS, assert_matches_reference, make_problem, numeric_gradient, run,
+                     with_backend)
 
 
 @st.composite
@@ -117,15 +118,6 @@ def test_reference_with_lengths_bidirectional_and_two_layers_matches_finite_diff
     dx, dstate0, grads = functional.backward(tape, dy, dstate)
     checks = [("x", dx, x)] + [(f"state[{k}]", dstate0[k], state[k]) for k in range(2)]
     checks += [(name, grads[name], params[name]) for name in params]
-    eps = 1e-6
     for name, analytic, array in checks:
-        numeric = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            saved = array[index]
-            array[index] = saved + eps
-            up = loss()
-            array[index] = saved - eps
-            down = loss()
-            array[index] = saved
-            numeric[index] = (up - down) / (2 * eps)
+        numeric = numeric_gradient(loss, array)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)

@@ -111,7 +111,10 @@ def _forward_layer(kernels, params, x, state, lengths):
         states = np.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
-        saved = np.empty((steps, kernels.tape_planes, batch, hidden), dtype)
+        # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
+        # which must not meet uninitialised NaNs.
+        allocate = np.empty if lengths is None else np.zeros
+        saved = allocate((steps, kernels.tape_planes, batch, hidden), dtype)
         forward_loop(xproj, states, saved, kernels.forward_weights(p),
                      kernels.forward_work(batch, hidden, dtype), chunk_count(batch), active)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
@@ -120,20 +123,22 @@ def _forward_layer(kernels, params, x, state, lengths):
         all_states.append(states)
         all_saved.append(saved)
     tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved)
-    if order is not None:
-        y = _unsort(y, order, axis=1)
-        finals = [tuple(_unsort(s, order, axis=0) for s in f) for f in finals]
-    else:
-        finals = [tuple(s.copy() for s in f) for f in finals]
-    return y, finals, tape
+    return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
 
 
 def _unsort(array, order, axis):
+    """Undo the batch sort along ``axis``; always returns a new array."""
+    if order is None:
+        return array.copy()
     out = np.empty_like(array)
     index = [slice(None)] * array.ndim
     index[axis] = order
     out[tuple(index)] = array
     return out
+
+
+def _unsort_states(per_direction, order):
+    return [tuple(_unsort(s, order, axis=0) for s in states) for states in per_direction]
 
 
 def backward_layer(tape, dy, dstate):
@@ -201,9 +206,4 @@ def _backward_layer(tape, dy, dstate):
         block = slice(direction * gate_width, (direction + 1) * gate_width)
         direction_grads["weight_ih"] = dw_ih[block]
         direction_grads["bias_ih"] = db_ih[block]
-    if order is not None:
-        dx = _unsort(dx, order, axis=1)
-        dstates0 = [tuple(_unsort(d, order, axis=0) for d in ds) for ds in dstates0]
-    else:
-        dstates0 = [tuple(d.copy() for d in ds) for ds in dstates0]
-    return dx, dstates0, grads
+    return _unsort(dx, order, axis=1), _unsort_states(dstates0, order), grads
