@@ -7,6 +7,9 @@ element-wise-vector gradients are formed from the pre-activation gradients after
 """
 import numpy as np
 
+from .gemm import matmul_transposed
+from .threads import chunk_count
+
 
 class CellKernels:
     tape_planes = 0
@@ -35,8 +38,8 @@ class CellKernels:
 
     def recurrent_weight_gradient(self, dgh, states, tape):
         """dW_hh = Σ_t dGh_tᵀ h_{t−1}: one GEMM over all steps."""
-        h_prev = states[0, :-1]
-        return dgh.reshape(-1, dgh.shape[-1]).T @ h_prev.reshape(-1, h_prev.shape[-1])
+        rows = dgh.reshape(-1, dgh.shape[-1])
+        return matmul_transposed(rows, states[0, :-1].reshape(-1, states.shape[-1]), chunk_count(len(rows)))
 
     def vector_gradients(self, dgx, states, tape):
         return {}

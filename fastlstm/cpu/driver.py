@@ -1,6 +1,7 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
-Forward: one GEMM projects every time step's input for both directions, then the
+Every GEMM runs on Numba's threads (``gemm``). Forward: one GEMM projects every time
+step's input for both directions, then the
 specialised forward loop runs each direction's recurrence. Backward: the specialised
 backward loop produces every step's gate pre-activation gradients; ``dx`` and the
 input-weight gradients of both directions are then one GEMM each, the recurrent-weight
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import loops
+from .gemm import matmul, matmul_transposed
 from .specialise import specialise
 from .threads import chunk_count, single_threaded_blas
 
@@ -98,8 +100,9 @@ def _forward_layer(kernels, params, x, state, lengths):
         active = np.full(steps, batch)
     reverse = _reverse_index(steps, batch, lengths)
 
-    w_ih = np.concatenate([p["weight_ih"] for p in params])
-    xproj_all = (x.reshape(-1, inputs) @ w_ih.T).reshape(steps, batch, directions * gate_width)
+    w_ih_t = np.ascontiguousarray(np.concatenate([p["weight_ih"] for p in params]).T)
+    xproj_all = np.empty((steps, batch, directions * gate_width), dtype)
+    matmul(x.reshape(-1, inputs), w_ih_t, xproj_all.reshape(-1, directions * gate_width), chunk_count(steps * batch))
     xproj_all += np.concatenate([p["bias_ih"] for p in params])
 
     y = np.zeros((steps, batch, directions * hidden), dtype)
@@ -199,8 +202,9 @@ def _backward_layer(tape, dy, dstate):
 
     rows = dgx_all.reshape(-1, directions * gate_width)
     w_ih = np.concatenate([p["weight_ih"] for p in tape.params])
-    dx = (rows @ w_ih).reshape(steps, batch, inputs)
-    dw_ih = rows.T @ x.reshape(-1, inputs)
+    dx = np.empty((steps, batch, inputs), dtype)
+    matmul(rows, w_ih, dx.reshape(-1, inputs), chunk_count(steps * batch))
+    dw_ih = matmul_transposed(rows, x.reshape(-1, inputs), chunk_count(steps * batch))
     db_ih = rows.sum(axis=0)
     for direction, direction_grads in enumerate(grads):
         block = slice(direction * gate_width, (direction + 1) * gate_width)

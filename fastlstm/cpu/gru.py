@@ -11,7 +11,9 @@ import numpy as np
 
 from .activations import sigmoid, tanh
 from .base import CellKernels
+from .gemm import matmul_transposed
 from .specialise import specialise
+from .threads import chunk_count
 
 
 def gru_step_forward(t, b0, b1, xproj, states, tape, weights, work):
@@ -154,6 +156,9 @@ class GRUResetBeforeKernels(CellKernels):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""
         hidden = states.shape[3]
         rows = dgh.reshape(-1, dgh.shape[-1])
+        chunks = chunk_count(len(rows))
         h_prev = states[0, :-1].reshape(-1, hidden)
-        reset_h = tape[:, 3].reshape(-1, hidden)
-        return np.concatenate([rows[:, :2 * hidden].T @ h_prev, rows[:, 2 * hidden:].T @ reset_h])
+        reset_h = np.ascontiguousarray(tape[:, 3]).reshape(-1, hidden)
+        return np.concatenate([
+            matmul_transposed(np.ascontiguousarray(rows[:, :2 * hidden]), h_prev, chunks),
+            matmul_transposed(np.ascontiguousarray(rows[:, 2 * hidden:]), reset_h, chunks)])
