@@ -1,8 +1,8 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
 Every GEMM runs on Numba's threads (``gemm``). Forward: one GEMM projects every time
-step's input for both directions, then the
-specialised forward loop runs each direction's recurrence. Backward: the specialised
+step's input for both directions, then the specialised forward loop runs each
+direction's recurrence. Backward: the specialised
 backward loop produces every step's gate pre-activation gradients; ``dx`` and the
 input-weight gradients of both directions are then one GEMM each, the recurrent-weight
 gradient one GEMM per direction, the biases one reduction.
@@ -105,7 +105,7 @@ def _forward_layer(kernels, params, x, state, lengths):
     matmul(x.reshape(-1, inputs), w_ih_t, xproj_all.reshape(-1, directions * gate_width), chunk_count(steps * batch))
     xproj_all += np.concatenate([p["bias_ih"] for p in params])
 
-    y = np.zeros((steps, batch, directions * hidden), dtype)
+    y = np.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
     finals, all_states, all_saved = [], [], []
     for direction, p in enumerate(params):
@@ -121,7 +121,9 @@ def _forward_layer(kernels, params, x, state, lengths):
         forward_loop(xproj, states, saved, kernels.forward_weights(p),
                      kernels.forward_work(batch, hidden, dtype), chunk_count(batch), active)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
-        y[..., direction * hidden:(direction + 1) * hidden] = np.where(valid[..., None], h, 0)
+        if lengths is not None:
+            h = np.where(valid[..., None], h, 0)
+        y[..., direction * hidden:(direction + 1) * hidden] = h
         finals.append(tuple(states[k, steps] for k in range(len(state[direction]))))
         all_states.append(states)
         all_saved.append(saved)
@@ -130,9 +132,9 @@ def _forward_layer(kernels, params, x, state, lengths):
 
 
 def _unsort(array, order, axis):
-    """Undo the batch sort along ``axis``; always returns a new array."""
+    """Undo the batch sort along ``axis`` (``order`` None: no sort, ``array`` itself)."""
     if order is None:
-        return array.copy()
+        return array
     out = np.empty_like(array)
     index = [slice(None)] * array.ndim
     index[axis] = order
@@ -141,6 +143,9 @@ def _unsort(array, order, axis):
 
 
 def _unsort_states(per_direction, order):
+    """Per-direction state tensors, unsorted and never views into the tape's buffers."""
+    if order is None:
+        return [tuple(s.copy() for s in states) for states in per_direction]
     return [tuple(_unsort(s, order, axis=0) for s in states) for states in per_direction]
 
 

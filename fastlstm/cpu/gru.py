@@ -126,6 +126,9 @@ class GRUKernels(CellKernels):
         super().__init__(cell, "gru", specialise(gru_step_forward, "compiled"),
                          specialise(gru_step_backward, "compiled"))
 
+    def backward_work(self, batch, hidden, dtype):
+        return (np.empty((batch, hidden), dtype),)
+
 
 class GRUResetBeforeKernels(CellKernels):
     """What the shared CPU driver needs to run a GRU with reset_after=False."""
