@@ -68,6 +68,11 @@ def run(problem, backend):
     return out
 
 
+def state_parts(state):
+    """A public state (``(h, c)`` or ``h``) as a tuple of arrays."""
+    return state if isinstance(state, tuple) else (state,)
+
+
 def _flatten(name, state):
     if isinstance(state, tuple):
         return {f"{name}[{k}]": s for k, s in enumerate(state)}

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from fastlstm import functional
 from support import (CELL_VARIANTS, assert_matches_reference, make_problem, numeric_gradient, run,
-                     with_backend)
+                     state_parts, with_backend)
 
 
 @st.composite
@@ -53,12 +53,11 @@ def test_each_sequence_behaves_as_if_run_alone(variant, backend):
                            num_layers=2, bidirectional=True)
     config = with_backend(problem["config"], backend)
     y, final, _ = functional.forward(config, problem["params"], problem["x"], problem["state"], lengths)
-    finals = final if isinstance(final, tuple) else (final,)
     for b, n in enumerate(lengths):
         y_b, final_b, _ = _sequence_alone(problem, b, backend)
         np.testing.assert_allclose(y[:n, b], y_b[:, 0], rtol=1e-12, atol=1e-14)
         np.testing.assert_array_equal(y[n:, b], 0.0)
-        for s, s_b in zip(finals, final_b if isinstance(final_b, tuple) else (final_b,)):
+        for s, s_b in zip(state_parts(final), state_parts(final_b)):
             np.testing.assert_allclose(s[:, b], s_b[:, 0], rtol=1e-12, atol=1e-14)
 
 
@@ -90,13 +89,13 @@ def test_truncated_bptt_chunks_equal_one_long_call(variant, backend):
     y1, state1, tape1 = functional.forward(config, params, x[:4], state)
     y2, state2, tape2 = functional.forward(config, params, x[4:], state1)
     np.testing.assert_array_equal(np.concatenate([y1, y2]), y)
-    for a, b in zip(state2 if isinstance(state2, tuple) else (state2,), final if isinstance(final, tuple) else (final,)):
+    for a, b in zip(state_parts(state2), state_parts(final)):
         np.testing.assert_array_equal(a, b)
 
     dx2, dmid, grads2 = functional.backward(tape2, dy[4:])
     dx1, dstart, grads1 = functional.backward(tape1, dy[:4], dmid)
     np.testing.assert_allclose(np.concatenate([dx1, dx2]), dx, rtol=1e-12, atol=1e-14)
-    for a, b in zip(dstart if isinstance(dstart, tuple) else (dstart,), dstate0 if isinstance(dstate0, tuple) else (dstate0,)):
+    for a, b in zip(state_parts(dstart), state_parts(dstate0)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     for name in grads:
         np.testing.assert_allclose(grads1[name] + grads2[name], grads[name], rtol=1e-12, atol=1e-14)
