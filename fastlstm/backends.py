@@ -1,6 +1,6 @@
 """The backends behind the functional core, each running one layer (every direction).
 
-A backend has ``forward_layer(cell, params, x, state, lengths) -> (y, final, tape)`` and
+A backend has ``forward_layer(cell, params, x, state, lengths, keep_tape) -> (y, final, tape)`` and
 ``backward_layer(tape, dy, dstate) -> (dx, dstate0, grads)`` over time-major arrays, with
 per-direction lists of parameter dicts (names without their ``_l{k}`` suffix) and of
 state tuples. Heavy modules load on first use, so ``import fastlstm`` stays fast and
@@ -21,7 +21,7 @@ class ReferenceBackend:
     def __init__(self, arithmetic=np.float64):
         self.arithmetic = arithmetic
 
-    def forward_layer(self, cell, params, x, state, lengths):
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
         from . import reference
 
         return reference.forward_layer(cell, params, x, state, lengths, self.arithmetic)
@@ -37,10 +37,10 @@ class CPUBackend:
 
     name = "cpu"
 
-    def forward_layer(self, cell, params, x, state, lengths):
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
         from . import cpu
 
-        return cpu.forward_layer(cpu.kernels_for(cell), params, x, state, lengths)
+        return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape)
 
     def backward_layer(self, tape, dy, dstate):
         from . import cpu

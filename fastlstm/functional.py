@@ -121,7 +121,7 @@ def _per_direction(config, tensors, layer):
     return [tuple(s[layer * config.directions + d] for s in tensors) for d in range(config.directions)]
 
 
-def forward(config: LayerConfig, params, x, state=None, lengths=None):
+def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=True):
     """Run the layer stack forward.
 
     Parameters
@@ -137,13 +137,17 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None):
         Each sequence's number of valid steps, in [0, T], in any order. Outputs past a
         sequence's end are 0; its final state is the one after its last valid step; the
         reverse direction starts at its last valid step. ``None``: every sequence has T.
+    tape : bool, default True
+        ``False`` runs inference: nothing is kept for :func:`backward` (less memory, and
+        the CPU kernels skip writing the saved activations), and the returned tape is ``None``.
 
     Returns
     -------
     y : ndarray, shape (T, B, D·H), or (B, T, D·H) with ``batch_first``
     final_state : ndarray or pair of ndarray, each (num_layers·D, B, H)
-    tape : Tape
+    tape : Tape, or None when ``tape=False``
     """
+    keep_tape = tape
     backend = get_backend(config.backend)
     params = _check_params(config, params)
     x = _time_major(config, "x", x, config.input_size, copy=True)
@@ -160,13 +164,16 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None):
     for layer in range(config.num_layers):
         layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
         y, layer_final, layer_tape = backend.forward_layer(
-            config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths)
+            config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths,
+            keep_tape)
         for direction, direction_final in enumerate(layer_final):
             for k, s in enumerate(direction_final):
                 final[k][layer * config.directions + direction] = s
         layer_input = np.ascontiguousarray(y, dtype=config.dtype)
         layer_tapes.append(layer_tape)
     y = _batch_major(config, layer_input)
+    if not keep_tape:
+        return y, _public_state(config, final), None
     return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes)
 
 

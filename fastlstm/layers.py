@@ -16,6 +16,7 @@ class _RecurrentLayer:
         self._params = init_parameters(self.config, seed)
         self.grads = None
         self._tape = None
+        self._inference = False
 
     @property
     def params(self):
@@ -33,10 +34,10 @@ class _RecurrentLayer:
             raise TypeError(f"params: expected a dict of arrays, got {type(value).__name__}")
         self._params = dict(value)
 
-    def __call__(self, x, state=None, lengths=None):
-        return self.forward(x, state, lengths)
+    def __call__(self, x, state=None, lengths=None, *, tape=True):
+        return self.forward(x, state, lengths, tape=tape)
 
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x, state=None, lengths=None, *, tape=True):
         """Run the layer forward and keep the tape for :meth:`backward`.
 
         Parameters
@@ -44,13 +45,19 @@ class _RecurrentLayer:
         x : array_like, shape (T, B, I), or (B, T, I) with ``batch_first=True``
         state : optional initial state, each (num_layers·D, B, H); zeros when ``None``
         lengths : optional (B,) integers in [0, T], each sequence's number of valid steps
+        tape : bool, default True
+            ``False`` runs inference: nothing is kept for :meth:`backward` (faster, less
+            memory), and a following ``backward`` raises.
 
         Returns
         -------
         y : ndarray, shape (T, B, D·H), or (B, T, D·H) with ``batch_first=True``
         final_state : the state after the last step, shaped like ``state``
         """
-        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths)
+        self._tape = None
+        self._inference = not tape
+        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths,
+                                                        tape=tape)
         return y, final_state
 
     def backward(self, dy, dstate=None):
@@ -66,6 +73,9 @@ class _RecurrentLayer:
         dx : ndarray, the shape of ``x``
         dstate0 : gradient with respect to the initial state, shaped like the state
         """
+        if self._tape is None and self._inference:
+            raise RuntimeError("backward: the last forward ran with tape=False (inference) and kept "
+                               "nothing to differentiate; run forward with tape=True")
         if self._tape is None:
             raise RuntimeError("backward: call forward first; there is no forward to differentiate")
         dx, dstate0, self.grads = functional.backward(self._tape, dy, dstate)

@@ -1,7 +1,7 @@
 """Hypothesis properties: the cpu backend against the float64 reference."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support import CELL_VARIANTS, assert_matches_reference, make_problem, run
@@ -46,3 +46,19 @@ def test_relu_overflow_becomes_inf_in_float32_without_raising():
     assert np.all(expected["y"] > np.finfo(np.float32).max)
     assert np.isposinf(result["y"]).all()
     assert not np.isfinite(result["grad[weight_hh_l0]"]).all()   # it multiplies the infinite states
+
+
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+@settings(max_examples=max(4, settings().max_examples // 4))
+@given(
+    steps=st.integers(1, 4), batch=st.integers(1, 9), hidden=st.integers(7, 40),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    x_scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**32 - 1),
+)
+def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed):
+    """Hidden sizes that fill the vectorised gate loops (and their remainders), and batches on
+    both sides of the small-batch projection's threshold."""
+    problem = make_problem(variant, steps, batch, 5, hidden, dtype, seed, x_scale=x_scale,
+                           with_state=True, with_dstate=True)
+    naive = run(problem, "reference-float32") if dtype == np.float32 else None
+    assert_matches_reference(run(problem, "cpu"), run(problem, "reference"), dtype, naive)

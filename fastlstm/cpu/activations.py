@@ -1,7 +1,27 @@
-"""The shared scalar activations (``fastlstm.gatemath``) compiled for the CPU."""
+"""The shared scalar activations (``fastlstm.gatemath``) compiled for the CPU, per dtype.
+
+float64 uses the exact library functions; float32 uses the rational approximations,
+which LLVM vectorises (``math.exp``/``math.tanh`` are scalar library calls that block
+the loop vectoriser). ``error_model="numpy"``: a division by zero follows IEEE rules
+instead of raising, which is what lets a loop containing one vectorise.
+"""
+import numpy as np
 from numba import njit
 
 from .. import gatemath
 
-sigmoid = njit(cache=True, inline="always")(gatemath.sigmoid)
-tanh = njit(cache=True, inline="always")(gatemath.tanh)
+
+def _compile(function):
+    return njit(cache=True, inline="always", error_model="numpy")(function)
+
+
+_EXACT = {"sigmoid": _compile(gatemath.sigmoid), "tanh": _compile(gatemath.tanh)}
+_FLOAT32 = {"sigmoid": _compile(gatemath.sigmoid_float32), "tanh": _compile(gatemath.tanh_float32)} \
+    if hasattr(gatemath, "sigmoid_float32") else _EXACT
+
+
+def bindings_for(dtype):
+    """The globals a step template needs for ``dtype``: ``sigmoid``, ``tanh``, ``ONE``, ``ZERO``."""
+    dtype = np.dtype(dtype)
+    functions = _FLOAT32 if dtype == np.float32 else _EXACT
+    return dict(functions, ONE=dtype.type(1), ZERO=dtype.type(0))

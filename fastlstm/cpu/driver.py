@@ -20,6 +20,7 @@ from . import loops
 from .gemm import matmul, matmul_transposed
 from .specialise import specialise
 from .threads import chunk_count, single_threaded_blas
+from .units import unit_bounds
 
 _compiled_loops = {}
 
@@ -27,8 +28,10 @@ _compiled_loops = {}
 def _loops_for(kernels):
     if kernels.name not in _compiled_loops:
         _compiled_loops[kernels.name] = (
-            specialise(loops.forward_loop, kernels.name, parallel=True, step_forward=kernels.step_forward),
-            specialise(loops.backward_loop, kernels.name, parallel=True, step_backward=kernels.step_backward),
+            specialise(loops.forward_loop, kernels.name, parallel=True, step_forward=kernels.step_forward,
+                       FORWARD_PHASES=kernels.forward_phases),
+            specialise(loops.backward_loop, kernels.name, parallel=True, step_backward=kernels.step_backward,
+                       BACKWARD_PHASES=kernels.backward_phases),
         )
     return _compiled_loops[kernels.name]
 
@@ -59,7 +62,7 @@ def _in_direction(array, direction, reverse):
     return np.ascontiguousarray(array) if direction == 0 else np.ascontiguousarray(array[reverse])
 
 
-def forward_layer(kernels, params, x, state, lengths):
+def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
     """Run one layer, every direction, forward.
 
     Parameters
@@ -72,18 +75,20 @@ def forward_layer(kernels, params, x, state, lengths):
     state : list of tuple of ndarray
         Per direction, the initial state tensors, each (B, H).
     lengths : ndarray of int64, shape (B,), or None
+    keep_tape : bool
+        ``False``: inference; the saved activations are not kept and the tape is ``None``.
 
     Returns
     -------
     y : ndarray, shape (T, B, D·H); zero past each sequence's end
     final : list of tuple of ndarray, per direction, each (B, H)
-    tape : LayerTape
+    tape : LayerTape, or None
     """
     with single_threaded_blas():
-        return _forward_layer(kernels, params, x, state, lengths)
+        return _forward_layer(kernels, params, x, state, lengths, keep_tape)
 
 
-def _forward_layer(kernels, params, x, state, lengths):
+def _forward_layer(kernels, params, x, state, lengths, keep_tape):
     forward_loop, _ = _loops_for(kernels)
     steps, batch, inputs = x.shape
     directions = len(params)
@@ -100,10 +105,11 @@ def _forward_layer(kernels, params, x, state, lengths):
         active = np.full(steps, batch)
     reverse = _reverse_index(steps, batch, lengths)
 
-    w_ih_t = np.ascontiguousarray(np.concatenate([p["weight_ih"] for p in params]).T)
+    w_ih = np.concatenate([p["weight_ih"] for p in params]) if directions > 1 else params[0]["weight_ih"]
     xproj_all = np.empty((steps, batch, directions * gate_width), dtype)
-    matmul(x.reshape(-1, inputs), w_ih_t, xproj_all.reshape(-1, directions * gate_width), chunk_count(steps * batch))
-    xproj_all += np.concatenate([p["bias_ih"] for p in params])
+    matmul(x.reshape(-1, inputs), w_ih.T, xproj_all.reshape(-1, directions * gate_width), chunk_count(steps * batch))
+    xproj_all += np.concatenate([p["bias_ih"] + kernels.folded_bias(p) for p in params])
+    bounds = unit_bounds(hidden, chunk_count(hidden))
 
     y = np.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
@@ -115,11 +121,11 @@ def _forward_layer(kernels, params, x, state, lengths):
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
         # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
-        # which must not meet uninitialised NaNs.
+        # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
         allocate = np.empty if lengths is None else np.zeros
-        saved = allocate((steps, kernels.tape_planes, batch, hidden), dtype)
-        forward_loop(xproj, states, saved, kernels.forward_weights(p),
-                     kernels.forward_work(batch, hidden, dtype), chunk_count(batch), active)
+        saved = allocate((steps if keep_tape else 1, kernels.tape_planes, batch, hidden), dtype)
+        forward_loop(xproj, states, saved, kernels.forward_weights(p, bounds),
+                     kernels.forward_work(batch, hidden, dtype), bounds, active)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
@@ -127,7 +133,7 @@ def _forward_layer(kernels, params, x, state, lengths):
         finals.append(tuple(states[k, steps] for k in range(len(state[direction]))))
         all_states.append(states)
         all_saved.append(saved)
-    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved)
+    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved) if keep_tape else None
     return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
 
 
@@ -181,6 +187,7 @@ def _backward_layer(tape, dy, dstate):
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
     dgx_all = np.empty((steps, batch, directions * gate_width), dtype)
+    bounds = unit_bounds(hidden, chunk_count(hidden))
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
         states, saved = tape.states[direction], tape.saved[direction]
@@ -192,8 +199,8 @@ def _backward_layer(tape, dy, dstate):
         dgx = np.zeros((steps, batch, gate_width), dtype)
         dgh = np.zeros_like(dgx) if kernels.separate_recurrent_gradient else dgx
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
-        backward_loop(dy_dir, states, saved, dstates, dgx, dgh, kernels.backward_weights(p),
-                      kernels.backward_work(batch, hidden, dtype), chunk_count(batch), tape.active)
+        backward_loop(dy_dir, states, saved, dstates, dgx, dgh, kernels.backward_weights(p, bounds),
+                      kernels.backward_work(batch, hidden, dtype), bounds, tape.active)
         dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
             dgx if direction == 0 else dgx[tape.reverse]
         dgh_rows = dgh.reshape(-1, gate_width)

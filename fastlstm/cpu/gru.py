@@ -1,159 +1,215 @@
 """GRU step functions for the CPU time loops (gate order r, z, n).
 
 reset_after=True: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); one 3H-wide recurrent
-GEMM per step. Tape planes: r, z, n, W_hn h + b_hn.
+projection per step. Tape planes: r, z, n, W_hn h + b_hn. ``b_hn`` stays in the step;
+the other recurrent biases are folded into ``xproj``.
 
-reset_after=False: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn). The candidate's GEMM needs
-r, so a step is a 2H-wide GEMM for r and z, a gate pass that forms r ⊙ h on the tape, an
-H-wide GEMM on it, and a second gate pass. Tape planes: r, z, n, r ⊙ h.
+reset_after=False: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn). The candidate's
+projection needs every unit's r, so a forward step has two phases: the r and z
+projections and gates, which write r ⊙ h onto the tape, then the candidate's projection
+of r ⊙ h and its gate. Backward has three: the z and n derivatives; then the gradient
+reaching r ⊙ h and the r derivatives; then the gradient reaching h. Tape planes: r, z,
+n, r ⊙ h. Every bias is folded into ``xproj``.
 """
 import numpy as np
 
-from .activations import sigmoid, tanh
 from .base import CellKernels
 from .gemm import matmul_transposed
-from .specialise import specialise
+from .projection import backproject, gate_block, project
 from .threads import chunk_count
+from .units import pack_backward_panels, unit_block
+
+ONE = 1.0
 
 
-def gru_step_forward(t, b0, b1, xproj, states, tape, weights, work):
-    w_hh_t, b_hh = weights
-    hproj = work[0]
+def sigmoid(a):  # pragma: no cover
+    raise NotImplementedError("bound by specialise()")
+
+
+def tanh(a):  # pragma: no cover
+    raise NotImplementedError("bound by specialise()")
+
+
+def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+    w_hh, b_hn = weights
+    batch, hidden = states.shape[2], states.shape[3]
+    width = u1 - u0
+    project(states[0, t, :rows], w_hh, 3, u0, u1, work[0], batch)
+    p_r, p_z = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
+    p_n = gate_block(work[0], batch, hidden, 2, u0, u1, rows)
+    b_n = b_hn[u0:u1]
+    for b in range(rows):
+        x_row, p_r_row, p_z_row, p_n_row = xproj[t, b], p_r[b], p_z[b], p_n[b]
+        x_r, x_z, x_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
+        h_prev, h_out = states[0, t, b, u0:u1], states[0, t + 1, b, u0:u1]
+        r_out, z_out, n_out, hn_out = (tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1],
+                                       tape[slot, 2, b, u0:u1], tape[slot, 3, b, u0:u1])
+        for k in range(width):
+            r = sigmoid(x_r[k] + p_r_row[k])
+            z = sigmoid(x_z[k] + p_z_row[k])
+            hn = p_n_row[k] + b_n[k]
+            n = tanh(x_n[k] + r * hn)
+            h_out[k] = n + z * (h_prev[k] - n)
+            r_out[k] = r
+            z_out[k] = z
+            n_out[k] = n
+            hn_out[k] = hn
+
+
+def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+    (panels,) = weights
     hidden = states.shape[3]
-    h_prev = states[0, t]
-    np.dot(h_prev[b0:b1], w_hh_t, hproj[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            r = sigmoid(xproj[t, b, j] + hproj[b, j] + b_hh[j])
-            z = sigmoid(xproj[t, b, hidden + j] + hproj[b, hidden + j] + b_hh[hidden + j])
-            hn = hproj[b, 2 * hidden + j] + b_hh[2 * hidden + j]
-            n = tanh(xproj[t, b, 2 * hidden + j] + r * hn)
-            states[0, t + 1, b, j] = n + z * (h_prev[b, j] - n)
-            tape[t, 0, b, j] = r
-            tape[t, 1, b, j] = z
-            tape[t, 2, b, j] = n
-            tape[t, 3, b, j] = hn
+    if phase == 1:
+        backproject(dgh[t, :rows], panels, u0, u1, work[0], dprev[0], True)
+        return
+    width = u1 - u0
+    for b in range(rows):
+        r_row, z_row, n_row, hn_row = (tape[t, 0, b, u0:u1], tape[t, 1, b, u0:u1],
+                                       tape[t, 2, b, u0:u1], tape[t, 3, b, u0:u1])
+        dh_next, dy_row, h_prev, dh_prev_out = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1], \
+            dprev[0, b, u0:u1]
+        x_row, h_row = dgx[t, b], dgh[t, b]
+        dx_r, dx_z, dx_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
+        dh_r, dh_z, dh_n = h_row[u0:u1], h_row[hidden + u0:hidden + u1], h_row[2 * hidden + u0:2 * hidden + u1]
+        for k in range(width):
+            r, z, n = r_row[k], z_row[k], n_row[k]
+            dh = dh_next[k] + dy_row[k]
+            da_n = dh * (ONE - z) * (ONE - n * n)
+            da_z = dh * (h_prev[k] - n) * z * (ONE - z)
+            da_r = da_n * hn_row[k] * r * (ONE - r)
+            dx_r[k] = da_r
+            dx_z[k] = da_z
+            dx_n[k] = da_n
+            dh_r[k] = da_r
+            dh_z[k] = da_z
+            dh_n[k] = da_n * r
+            dh_prev_out[k] = dh * z
 
 
-def gru_step_backward(t, b0, b1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
-    (w_hh,) = weights
-    recurrent = work[0]
+def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+    w_rz, w_n = weights
+    batch, hidden = states.shape[2], states.shape[3]
+    width = u1 - u0
+    if phase == 0:
+        project(states[0, t, :rows], w_rz, 2, u0, u1, work[0], batch)
+        p_r, p_z = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
+        for b in range(rows):
+            x_row, p_r_row, p_z_row = xproj[t, b], p_r[b], p_z[b]
+            x_r, x_z = x_row[u0:u1], x_row[hidden + u0:hidden + u1]
+            h_prev = states[0, t, b, u0:u1]
+            r_out, z_out, rh_out = tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1], tape[slot, 3, b, u0:u1]
+            for k in range(width):
+                r = sigmoid(x_r[k] + p_r_row[k])
+                r_out[k] = r
+                z_out[k] = sigmoid(x_z[k] + p_z_row[k])
+                rh_out[k] = r * h_prev[k]
+        return
+    project(tape[slot, 3, :rows], w_n, 1, u0, u1, work[1], batch)
+    p_n = gate_block(work[1], batch, hidden, 0, u0, u1, rows)
+    for b in range(rows):
+        x_n, p_row = xproj[t, b, 2 * hidden + u0:2 * hidden + u1], p_n[b]
+        h_prev, h_out = states[0, t, b, u0:u1], states[0, t + 1, b, u0:u1]
+        z_row, n_out = tape[slot, 1, b, u0:u1], tape[slot, 2, b, u0:u1]
+        for k in range(width):
+            n = tanh(x_n[k] + p_row[k])
+            n_out[k] = n
+            h_out[k] = n + z_row[k] * (h_prev[k] - n)
+
+
+def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights,
+                                   work):
+    panels_rz, panels_n = weights
+    da_n_rows, da_rz, d_rh_work, dh_work = work
     hidden = states.shape[3]
-    h_prev = states[0, t]
-    da_x = dgx[t]
-    da_h = dgh[t]
-    for b in range(b0, b1):
-        for j in range(hidden):
-            r = tape[t, 0, b, j]
-            z = tape[t, 1, b, j]
-            n = tape[t, 2, b, j]
-            dh = dnext[0, b, j] + dy[t, b, j]
-            da_n = dh * (1 - z) * (1 - n * n)
-            da_z = dh * (h_prev[b, j] - n) * z * (1 - z)
-            da_r = da_n * tape[t, 3, b, j] * r * (1 - r)
-            da_x[b, j] = da_r
-            da_x[b, hidden + j] = da_z
-            da_x[b, 2 * hidden + j] = da_n
-            da_h[b, j] = da_r
-            da_h[b, hidden + j] = da_z
-            da_h[b, 2 * hidden + j] = da_n * r
-            dprev[0, b, j] = dh * z
-    np.dot(da_h[b0:b1], w_hh, recurrent[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            dprev[0, b, j] += recurrent[b, j]
-
-
-def gru_reset_before_step_forward(t, b0, b1, xproj, states, tape, weights, work):
-    w_hrz_t, w_hn_t, b_hh = weights
-    rz_proj, n_proj = work
-    hidden = states.shape[3]
-    h_prev = states[0, t]
-    np.dot(h_prev[b0:b1], w_hrz_t, rz_proj[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            r = sigmoid(xproj[t, b, j] + rz_proj[b, j] + b_hh[j])
-            tape[t, 0, b, j] = r
-            tape[t, 1, b, j] = sigmoid(xproj[t, b, hidden + j] + rz_proj[b, hidden + j] + b_hh[hidden + j])
-            tape[t, 3, b, j] = r * h_prev[b, j]
-    np.dot(tape[t, 3][b0:b1], w_hn_t, n_proj[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            n = tanh(xproj[t, b, 2 * hidden + j] + n_proj[b, j] + b_hh[2 * hidden + j])
-            tape[t, 2, b, j] = n
-            states[0, t + 1, b, j] = n + tape[t, 1, b, j] * (h_prev[b, j] - n)
-
-
-def gru_reset_before_step_backward(t, b0, b1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
-    w_hrz, w_hn = weights
-    da_n_rows, d_rh, da_rz, recurrent = work
-    hidden = states.shape[3]
-    h_prev = states[0, t]
-    da = dgx[t]
-    for b in range(b0, b1):
-        for j in range(hidden):
-            z = tape[t, 1, b, j]
-            n = tape[t, 2, b, j]
-            dh = dnext[0, b, j] + dy[t, b, j]
-            da_n = dh * (1 - z) * (1 - n * n)
-            da_z = dh * (h_prev[b, j] - n) * z * (1 - z)
-            da[b, hidden + j] = da_z
-            da[b, 2 * hidden + j] = da_n
-            da_n_rows[b, j] = da_n
-            da_rz[b, hidden + j] = da_z
-            dprev[0, b, j] = dh * z
-    np.dot(da_n_rows[b0:b1], w_hn, d_rh[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            r = tape[t, 0, b, j]
-            da_r = d_rh[b, j] * h_prev[b, j] * r * (1 - r)
-            da[b, j] = da_r
-            da_rz[b, j] = da_r
-            dprev[0, b, j] += d_rh[b, j] * r
-    np.dot(da_rz[b0:b1], w_hrz, recurrent[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            dprev[0, b, j] += recurrent[b, j]
+    width = u1 - u0
+    if phase == 0:
+        for b in range(rows):
+            z_row, n_row = tape[t, 1, b, u0:u1], tape[t, 2, b, u0:u1]
+            dh_next, dy_row, h_prev = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1]
+            dh_prev_out = dprev[0, b, u0:u1]
+            dx_z, dx_n = dgx[t, b, hidden + u0:hidden + u1], dgx[t, b, 2 * hidden + u0:2 * hidden + u1]
+            da_n_out, da_z_out = da_n_rows[b, u0:u1], da_rz[b, hidden + u0:hidden + u1]
+            for k in range(width):
+                z, n = z_row[k], n_row[k]
+                dh = dh_next[k] + dy_row[k]
+                da_n = dh * (ONE - z) * (ONE - n * n)
+                da_z = dh * (h_prev[k] - n) * z * (ONE - z)
+                dx_z[k] = da_z
+                dx_n[k] = da_n
+                da_n_out[k] = da_n
+                da_z_out[k] = da_z
+                dh_prev_out[k] = dh * z
+    elif phase == 1:
+        d_rh = unit_block(d_rh_work, dy.shape[1], 1, u0, u1, rows)
+        np.dot(da_n_rows[:rows], unit_block(panels_n, hidden, 1, u0, u1, hidden), d_rh)
+        for b in range(rows):
+            r_row, h_prev, d_rh_row = tape[t, 0, b, u0:u1], states[0, t, b, u0:u1], d_rh[b]
+            dx_r, da_r_out, dh_prev_out = dgx[t, b, u0:u1], da_rz[b, u0:u1], dprev[0, b, u0:u1]
+            for k in range(width):
+                r = r_row[k]
+                da_r = d_rh_row[k] * h_prev[k] * r * (ONE - r)
+                dx_r[k] = da_r
+                da_r_out[k] = da_r
+                dh_prev_out[k] += d_rh_row[k] * r
+    else:
+        backproject(da_rz[:rows], panels_rz, u0, u1, dh_work, dprev[0], True)
 
 
 class GRUKernels(CellKernels):
     """What the shared CPU driver needs to run a GRU with reset_after=True."""
 
     tape_planes = 4
+    backward_phases = 2
     separate_recurrent_gradient = True
+    template_forward = staticmethod(gru_step_forward)
+    template_backward = staticmethod(gru_step_backward)
 
-    def __init__(self, cell):
-        super().__init__(cell, "gru", specialise(gru_step_forward, "compiled"),
-                         specialise(gru_step_backward, "compiled"))
+    def __init__(self, cell, dtype):
+        super().__init__(cell, dtype, "gru")
+
+    def folded_bias(self, params):
+        hidden = params["weight_hh"].shape[1]
+        bias = params["bias_hh"].copy()
+        bias[2 * hidden:] = 0
+        return bias
+
+    def forward_weights(self, params, bounds):
+        hidden = params["weight_hh"].shape[1]
+        return (params["weight_hh"], params["bias_hh"][2 * hidden:])
+
+    def backward_weights(self, params, bounds):
+        return (pack_backward_panels(params["weight_hh"], bounds),)
 
     def backward_work(self, batch, hidden, dtype):
-        return (np.empty((batch, hidden), dtype),)
+        return (np.empty(batch * hidden, dtype),)
 
 
 class GRUResetBeforeKernels(CellKernels):
     """What the shared CPU driver needs to run a GRU with reset_after=False."""
 
     tape_planes = 4
+    forward_phases = 2
+    backward_phases = 3
+    template_forward = staticmethod(gru_reset_before_step_forward)
+    template_backward = staticmethod(gru_reset_before_step_backward)
 
-    def __init__(self, cell):
-        super().__init__(cell, "gru_reset_before", specialise(gru_reset_before_step_forward, "compiled"),
-                         specialise(gru_reset_before_step_backward, "compiled"))
+    def __init__(self, cell, dtype):
+        super().__init__(cell, dtype, "gru_reset_before")
 
-    def forward_weights(self, params):
+    def forward_weights(self, params, bounds):
         w_hh, hidden = params["weight_hh"], params["weight_hh"].shape[1]
-        return (np.ascontiguousarray(w_hh[:2 * hidden].T), np.ascontiguousarray(w_hh[2 * hidden:].T),
-                params["bias_hh"])
+        return (w_hh[:2 * hidden], w_hh[2 * hidden:])
 
-    def backward_weights(self, params):
+    def backward_weights(self, params, bounds):
         w_hh, hidden = params["weight_hh"], params["weight_hh"].shape[1]
-        return (np.ascontiguousarray(w_hh[:2 * hidden]), np.ascontiguousarray(w_hh[2 * hidden:]))
+        return (pack_backward_panels(w_hh[:2 * hidden], bounds), pack_backward_panels(w_hh[2 * hidden:], bounds))
 
     def forward_work(self, batch, hidden, dtype):
-        return (np.empty((batch, 2 * hidden), dtype), np.empty((batch, hidden), dtype))
+        return (np.empty(batch * 2 * hidden, dtype), np.empty(batch * hidden, dtype))
 
     def backward_work(self, batch, hidden, dtype):
-        return (np.empty((batch, hidden), dtype), np.empty((batch, hidden), dtype),
-                np.empty((batch, 2 * hidden), dtype), np.empty((batch, hidden), dtype))
+        return (np.empty((batch, hidden), dtype), np.empty((batch, 2 * hidden), dtype),
+                np.empty(batch * hidden, dtype), np.empty(batch * hidden, dtype))
 
     def recurrent_weight_gradient(self, dgh, states, tape):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""

@@ -1,10 +1,13 @@
-"""Which step functions serve which cell, built lazily and once per cell options."""
+"""Which step functions serve which cell, built lazily and once per cell options and dtype."""
+import numpy as np
+
 _kernels = {}
 
 
-def kernels_for(cell):
-    """Return the kernel adaptor for ``cell`` (a :class:`fastlstm.cells.Cell`)."""
-    if cell not in _kernels:
+def kernels_for(cell, dtype):
+    """Return the kernel adaptor for ``cell`` (a :class:`fastlstm.cells.Cell`) in ``dtype``."""
+    key = (cell, np.dtype(dtype))
+    if key not in _kernels:
         if cell.kind == "lstm":
             from .lstm import LSTMKernels as adaptor
         elif cell.kind == "gru" and cell.reset_after:
@@ -13,5 +16,5 @@ def kernels_for(cell):
             from .gru import GRUResetBeforeKernels as adaptor
         else:
             from .rnn import RNNKernels as adaptor
-        _kernels[cell] = adaptor(cell)
-    return _kernels[cell]
+        _kernels[key] = adaptor(cell, dtype)
+    return _kernels[key]

@@ -1,103 +1,138 @@
 """LSTM step functions for the CPU time loops (gate order i, f, g, o).
 
-Tape planes per step: i, f, g, o and tanh(c'). ``PEEPHOLE`` is bound per specialisation.
+Tape planes per step: i, f, g, o and tanh(c'). ``PEEPHOLE`` is bound per specialisation,
+and so are ``sigmoid``, ``tanh`` and ``ONE`` per dtype (see ``kernels``). Both biases are
+already in ``xproj`` (see ``CellKernels.folded_bias``).
+
+Forward, one phase: the block's projections, then its gate pass. Backward, two phases:
+the gate derivatives of the block's units, then (once every block's are written) the
+block's columns of ``dh_{t−1} = dG_t W_hh``.
 """
 import numpy as np
 
-from .activations import sigmoid, tanh
 from .base import CellKernels
-from .specialise import specialise
+from .projection import backproject, gate_block, project
+from .units import pack_backward_panels
 
 PEEPHOLE = False
+ONE = 1.0
+FORWARD_PHASES = 1
+BACKWARD_PHASES = 2
 
 
-def lstm_step_forward(t, b0, b1, xproj, states, tape, weights, work):
-    w_hh_t, b_hh, peep = weights
-    hproj = work[0]
-    hidden = states.shape[3]
-    h_prev = states[0, t]
-    c_prev = states[1, t]
-    np.dot(h_prev[b0:b1], w_hh_t, hproj[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            c = c_prev[b, j]
-            a_i = xproj[t, b, j] + hproj[b, j] + b_hh[j]
-            a_f = xproj[t, b, hidden + j] + hproj[b, hidden + j] + b_hh[hidden + j]
-            a_g = xproj[t, b, 2 * hidden + j] + hproj[b, 2 * hidden + j] + b_hh[2 * hidden + j]
-            a_o = xproj[t, b, 3 * hidden + j] + hproj[b, 3 * hidden + j] + b_hh[3 * hidden + j]
+def sigmoid(a):  # pragma: no cover
+    raise NotImplementedError("bound by specialise()")
+
+
+def tanh(a):  # pragma: no cover
+    raise NotImplementedError("bound by specialise()")
+
+
+def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+    w_hh, peep = weights
+    batch, hidden = states.shape[2], states.shape[3]
+    width = u1 - u0
+    project(states[0, t, :rows], w_hh, 4, u0, u1, work[0], batch)
+    p_i, p_f = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
+    p_g, p_o = gate_block(work[0], batch, hidden, 2, u0, u1, rows), gate_block(work[0], batch, hidden, 3, u0, u1, rows)
+    w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]
+    for b in range(rows):
+        x_row = xproj[t, b]
+        p_i_row, p_f_row, p_g_row, p_o_row = p_i[b], p_f[b], p_g[b], p_o[b]
+        x_i, x_f = x_row[u0:u1], x_row[hidden + u0:hidden + u1]
+        x_g, x_o = x_row[2 * hidden + u0:2 * hidden + u1], x_row[3 * hidden + u0:3 * hidden + u1]
+        c_prev, c_out, h_out = states[1, t, b, u0:u1], states[1, t + 1, b, u0:u1], states[0, t + 1, b, u0:u1]
+        i_out, f_out, g_out = tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1], tape[slot, 2, b, u0:u1]
+        o_out, tanh_c_out = tape[slot, 3, b, u0:u1], tape[slot, 4, b, u0:u1]
+        for k in range(width):
+            c = c_prev[k]
+            a_i = x_i[k] + p_i_row[k]
+            a_f = x_f[k] + p_f_row[k]
+            a_g = x_g[k] + p_g_row[k]
+            a_o = x_o[k] + p_o_row[k]
             if PEEPHOLE:
-                a_i += peep[0, j] * c
-                a_f += peep[1, j] * c
+                a_i += w_ci[k] * c
+                a_f += w_cf[k] * c
             i = sigmoid(a_i)
             f = sigmoid(a_f)
             g = tanh(a_g)
             c_new = f * c + i * g
             if PEEPHOLE:
-                a_o += peep[2, j] * c_new
+                a_o += w_co[k] * c_new
             o = sigmoid(a_o)
             tanh_c = tanh(c_new)
-            states[1, t + 1, b, j] = c_new
-            states[0, t + 1, b, j] = o * tanh_c
-            tape[t, 0, b, j] = i
-            tape[t, 1, b, j] = f
-            tape[t, 2, b, j] = g
-            tape[t, 3, b, j] = o
-            tape[t, 4, b, j] = tanh_c
+            c_out[k] = c_new
+            h_out[k] = o * tanh_c
+            i_out[k] = i
+            f_out[k] = f
+            g_out[k] = g
+            o_out[k] = o
+            tanh_c_out[k] = tanh_c
 
 
-def lstm_step_backward(t, b0, b1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
-    w_hh, peep = weights
+def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+    panels, peep = weights
     hidden = states.shape[3]
-    c_prev = states[1, t]
-    da = dgx[t]
-    for b in range(b0, b1):
-        for j in range(hidden):
-            i = tape[t, 0, b, j]
-            f = tape[t, 1, b, j]
-            g = tape[t, 2, b, j]
-            o = tape[t, 3, b, j]
-            tanh_c = tape[t, 4, b, j]
-            dh = dnext[0, b, j] + dy[t, b, j]
-            da_o = dh * tanh_c * o * (1 - o)
-            dc = dnext[1, b, j] + dh * o * (1 - tanh_c * tanh_c)
+    if phase == 1:
+        backproject(dgx[t, :rows], panels, u0, u1, work[0], dprev[0], False)
+        return
+    width = u1 - u0
+    w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]
+    for b in range(rows):
+        i_row, f_row, g_row = tape[t, 0, b, u0:u1], tape[t, 1, b, u0:u1], tape[t, 2, b, u0:u1]
+        o_row, tanh_c_row = tape[t, 3, b, u0:u1], tape[t, 4, b, u0:u1]
+        dh_next, dc_next, dy_row = dnext[0, b, u0:u1], dnext[1, b, u0:u1], dy[t, b, u0:u1]
+        c_prev, dc_prev_out = states[1, t, b, u0:u1], dprev[1, b, u0:u1]
+        da_row = dgx[t, b]
+        da_i_out, da_f_out = da_row[u0:u1], da_row[hidden + u0:hidden + u1]
+        da_g_out, da_o_out = da_row[2 * hidden + u0:2 * hidden + u1], da_row[3 * hidden + u0:3 * hidden + u1]
+        for k in range(width):
+            i, f, g, o, tanh_c = i_row[k], f_row[k], g_row[k], o_row[k], tanh_c_row[k]
+            dh = dh_next[k] + dy_row[k]
+            da_o = dh * tanh_c * o * (ONE - o)
+            dc = dc_next[k] + dh * o * (ONE - tanh_c * tanh_c)
             if PEEPHOLE:
-                dc += da_o * peep[2, j]
-            da_i = dc * g * i * (1 - i)
-            da_f = dc * c_prev[b, j] * f * (1 - f)
-            da_g = dc * i * (1 - g * g)
+                dc += da_o * w_co[k]
+            da_i = dc * g * i * (ONE - i)
+            da_f = dc * c_prev[k] * f * (ONE - f)
+            da_g = dc * i * (ONE - g * g)
             dc_prev = dc * f
             if PEEPHOLE:
-                dc_prev += da_i * peep[0, j] + da_f * peep[1, j]
-            dprev[1, b, j] = dc_prev
-            da[b, j] = da_i
-            da[b, hidden + j] = da_f
-            da[b, 2 * hidden + j] = da_g
-            da[b, 3 * hidden + j] = da_o
-    np.dot(da[b0:b1], w_hh, dprev[0][b0:b1])
+                dc_prev += da_i * w_ci[k] + da_f * w_cf[k]
+            dc_prev_out[k] = dc_prev
+            da_i_out[k] = da_i
+            da_f_out[k] = da_f
+            da_g_out[k] = da_g
+            da_o_out[k] = da_o
 
 
 class LSTMKernels(CellKernels):
     """What the shared CPU driver needs to run an LSTM (with or without peepholes)."""
 
     tape_planes = 5
+    template_forward = staticmethod(lstm_step_forward)
+    template_backward = staticmethod(lstm_step_backward)
+    forward_phases = FORWARD_PHASES
+    backward_phases = BACKWARD_PHASES
 
-    def __init__(self, cell):
+    def __init__(self, cell, dtype):
         suffix = "peephole" if cell.peephole else "plain"
-        super().__init__(cell, f"lstm_{suffix}",
-                         specialise(lstm_step_forward, suffix, PEEPHOLE=cell.peephole),
-                         specialise(lstm_step_backward, suffix, PEEPHOLE=cell.peephole))
+        super().__init__(cell, dtype, f"lstm_{suffix}", PEEPHOLE=cell.peephole)
 
     def _peepholes(self, params):
         if self.cell.peephole:
             return np.stack([params["weight_ci"], params["weight_cf"], params["weight_co"]])
         w_hh = params["weight_hh"]
-        return np.zeros((0, w_hh.shape[1]), w_hh.dtype)
+        return np.zeros((3, w_hh.shape[1]), w_hh.dtype)
 
-    def forward_weights(self, params):
-        return super().forward_weights(params) + (self._peepholes(params),)
+    def forward_weights(self, params, bounds):
+        return (params["weight_hh"], self._peepholes(params))
 
-    def backward_weights(self, params):
-        return super().backward_weights(params) + (self._peepholes(params),)
+    def backward_weights(self, params, bounds):
+        return (pack_backward_panels(params["weight_hh"], bounds), self._peepholes(params))
+
+    def backward_work(self, batch, hidden, dtype):
+        return (np.empty(batch * hidden, dtype),)
 
     def vector_gradients(self, dgx, states, tape):
         if not self.cell.peephole:

@@ -1,52 +1,71 @@
 """Plain RNN step functions for the CPU time loops: h' = act(W_ih x + b_ih + W_hh h + b_hh).
 
-No tape planes: the derivative of tanh and of relu both follow from h' itself.
-``RELU`` is bound per specialisation.
+No tape planes: the derivative of tanh and of relu both follow from h' itself. ``RELU``
+is bound per specialisation; both biases are folded into ``xproj``.
 """
 import numpy as np
 
-from .activations import tanh
 from .base import CellKernels
-from .specialise import specialise
+from .projection import backproject, gate_block, project
+from .units import pack_backward_panels
 
 RELU = False
+ONE = 1.0
+ZERO = 0.0
 
 
-def rnn_step_forward(t, b0, b1, xproj, states, tape, weights, work):
-    w_hh_t, b_hh = weights
-    hproj = work[0]
-    hidden = states.shape[3]
-    np.dot(states[0, t][b0:b1], w_hh_t, hproj[b0:b1])
-    for b in range(b0, b1):
-        for j in range(hidden):
-            a = xproj[t, b, j] + hproj[b, j] + b_hh[j]
-            if RELU:
-                states[0, t + 1, b, j] = 0.0 if a < 0 else a  # NaN stays NaN
-            else:
-                states[0, t + 1, b, j] = tanh(a)
+def tanh(a):  # pragma: no cover
+    raise NotImplementedError("bound by specialise()")
 
 
-def rnn_step_backward(t, b0, b1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
     (w_hh,) = weights
-    hidden = states.shape[3]
-    da = dgx[t]
-    for b in range(b0, b1):
-        for j in range(hidden):
-            dh = dnext[0, b, j] + dy[t, b, j]
-            h_new = states[0, t + 1, b, j]
+    batch, hidden = states.shape[2], states.shape[3]
+    width = u1 - u0
+    project(states[0, t, :rows], w_hh, 1, u0, u1, work[0], batch)
+    proj = gate_block(work[0], batch, hidden, 0, u0, u1, rows)
+    for b in range(rows):
+        x_row, p_row, h_out = xproj[t, b, u0:u1], proj[b], states[0, t + 1, b, u0:u1]
+        for k in range(width):
+            a = x_row[k] + p_row[k]
             if RELU:
-                da[b, j] = dh if h_new > 0 else 0.0
+                h_out[k] = ZERO if a < ZERO else a  # NaN stays NaN
             else:
-                da[b, j] = dh * (1 - h_new * h_new)
-    np.dot(da[b0:b1], w_hh, dprev[0][b0:b1])
+                h_out[k] = tanh(a)
+
+
+def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+    (panels,) = weights
+    if phase == 1:
+        backproject(dgx[t, :rows], panels, u0, u1, work[0], dprev[0], False)
+        return
+    width = u1 - u0
+    for b in range(rows):
+        dh_next, dy_row, h_new, da = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t + 1, b, u0:u1], \
+            dgx[t, b, u0:u1]
+        for k in range(width):
+            dh = dh_next[k] + dy_row[k]
+            if RELU:
+                da[k] = dh if h_new[k] > ZERO else ZERO
+            else:
+                da[k] = dh * (ONE - h_new[k] * h_new[k])
 
 
 class RNNKernels(CellKernels):
     """What the shared CPU driver needs to run a tanh or relu RNN."""
 
-    def __init__(self, cell):
-        relu = cell.nonlinearity == "relu"
-        suffix = cell.nonlinearity
-        super().__init__(cell, f"rnn_{suffix}",
-                         specialise(rnn_step_forward, suffix, RELU=relu),
-                         specialise(rnn_step_backward, suffix, RELU=relu))
+    backward_phases = 2
+    template_forward = staticmethod(rnn_step_forward)
+    template_backward = staticmethod(rnn_step_backward)
+
+    def __init__(self, cell, dtype):
+        super().__init__(cell, dtype, f"rnn_{cell.nonlinearity}", RELU=cell.nonlinearity == "relu")
+
+    def forward_weights(self, params, bounds):
+        return (params["weight_hh"],)
+
+    def backward_weights(self, params, bounds):
+        return (pack_backward_panels(params["weight_hh"], bounds),)
+
+    def backward_work(self, batch, hidden, dtype):
+        return (np.empty(batch * hidden, dtype),)

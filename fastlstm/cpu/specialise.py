@@ -25,7 +25,8 @@ def specialise(template, suffix, parallel=False, **bindings):
     suffix : str
         Appended to the function's name; must be unique per set of bindings.
     parallel : bool
-        Passed to ``numba.njit``.
+        Passed to ``numba.njit``. Division follows IEEE rules (``error_model="numpy"``),
+        which the loop vectoriser needs.
     **bindings
         Global names to (re)bind for this copy: Numba dispatchers, ints, bools.
     """
@@ -34,4 +35,4 @@ def specialise(template, suffix, parallel=False, **bindings):
     name = f"{template.__name__}_{suffix}"
     function = types.FunctionType(template.__code__, namespace, name, template.__defaults__)
     function.__qualname__ = name
-    return njit(cache=True, parallel=parallel)(function)
+    return njit(cache=True, parallel=parallel, error_model="numpy")(function)
