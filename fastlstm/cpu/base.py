@@ -20,9 +20,6 @@ class CellKernels:
     tape_planes = 0
     forward_phases = 1
     backward_phases = 1
-    # True when the gradient of the recurrent projection differs from that of the input
-    # projection (the GRU with reset_after=True, whose candidate sees r ⊙ (W_hn h + b_hn)).
-    separate_recurrent_gradient = False
 
     def __init__(self, cell, dtype, name, **bindings):
         self.cell = cell
@@ -48,10 +45,17 @@ class CellKernels:
     def backward_work(self, batch, hidden, dtype):
         return (np.empty(0, dtype),)
 
-    def recurrent_weight_gradient(self, dgh, states, tape):
-        """dW_hh = Σ_t dGh_tᵀ h_{t−1}: one GEMM over all steps."""
-        rows = dgh.reshape(-1, dgh.shape[-1])
-        return matmul_transposed(rows, states[0, :-1].reshape(-1, states.shape[-1]), chunk_count(len(rows)))
+    def recurrent_gradient_buffer(self, dgx):
+        """Where the backward loop writes what differs between the gradients of the recurrent
+        and the input projections (its ``dgh``); most cells have no difference: ``dgx`` itself."""
+        return dgx
+
+    def recurrent_gradients(self, dgx, dgh, states, tape):
+        """``weight_hh`` and ``bias_hh`` gradients: dW_hh = Σ_t dG_tᵀ h_{t−1} as one GEMM."""
+        rows = dgx.reshape(-1, dgx.shape[-1])
+        h_prev = states[0, :-1].reshape(-1, states.shape[-1])
+        return {"weight_hh": matmul_transposed(rows, h_prev, chunk_count(len(rows))),
+                "bias_hh": rows.sum(axis=0)}
 
     def vector_gradients(self, dgx, states, tape):
         return {}

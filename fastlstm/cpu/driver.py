@@ -186,7 +186,8 @@ def _backward_layer(tape, dy, dstate):
         dy = dy[:, order]
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
-    dgx_all = np.empty((steps, batch, directions * gate_width), dtype)
+    # With one direction the loop's dgx is already what the after-loop GEMMs read.
+    dgx_all = np.empty((steps, batch, directions * gate_width), dtype) if directions > 1 else None
     bounds = unit_bounds(hidden, chunk_count(hidden))
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
@@ -197,17 +198,16 @@ def _backward_layer(tape, dy, dstate):
             for k, d in enumerate(dstate[direction]):
                 dstates[steps % 2, k] = d
         dgx = np.zeros((steps, batch, gate_width), dtype)
-        dgh = np.zeros_like(dgx) if kernels.separate_recurrent_gradient else dgx
+        dgh = kernels.recurrent_gradient_buffer(dgx)
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         backward_loop(dy_dir, states, saved, dstates, dgx, dgh, kernels.backward_weights(p, bounds),
                       kernels.backward_work(batch, hidden, dtype), bounds, tape.active)
-        dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
-            dgx if direction == 0 else dgx[tape.reverse]
-        dgh_rows = dgh.reshape(-1, gate_width)
-        direction_grads = {
-            "weight_hh": kernels.recurrent_weight_gradient(dgh, states, saved),
-            "bias_hh": dgh_rows.sum(axis=0),
-        }
+        if dgx_all is None:
+            dgx_all = dgx
+        else:
+            dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
+                dgx if direction == 0 else dgx[tape.reverse]
+        direction_grads = kernels.recurrent_gradients(dgx, dgh, states, saved)
         direction_grads.update(kernels.vector_gradients(dgx, states, saved))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))

@@ -2,7 +2,10 @@
 
 reset_after=True: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); one 3H-wide recurrent
 projection per step. Tape planes: r, z, n, W_hn h + b_hn. ``b_hn`` stays in the step;
-the other recurrent biases are folded into ``xproj``.
+the other recurrent biases are folded into ``xproj``. The recurrent projection's
+gradient equals the input projection's except in n (r ⊙ da_n instead of da_n): the loop
+keeps only that column block (``dgh``, (T, B, H)), and forms each step's full
+recurrent gradient in a workspace.
 
 reset_after=False: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn). The candidate's
 projection needs every unit's r, so a forward step has two phases: the r and z
@@ -58,9 +61,10 @@ def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
 
 def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
     (panels,) = weights
+    recurrent_gradient, dh_work = work
     hidden = states.shape[3]
     if phase == 1:
-        backproject(dgh[t, :rows], panels, u0, u1, work[0], dprev[0], True)
+        backproject(recurrent_gradient[:rows], panels, u0, u1, dh_work, dprev[0], True)
         return
     width = u1 - u0
     for b in range(rows):
@@ -68,7 +72,8 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
                                        tape[t, 2, b, u0:u1], tape[t, 3, b, u0:u1])
         dh_next, dy_row, h_prev, dh_prev_out = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1], \
             dprev[0, b, u0:u1]
-        x_row, h_row = dgx[t, b], dgh[t, b]
+        dgh_n = dgh[t, b, u0:u1]
+        x_row, h_row = dgx[t, b], recurrent_gradient[b]
         dx_r, dx_z, dx_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
         dh_r, dh_z, dh_n = h_row[u0:u1], h_row[hidden + u0:hidden + u1], h_row[2 * hidden + u0:2 * hidden + u1]
         for k in range(width):
@@ -83,6 +88,7 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
             dh_r[k] = da_r
             dh_z[k] = da_z
             dh_n[k] = da_n * r
+            dgh_n[k] = da_n * r
             dh_prev_out[k] = dh * z
 
 
@@ -160,7 +166,6 @@ class GRUKernels(CellKernels):
 
     tape_planes = 4
     backward_phases = 2
-    separate_recurrent_gradient = True
     template_forward = staticmethod(gru_step_forward)
     template_backward = staticmethod(gru_step_backward)
 
@@ -181,7 +186,23 @@ class GRUKernels(CellKernels):
         return (pack_backward_panels(params["weight_hh"], bounds),)
 
     def backward_work(self, batch, hidden, dtype):
-        return (np.empty(batch * hidden, dtype),)
+        return (np.empty((batch, 3 * hidden), dtype), np.empty(batch * hidden, dtype))
+
+    def recurrent_gradient_buffer(self, dgx):
+        steps, batch, gate_width = dgx.shape
+        return np.zeros((steps, batch, gate_width // 3), dgx.dtype)
+
+    def recurrent_gradients(self, dgx, dgh, states, tape):
+        """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n (``dgh``)."""
+        hidden = states.shape[3]
+        rows = dgx.reshape(-1, 3 * hidden)
+        n_rows = dgh.reshape(-1, hidden)
+        h_prev = states[0, :-1].reshape(-1, hidden)
+        chunks = chunk_count(len(rows))
+        weight = np.concatenate([matmul_transposed(np.ascontiguousarray(rows[:, :2 * hidden]), h_prev, chunks),
+                                 matmul_transposed(n_rows, h_prev, chunks)])
+        return {"weight_hh": weight,
+                "bias_hh": np.concatenate([rows[:, :2 * hidden].sum(axis=0), n_rows.sum(axis=0)])}
 
 
 class GRUResetBeforeKernels(CellKernels):
@@ -211,13 +232,14 @@ class GRUResetBeforeKernels(CellKernels):
         return (np.empty((batch, hidden), dtype), np.empty((batch, 2 * hidden), dtype),
                 np.empty(batch * hidden, dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_weight_gradient(self, dgh, states, tape):
+    def recurrent_gradients(self, dgx, dgh, states, tape):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""
         hidden = states.shape[3]
-        rows = dgh.reshape(-1, dgh.shape[-1])
+        rows = dgx.reshape(-1, 3 * hidden)
         chunks = chunk_count(len(rows))
         h_prev = states[0, :-1].reshape(-1, hidden)
         reset_h = np.ascontiguousarray(tape[:, 3]).reshape(-1, hidden)
-        return np.concatenate([
+        weight = np.concatenate([
             matmul_transposed(np.ascontiguousarray(rows[:, :2 * hidden]), h_prev, chunks),
             matmul_transposed(np.ascontiguousarray(rows[:, 2 * hidden:]), reset_h, chunks)])
+        return {"weight_hh": weight, "bias_hh": rows.sum(axis=0)}

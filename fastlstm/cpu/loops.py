@@ -53,9 +53,10 @@ def backward_loop(dy, states, tape, dstates, dgx, dgh, weights, work, bounds, ac
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
     dstates[T % 2] holds the gradient of the final state, on return dstates[0] holds the
-    gradient of the initial state. dgx, dgh (T, B, G·H), zero on entry, receive the
-    gradients of the gate pre-activations with respect to the input and the recurrent
-    projections; rows past a sequence's end stay zero and pass the state gradient through.
+    gradient of the initial state. dgx (T, B, G·H), zero on entry, receives the gradients
+    of the gate pre-activations (the input projections'); dgh, the cell's
+    ``recurrent_gradient_buffer``, what differs for the recurrent projections. Rows past a
+    sequence's end stay zero and pass the state gradient through.
     """
     steps, batch = dy.shape[0], dy.shape[1]
     blocks = bounds.shape[0] - 1
