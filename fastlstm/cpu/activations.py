@@ -16,8 +16,7 @@ def _compile(function):
 
 
 _EXACT = {"sigmoid": _compile(gatemath.sigmoid), "tanh": _compile(gatemath.tanh)}
-_FLOAT32 = {"sigmoid": _compile(gatemath.sigmoid_float32), "tanh": _compile(gatemath.tanh_float32)} \
-    if hasattr(gatemath, "sigmoid_float32") else _EXACT
+_FLOAT32 = {"sigmoid": _compile(gatemath.sigmoid_float32), "tanh": _compile(gatemath.tanh_float32)}
 
 
 def bindings_for(dtype):
