@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastlstm check``."""
+"""Command line: ``python -m fastlstm check`` and ``python -m fastlstm bench``."""
 import argparse
 import sys
 
@@ -11,12 +11,27 @@ def main(argv=None):
     check.add_argument("--batch", type=int, default=8)
     check.add_argument("--input-size", type=int, default=16)
     check.add_argument("--hidden-size", type=int, default=32)
+    bench = commands.add_parser("bench", help="time the benchmark shapes against PyTorch and ONNX Runtime",
+                                description="Time fastlstm on the shapes table of fastlstm/benchmark/shapes.py "
+                                            "against PyTorch and ONNX Runtime, interleaved, with the same "
+                                            "weights, inputs and thread count.")
+    from .benchmark.command import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     args = parser.parse_args(argv)
     if args.command == "check":
         from .check import check as run_check
 
         ok = run_check(args.steps, args.batch, args.input_size, args.hidden_size)
         return 0 if ok else 1
+    if args.command == "bench":
+        from .benchmark.command import resolve, run as run_bench
+
+        try:
+            resolve(args)
+        except ValueError as error:
+            bench.error(str(error))
+        return run_bench(args)
     return 2
 
 

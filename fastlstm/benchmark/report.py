@@ -1,0 +1,144 @@
+"""The printed table and the JSON record of a benchmark run."""
+from __future__ import annotations
+
+import json
+
+PEER_COLUMNS = {"torch": "torch", "onnxruntime": "ort"}
+# Other processes using this many cores on average while timing make the times unreliable.
+BUSY_CORES = 0.1
+
+
+def _ms(summary):
+    return f"{1e3 * summary.median:.2f} ±{100 * summary.relative_iqr:.0f}%"
+
+
+def _row(values, columns):
+    """One line: each value aligned in its (name, alignment, width) column, one space apart."""
+    return " ".join(f"{str(value):{align}{width}}" for value, (_, align, width) in zip(values, columns)).rstrip()
+
+
+def _met(value):
+    return {True: "yes", False: "NO", None: "?"}[value]
+
+
+def _peers_in(results):
+    names = []
+    for result in results:
+        for peer in result.shape.peers:
+            if peer not in names:
+                names.append(peer)
+    return names
+
+
+def header_lines(machine: dict, settings: dict) -> list[str]:
+    """The lines above the table: run settings, machine, versions, what the columns mean.
+
+    Parameters
+    ----------
+    machine : dict from :func:`fastlstm.benchmark.machine.machine_info`
+    settings : dict with ``quick`` (bool), ``repeats``, ``warmup``, ``pause`` and
+        ``steps_note`` (str, how T was changed, empty when it was not)
+    """
+    sgemm = ", ".join(f"{n}×{n}: {g:.1f}" for n, g in machine["sgemm_gflops"].items())
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    mode = "quick" if settings["quick"] else "full"
+    load = machine.get("load_average")
+    lines = [
+        f"fastlstm bench ({mode}): {settings['repeats']} timed rounds after {settings['warmup']} "
+        f"warm-up, contenders interleaved with {settings['pause']:g} s pauses",
+        f"machine: {machine['cpu']}; {machine['threads']} threads for every contender "
+        f"(Numba, BLAS, torch intra-op, onnxruntime intra-op); "
+        f"NumPy sgemm GFLOP/s {sgemm}" + ("" if load is None else f"; load average {load:.2f}"),
+        f"versions: {versions}",
+    ]
+    others = machine.get("other_load_cores")
+    if others is not None:
+        verdict = "WARNING: the times below are not reliable" if others >= BUSY_CORES else "quiet enough"
+        lines.append(f"other processes used {others:.2f} cores on average while timing: {verdict}")
+    if settings.get("steps_note"):
+        lines.append(settings["steps_note"])
+    lines.append("ms: median ±IQR/median; ÷peer: median over rounds of time(fastlstm)/time(peer), "
+                 "met when ≤ target for every peer; GFLOP/s: fastlstm's GEMM flops "
+                 "(forward 2·T·B·(I+H)·G·H, training 3×) / its median time; others: cores used by "
+                 f"other processes while the row was timed (! from {BUSY_CORES}: unreliable row)")
+    return lines
+
+
+def format_table(results, machine: dict, settings: dict) -> str:
+    """The whole printed report: header lines, one row per shape, then notes.
+
+    Parameters
+    ----------
+    results : list of ShapeResult
+    machine, settings : see :func:`header_lines`
+
+    Returns
+    -------
+    str
+    """
+    peers = _peers_in(results)
+    columns = [("id", "<", 9), ("cell", "<", 22), ("I", ">", 4), ("H", ">", 4), ("B", ">", 3),
+               ("T", ">", 4), ("mode", ">", 9), ("dtype", ">", 7), ("fastlstm ms", ">", 15)]
+    columns += [(f"{PEER_COLUMNS[p]} ms", ">", 15) for p in peers]
+    columns += [(f"÷{PEER_COLUMNS[p]}", ">", 6) for p in peers]
+    columns += [("target", ">", 6), ("met", ">", 3), ("GFLOP/s", ">", 7), ("others", ">", 6)]
+    head = _row([name for name, _, _ in columns], columns)
+    lines = header_lines(machine, settings) + [head, "-" * len(head)]
+    notes = []
+    for result in results:
+        s = result.shape
+        ratios = result.ratios
+        cells = [s.key, s.label, s.input_size, s.hidden_size, s.batch, s.steps, s.mode, s.dtype,
+                 _ms(result.summary("fastlstm"))]
+        cells += [_ms(result.summary(p)) if p in result.times else "-" for p in peers]
+        cells += [f"{ratios[p]:.3f}" if p in ratios else "-" for p in peers]
+        others = "-" if result.other_load is None else \
+            f"{result.other_load:.2f}" + ("!" if result.other_load >= BUSY_CORES else "")
+        cells += [f"≤{s.target:.2f}", _met(result.met), f"{result.gflops:.1f}", others]
+        lines.append(_row(cells, columns))
+        for peer, reason in result.unavailable.items():
+            notes.append(f"  {s.key}: {peer} did not run: {reason}")
+    return "\n".join(lines + notes)
+
+
+def format_memory(results) -> str:
+    """The peak-memory block: one row per shape, fastlstm and torch in MiB and their ratio.
+
+    Parameters
+    ----------
+    results : list of (BenchShape, {contender: MemoryResult})
+    """
+    columns = [("id", "<", 9), ("cell", "<", 22), ("I", ">", 4), ("H", ">", 4), ("B", ">", 3),
+               ("T", ">", 4), ("dtype", ">", 7), ("fastlstm MiB", ">", 12), ("torch MiB", ">", 10),
+               ("ratio", ">", 6), ("method", "<", 9)]
+    lines = ["peak memory of one training step: growth of peak RSS over a warmed-up baseline, "
+             "each contender in a fresh process",
+             _row([name for name, _, _ in columns], columns)]
+    for shape, by_contender in results:
+        ours, theirs = by_contender["fastlstm"], by_contender["torch"]
+        mib = lambda m: f"{m.growth_mib:.1f}" if m.growth_mib is not None else "-"
+        ratio = f"{ours.growth_mib / theirs.growth_mib:.2f}" \
+            if ours.growth_mib is not None and theirs.growth_mib else "-"
+        methods = "/".join(sorted({m.method for m in (ours, theirs) if m.method}))
+        lines.append(_row([shape.key, shape.label, shape.input_size, shape.hidden_size, shape.batch,
+                           shape.steps, shape.dtype, mib(ours), mib(theirs), ratio, methods], columns))
+        for m in (ours, theirs):
+            if m.growth_mib is None:
+                lines.append(f"  {shape.key}: {m.contender} not measured: {m.reason}")
+    return "\n".join(lines)
+
+
+def to_json(results, machine: dict, settings: dict, memory=()) -> str:
+    """The run as JSON: ``machine``, ``settings``, ``results`` (one dict per shape, times in
+    seconds) and ``memory`` (MiB)."""
+    record = {
+        "machine": machine,
+        "settings": settings,
+        "results": [r.as_dict() for r in results],
+        "memory": [
+            {"key": shape.key, **{name: {"growth_mib": m.growth_mib, "method": m.method, "reason": m.reason}
+                                  for name, m in by_contender.items()}}
+            for shape, by_contender in memory
+        ],
+    }
+    return json.dumps(record, indent=2, default=str)

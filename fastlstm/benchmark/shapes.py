@@ -1,0 +1,206 @@
+"""The benchmark's shapes table: which layer, which sizes, which mode, against which peer.
+
+Every entry is one row of ``python -m fastlstm bench``. A row's key is its id, plus
+``/float64`` for the float64 variants (``"2"`` and ``"2/float64"`` are two rows).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("inference", "training")
+DTYPES = ("float32", "float64")
+PEERS = ("torch", "onnxruntime")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass(frozen=True)
+class BenchShape:
+    """One benchmarked problem.
+
+    Attributes
+    ----------
+    id : str
+        The table's shape id (``"1"`` … ``"8b"``), shared by a shape's dtype variants.
+    cell : {"lstm", "gru", "rnn"}
+    options : tuple of (str, object) pairs
+        Layer options beyond the sizes, e.g. ``(("peephole", True),)``.
+    input_size, hidden_size, batch, steps : int
+        I, H, B, T; the input ``x`` is (T, B, I), the output ``y`` (T, B, H).
+    mode : {"inference", "training"}
+        ``"inference"``: forward only, nothing recorded for backward. ``"training"``: forward
+        and backward of the whole sequence with ``dy`` given.
+    dtype : {"float32", "float64"}
+    peers : tuple of str
+        The implementations fastlstm is compared with (``"torch"``, ``"onnxruntime"``).
+    target : float
+        The goal for time(fastlstm) / time(peer), against every peer.
+    """
+
+    id: str
+    cell: str
+    options: tuple
+    input_size: int
+    hidden_size: int
+    batch: int
+    steps: int
+    mode: str
+    dtype: str
+    peers: tuple
+    target: float
+
+    def __post_init__(self):
+        if self.cell not in GATES:
+            raise ValueError(f"cell: expected one of {tuple(GATES)}, got {self.cell!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {DTYPES}, got {self.dtype!r}")
+        unknown = [p for p in self.peers if p not in PEERS]
+        if unknown:
+            raise ValueError(f"peers: expected names from {PEERS}, got {unknown}")
+
+    @property
+    def key(self) -> str:
+        """The row's unique name: the id, with ``/float64`` appended for float64 rows."""
+        return self.id if self.dtype == "float32" else f"{self.id}/{self.dtype}"
+
+    @property
+    def option_dict(self) -> dict:
+        return dict(self.options)
+
+    @property
+    def label(self) -> str:
+        """The cell as the table prints it, e.g. ``"LSTM+peephole"``."""
+        from ..cells import make_cell
+
+        return make_cell(self.cell, **self.option_dict).label
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    def make_layer(self, backend="cpu", seed=0, dtype=None):
+        """A fresh single-layer fastlstm layer of this shape.
+
+        Parameters
+        ----------
+        backend : {"cpu", "reference", "cuda"}
+        seed : int
+        dtype : str, optional
+            Overrides the shape's dtype (the reference oracle runs in float64).
+        """
+        import fastlstm
+
+        cls = {"lstm": fastlstm.LSTM, "gru": fastlstm.GRU, "rnn": fastlstm.RNN}[self.cell]
+        return cls(self.input_size, self.hidden_size, dtype=dtype or self.dtype, backend=backend,
+                   seed=seed, **self.option_dict)
+
+    def make_inputs(self, seed=0):
+        """Random ``x`` (T, B, I) and ``dy`` (T, B, H), standard normal, of the shape's dtype."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((self.steps, self.batch, self.input_size)).astype(self.dtype)
+        dy = rng.standard_normal((self.steps, self.batch, self.hidden_size)).astype(self.dtype)
+        return x, dy
+
+    def replace(self, **changes) -> "BenchShape":
+        """A copy with some fields changed (e.g. ``steps`` for quick runs)."""
+        return dataclasses.replace(self, **changes)
+
+
+def gemm_flops(shape: BenchShape) -> float:
+    """Floating-point operations of the GEMMs of one benchmarked call.
+
+    A forward pass multiplies a (T·B, I) input by the (I, G·H) input weights and, step by
+    step, a (B, H) state by the (H, G·H) recurrent weights: 2·T·B·(I + H)·G·H flops, with
+    G = 4 (LSTM), 3 (GRU), 1 (RNN). A training step counts 3× the forward: the backward
+    does two GEMMs of the same size per forward GEMM (the gradient of the input/state and
+    the gradient of the weights). Element-wise gate work is not counted.
+
+    Parameters
+    ----------
+    shape : BenchShape
+
+    Returns
+    -------
+    float
+    """
+    forward = 2.0 * shape.steps * shape.batch * (shape.input_size + shape.hidden_size) \
+        * shape.gates * shape.hidden_size
+    return 3.0 * forward if shape.mode == "training" else forward
+
+
+def _shape(id, cell, size, batch, steps, mode, target, peers=("torch",), input_size=None,
+           dtype="float32", **options):
+    return BenchShape(id=id, cell=cell, options=tuple(sorted(options.items())),
+                      input_size=input_size or size, hidden_size=size, batch=batch, steps=steps,
+                      mode=mode, dtype=dtype, peers=tuple(peers), target=target)
+
+
+SHAPES = (
+    _shape("1", "lstm", 256, batch=1, steps=150, mode="inference", target=0.5),
+    _shape("2", "lstm", 256, batch=64, steps=150, mode="training", target=0.75),
+    _shape("3", "lstm", 512, batch=64, steps=25, mode="training", target=0.75),
+    _shape("4", "lstm", 1024, batch=4, steps=25, mode="inference", target=0.5),
+    _shape("5", "gru", 512, batch=32, steps=100, mode="training", target=0.5),
+    _shape("6", "gru", 1024, batch=1, steps=100, mode="inference", target=0.5),
+    _shape("7a", "lstm", 64, input_size=8, batch=32, steps=200, mode="training", target=0.5),
+    _shape("7b", "gru", 64, input_size=8, batch=32, steps=200, mode="training", target=0.5),
+    # PyTorch has neither a peephole LSTM nor the reset-before GRU: ONNX Runtime has both.
+    _shape("8", "lstm", 256, batch=16, steps=100, mode="inference", target=0.5,
+           peers=("onnxruntime",), peephole=True),
+    _shape("8b", "gru", 256, batch=16, steps=100, mode="inference", target=0.5,
+           peers=("onnxruntime",), reset_after=False),
+    _shape("2", "lstm", 256, batch=64, steps=150, mode="training", target=1.0, dtype="float64"),
+    _shape("5", "gru", 512, batch=32, steps=100, mode="training", target=1.0, dtype="float64"),
+)
+
+
+def shape_ids(shapes=SHAPES) -> list[str]:
+    """The distinct shape ids of ``shapes``, in table order."""
+    return list(dict.fromkeys(s.id for s in shapes))
+
+
+def select_shapes(ids=None, dtypes=None, shapes=SHAPES) -> list[BenchShape]:
+    """The rows of ``shapes`` whose id is in ``ids`` and dtype in ``dtypes``.
+
+    Parameters
+    ----------
+    ids : iterable of str, optional
+        Shape ids (``"2"`` selects both its float32 and float64 rows); all when ``None``.
+    dtypes : iterable of str, optional
+        ``"float32"`` and/or ``"float64"``; all when ``None``.
+    shapes : sequence of BenchShape
+
+    Returns
+    -------
+    list of BenchShape, in table order
+
+    Raises
+    ------
+    ValueError
+        For an unknown id or dtype (the message lists the valid ones), or when the
+        combination selects no row.
+    """
+    valid = shape_ids(shapes)
+    ids = valid if ids is None else [str(i).strip() for i in ids]
+    unknown = [i for i in ids if i not in valid]
+    if unknown:
+        raise ValueError(f"unknown shape id(s) {', '.join(unknown)}; valid ids: {', '.join(valid)}")
+    dtypes = list(DTYPES) if dtypes is None else list(dtypes)
+    bad = [d for d in dtypes if d not in DTYPES]
+    if bad:
+        raise ValueError(f"unknown dtype(s) {', '.join(bad)}; valid: {', '.join(DTYPES)}")
+    chosen = [s for s in shapes if s.id in ids and s.dtype in dtypes]
+    if not chosen:
+        available = ", ".join(s.key for s in shapes if s.id in ids)
+        raise ValueError(f"shapes {', '.join(ids)} have no {'/'.join(dtypes)} rows; "
+                         f"available rows: {available}")
+    return chosen
+
+
+def quick_steps(steps: int, factor: int = 5, minimum: int = 10) -> int:
+    """The shortened T of quick runs: T / ``factor``, at least ``minimum`` (never above T)."""
+    return min(steps, max(minimum, steps // factor))

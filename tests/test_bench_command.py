@@ -1,0 +1,119 @@
+"""``python -m fastlstm bench``'s machinery on tiny problems: the table, its ratios, the flop
+count, the interleaving, argument errors and the memory probe. Nothing here asserts a speed."""
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from fastlstm.__main__ import main
+from fastlstm.benchmark import memory, report, timing
+from fastlstm.benchmark.shapes import SHAPES, gemm_flops, select_shapes
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+TINY = ["bench", "--quick", "--shapes", "7a", "--steps", "3", "--pause", "0", "--no-memory"]
+
+
+def table_row(text, key):
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] == [key]]
+    assert len(rows) == 1, text
+    return rows[0]
+
+
+def test_gemm_flops_match_the_formula_by_hand():
+    by_key = {s.key: s for s in SHAPES}
+    # shape 2, LSTM training: forward 2·T·B·(I+H)·4H = 2·150·64·(256+256)·1024, times 3
+    assert gemm_flops(by_key["2"]) == 3 * 2 * 150 * 64 * 512 * 1024 == 30_198_988_800
+    # shape 6, GRU inference: 2·T·B·(I+H)·3H = 2·100·1·(1024+1024)·3072
+    assert gemm_flops(by_key["6"]) == 2 * 100 * 1 * 2048 * 3072 == 1_258_291_200
+    # shape 7b, GRU training with I ≠ H: 3 · 2·200·32·(8+64)·192
+    assert gemm_flops(by_key["7b"]) == 3 * 2 * 200 * 32 * 72 * 192 == 530_841_600
+
+
+def test_table_has_the_row_and_its_ratio_is_fastlstm_over_peer(capsys, tmp_path):
+    # One round: the median of per-round ratios is then exactly the ratio of the two times.
+    json_path = tmp_path / "bench.json"
+    assert main(TINY + ["--repeats", "1", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    row = table_row(out, "7a")
+    assert row[1:8] == ["LSTM", "8", "64", "32", "3", "training", "float32"]
+    fast_ms = float(row[8])
+    assert fast_ms > 0 and row[9].startswith("±")
+    assert "quick mode" not in out and "T set to 3" in out
+    assert "sgemm" in out and "versions:" in out
+    record = json.loads(json_path.read_text())
+    assert record["results"][0]["key"] == "7a"
+    if not HAS_TORCH:
+        assert row[10] == "-" and "torch did not run" in out
+        return
+    torch_ms, ratio = float(row[10]), float(row[12])
+    # printed values: ms to 2 decimals, the ratio to 3
+    slack = (fast_ms / torch_ms) * (0.005 / fast_ms + 0.005 / torch_ms) + 0.0005 + 1e-9
+    assert abs(ratio - fast_ms / torch_ms) <= slack
+    times = record["results"][0]["times_s"]
+    assert record["results"][0]["ratios"]["torch"] == pytest.approx(times["fastlstm"][0] / times["torch"][0])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_json_ratio_is_the_median_of_per_round_ratios(capsys, tmp_path):
+    json_path = tmp_path / "bench.json"
+    assert main(TINY + ["--repeats", "3", "--json", str(json_path)]) == 0
+    result = json.loads(json_path.read_text())["results"][0]
+    fast, peer = np.array(result["times_s"]["fastlstm"]), np.array(result["times_s"]["torch"])
+    assert len(fast) == len(peer) == 3
+    assert result["ratios"]["torch"] == pytest.approx(np.median(fast / peer))
+    assert result["median_ms"]["fastlstm"] == pytest.approx(1e3 * np.median(fast))
+    assert result["gflops"] == pytest.approx(result["flops"] / np.median(fast) / 1e9)
+    assert result["met"] == (result["ratios"]["torch"] <= result["target"])
+
+
+def test_unknown_shape_id_names_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--shapes", "2,99"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "99" in err and "valid ids: 1, 2, 3, 4, 5, 6, 7a, 7b, 8, 8b" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "--repeats"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--steps", "-1"], "--steps"),
+    (["--shapes", "1", "--dtype", "float64"], "no float64 rows"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        main(["bench"] + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_shape_ids_select_every_dtype_row():
+    assert [s.key for s in select_shapes(["2"])] == ["2", "2/float64"]
+    assert [s.key for s in select_shapes(["2", "5"], ["float64"])] == ["2/float64", "5/float64"]
+
+
+def test_contenders_run_interleaved_after_untimed_warmup():
+    calls = []
+    contenders = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
+    ticks = iter(range(100))
+    times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0,
+                                     clock=lambda: next(ticks), sleep=lambda s: None)
+    assert calls == list("ABC") * 3
+    assert times == {"A": [1, 1], "B": [1, 1], "C": [1, 1]}
+    assert timing.median_ratio([1.0, 2.0, 9.0], [2.0, 2.0, 3.0]) == 1.0
+    summary = timing.summarise([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (summary.median, summary.q1, summary.q3) == (3.0, 2.0, 4.0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS read from /proc")
+def test_memory_probe_measures_a_training_step_in_a_fresh_process():
+    shape = {s.key: s for s in SHAPES}["7a"]  # T=200, B=32, I=8, H=64, float32
+    result = memory.measure(shape, "fastlstm", timeout=300)
+    assert result.growth_mib is not None, result.reason
+    # Any LSTM training step keeps at least the T·B·H hidden states for the weight gradients.
+    assert 200 * 32 * 64 * 4 / 2 ** 20 <= result.growth_mib < 1024
+    text = report.format_memory([(shape, {"fastlstm": result,
+                                          "torch": memory.MemoryResult("7a", "torch", 2 * result.growth_mib,
+                                                                       "VmHWM")})])
+    assert text.splitlines()[-1].split()[-2] == "0.50"
