@@ -97,10 +97,19 @@ def test_contenders_run_interleaved_after_untimed_warmup():
     calls = []
     contenders = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
     ticks = iter(range(100))
-    times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0,
+    times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0, min_block=0.0,
                                      clock=lambda: next(ticks), sleep=lambda s: None)
     assert calls == list("ABC") * 3
     assert times == {"A": [1, 1], "B": [1, 1], "C": [1, 1]}
+
+
+def test_short_calls_are_timed_in_blocks_that_fill_the_minimum():
+    calls = []
+    times = timing.interleaved_times({"A": lambda: calls.append("A")}, repeats=2, warmup=1, pause=0.0,
+                                     min_block=3.5, clock=lambda: len(calls), sleep=lambda s: None)
+    # Each call takes one tick of this clock: the warm-up call measures 1, so a block is 4 calls.
+    assert len(calls) == 9
+    assert times == {"A": [1.0, 1.0]}
     assert timing.median_ratio([1.0, 2.0, 9.0], [2.0, 2.0, 3.0]) == 1.0
     summary = timing.summarise([1.0, 2.0, 3.0, 4.0, 100.0])
     assert (summary.median, summary.q1, summary.q3) == (3.0, 2.0, 4.0)

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{QUICK_REPEATS} rounds, sgemm at 1024 only, no memory unless --memory")
     parser.add_argument("--repeats", type=int, default=None,
                         help=f"timed rounds per shape (default {FULL_REPEATS}, quick {QUICK_REPEATS})")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1, at least 1)")
     parser.add_argument("--pause", type=float, default=PAUSE_S,
                         help=f"seconds idle before each timed call (default {PAUSE_S})")
     parser.add_argument("--shapes", default=None,
@@ -55,8 +55,8 @@ def resolve(args):
     repeats = args.repeats if args.repeats is not None else (QUICK_REPEATS if args.quick else FULL_REPEATS)
     if repeats < 1:
         raise ValueError(f"--repeats: expected a positive integer, got {repeats}")
-    if args.warmup < 0:
-        raise ValueError(f"--warmup: expected a non-negative integer, got {args.warmup}")
+    if args.warmup < 1:
+        raise ValueError(f"--warmup: expected a positive integer, got {args.warmup}")
     if not args.pause >= 0:
         raise ValueError(f"--pause: expected seconds ≥ 0, got {args.pause}")
     if args.steps is not None and args.steps < 1:
@@ -108,7 +108,7 @@ def run(args, out=print, progress=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from .machine import OtherLoad, machine_info
-    from .peers import numba_threads
+    from .peers import load_peers, numba_threads
     from .report import format_memory, format_table, to_json
     from .suite import run_suite
 
@@ -122,6 +122,7 @@ def run(args, out=print, progress=None) -> int:
                  f"I={s.input_size} H={s.hidden_size} B={s.batch} T={s.steps}")
 
     threads = numba_threads()
+    load_peers(threads)
     machine = machine_info(threads, settings["sgemm_sizes"])
     other_load = OtherLoad().start()
     with threadpool_limits(limits=threads, user_api="blas"):

@@ -1,6 +1,7 @@
 """Interleaved timing of several contenders and the statistics the table reports."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -11,6 +12,8 @@ import numpy as np
 # OpenBLAS, PyTorch's OpenMP, ONNX Runtime's) go idle, so that nobody is timed while
 # another's threads still hold a core.
 PAUSE_S = 0.2
+# Each timed sample is a block of back-to-back calls at least this long.
+MIN_BLOCK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,41 +45,51 @@ def summarise(times) -> Summary:
 
 
 def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: int,
-                      warmup: int = 1, pause: float = PAUSE_S,
+                      warmup: int = 1, pause: float = PAUSE_S, min_block: float = MIN_BLOCK_S,
                       clock=time.perf_counter, sleep=time.sleep) -> dict[str, list[float]]:
     """Time each contender ``repeats`` times, in rounds A, B, C, A, B, C, ….
 
     Every contender is first called ``warmup`` times (untimed: compilation, first-touch
-    allocations, session set-up). Before each call, timed or not, the run pauses ``pause``
-    seconds.
+    allocations, session set-up); the last warm-up call also measures how many
+    back-to-back calls fill ``min_block`` seconds. In each round every contender gets, after
+    a pause of ``pause`` seconds, one block of that many calls; its time is the block's
+    duration over its number of calls. A single call after an idle pause pays for waking
+    the thread pool and refilling the caches (measured: a 2 ms PyTorch LSTM inference took
+    8 ms that way), which a user's loop of calls does not; the block measures the loop.
 
     Parameters
     ----------
     contenders : mapping name -> zero-argument callable
     repeats : int, ≥ 1
-    warmup : int, ≥ 0
+    warmup : int, ≥ 1
     pause : float, seconds
+    min_block : float, seconds; 0 times single calls
     clock, sleep : the timer and the pause (replaceable in tests)
 
     Returns
     -------
-    dict name -> list of ``repeats`` wall-clock durations in seconds, in round order
+    dict name -> list of ``repeats`` per-call wall-clock durations in seconds, in round order
     """
     if repeats < 1:
         raise ValueError(f"repeats: expected a positive integer, got {repeats}")
-    if warmup < 0:
-        raise ValueError(f"warmup: expected a non-negative integer, got {warmup}")
-    for _ in range(warmup):
-        for run in contenders.values():
+    if warmup < 1:
+        raise ValueError(f"warmup: expected a positive integer, got {warmup}")
+    calls = {}
+    for name, run in contenders.items():
+        for _ in range(warmup):
             sleep(pause)
+            start = clock()
             run()
+            single = clock() - start
+        calls[name] = max(1, math.ceil(min_block / single)) if single > 0 else 1
     times = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
             sleep(pause)
             start = clock()
-            run()
-            times[name].append(clock() - start)
+            for _ in range(calls[name]):
+                run()
+            times[name].append((clock() - start) / calls[name])
     return times
 
 
