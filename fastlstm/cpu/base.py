@@ -11,9 +11,12 @@ gradients after the loop.
 import numpy as np
 
 from .activations import bindings_for
-from .gemm import matmul_transposed
+from .gemm import weight_gradient
 from .specialise import specialise
 from .threads import chunk_count
+
+# ``weight_gradient``'s "no element-wise factor", per dtype.
+NO_SCALE = {np.dtype(t): np.zeros((0, 0, 0, 0), t) for t in (np.float32, np.float64)}
 
 
 class CellKernels:
@@ -45,17 +48,13 @@ class CellKernels:
     def backward_work(self, batch, hidden, dtype):
         return (np.empty(0, dtype),)
 
-    def recurrent_gradient_buffer(self, dgx):
-        """Where the backward loop writes what differs between the gradients of the recurrent
-        and the input projections (its ``dgh``); most cells have no difference: ``dgx`` itself."""
-        return dgx
-
-    def recurrent_gradients(self, dgx, dgh, states, tape):
+    def recurrent_gradients(self, dgx, states, tape):
         """``weight_hh`` and ``bias_hh`` gradients: dW_hh = Σ_t dG_tᵀ h_{t−1} as one GEMM."""
         rows = dgx.reshape(-1, dgx.shape[-1])
         h_prev = states[0, :-1].reshape(-1, states.shape[-1])
-        return {"weight_hh": matmul_transposed(rows, h_prev, chunk_count(len(rows))),
-                "bias_hh": rows.sum(axis=0)}
+        weight, bias = weight_gradient(rows, 0, rows.shape[1], h_prev, NO_SCALE[dgx.dtype], 0,
+                                       chunk_count(len(rows)))
+        return {"weight_hh": weight, "bias_hh": bias}
 
     def vector_gradients(self, dgx, states, tape):
         return {}

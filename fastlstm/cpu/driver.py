@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import loops
-from .gemm import matmul, matmul_transposed
+from .base import NO_SCALE
+from .gemm import matmul, weight_gradient
 from .specialise import specialise
 from .threads import chunk_count, single_threaded_blas
 from .units import unit_bounds
@@ -198,16 +199,15 @@ def _backward_layer(tape, dy, dstate):
             for k, d in enumerate(dstate[direction]):
                 dstates[steps % 2, k] = d
         dgx = np.zeros((steps, batch, gate_width), dtype)
-        dgh = kernels.recurrent_gradient_buffer(dgx)
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
-        backward_loop(dy_dir, states, saved, dstates, dgx, dgh, kernels.backward_weights(p, bounds),
+        backward_loop(dy_dir, states, saved, dstates, dgx, kernels.backward_weights(p, bounds),
                       kernels.backward_work(batch, hidden, dtype), bounds, tape.active)
         if dgx_all is None:
             dgx_all = dgx
         else:
             dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
                 dgx if direction == 0 else dgx[tape.reverse]
-        direction_grads = kernels.recurrent_gradients(dgx, dgh, states, saved)
+        direction_grads = kernels.recurrent_gradients(dgx, states, saved)
         direction_grads.update(kernels.vector_gradients(dgx, states, saved))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
@@ -216,8 +216,8 @@ def _backward_layer(tape, dy, dstate):
     w_ih = np.concatenate([p["weight_ih"] for p in tape.params])
     dx = np.empty((steps, batch, inputs), dtype)
     matmul(rows, w_ih, dx.reshape(-1, inputs), chunk_count(steps * batch))
-    dw_ih = matmul_transposed(rows, x.reshape(-1, inputs), chunk_count(steps * batch))
-    db_ih = rows.sum(axis=0)
+    dw_ih, db_ih = weight_gradient(rows, 0, rows.shape[1], x.reshape(-1, inputs), NO_SCALE[dtype], 0,
+                                   chunk_count(steps * batch))
     for direction, direction_grads in enumerate(grads):
         block = slice(direction * gate_width, (direction + 1) * gate_width)
         direction_grads["weight_ih"] = dw_ih[block]

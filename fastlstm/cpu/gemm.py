@@ -6,6 +6,9 @@ after the time loops are parallelised the same way as the recurrent ones: by row
 import numpy as np
 from numba import njit, prange
 
+# Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
+_BLOCK_ROWS = 256
+
 
 @njit(cache=True, parallel=True)
 def matmul(a, b, out, nchunks):
@@ -18,14 +21,53 @@ def matmul(a, b, out, nchunks):
         np.dot(a[r0:r1], b, out[r0:r1])
 
 
-@njit(cache=True, parallel=True)
-def matmul_transposed(a, b, nchunks):
-    """aᵀ @ b, with a (M, N), b (M, K): each thread reduces its own block of M rows."""
-    rows = a.shape[0]
+@njit(cache=True, parallel=True, error_model="numpy")
+def weight_gradient(dgates, col0, col1, inputs, scale, plane, nchunks):
+    """A weight gradient and its bias gradient, summed over every row (time step × sequence).
+
+    Parameters
+    ----------
+    dgates : ndarray, shape (M, N), C-contiguous: gate pre-activation gradients
+    col0, col1 : int, the columns of ``dgates`` to use
+    inputs : ndarray, shape (M, K), C-contiguous: what those gates multiplied
+    scale, plane : a cell's tape, ndarray (T, planes, B, col1 − col0) with T·B = M, and
+        the plane whose values multiply ``dgates[:, col0:col1]`` element-wise first (row
+        m = t·B + b by ``scale[t, plane, b]``); or shape (0, 0, 0, 0) for none
+    nchunks : int, row blocks run in parallel
+
+    Returns
+    -------
+    weight : ndarray, shape (col1 − col0, K), Σ_m g_mᵀ inputs_m
+    bias : ndarray, shape (col1 − col0,), Σ_m g_m
+    """
+    rows, width, inner = dgates.shape[0], col1 - col0, inputs.shape[1]
     chunks = max(1, min(nchunks, rows))
-    partial = np.zeros((chunks, a.shape[1], b.shape[1]), a.dtype)
+    whole = col0 == 0 and col1 == dgates.shape[1] and scale.shape[0] == 0
+    weight_parts = np.zeros((chunks, width, inner), dgates.dtype)
+    bias_parts = np.zeros((chunks, width), dgates.dtype)
     for chunk in prange(chunks):
         r0 = chunk * rows // chunks
         r1 = (chunk + 1) * rows // chunks
-        np.dot(a[r0:r1].T, b[r0:r1], partial[chunk])
-    return partial.sum(axis=0)
+        bias = bias_parts[chunk]
+        if whole:
+            np.dot(dgates[r0:r1].T, inputs[r0:r1], weight_parts[chunk])
+            for r in range(r0, r1):
+                bias += dgates[r]
+            continue
+        block = np.empty((_BLOCK_ROWS, width), dgates.dtype)
+        product = np.empty((width, inner), dgates.dtype)
+        for start in range(r0, r1, _BLOCK_ROWS):
+            count = min(_BLOCK_ROWS, r1 - start)
+            for r in range(count):
+                source, target = dgates[start + r, col0:col1], block[r]
+                if scale.shape[0] > 0:
+                    m = start + r
+                    factor = scale[m // scale.shape[2], plane, m % scale.shape[2]]
+                    for c in range(width):
+                        target[c] = source[c] * factor[c]
+                else:
+                    target[:] = source
+                bias += target
+            np.dot(block[:count].T, inputs[start:start + count], product)
+            weight_parts[chunk] += product
+    return weight_parts.sum(axis=0), bias_parts.sum(axis=0)

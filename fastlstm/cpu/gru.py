@@ -3,9 +3,9 @@
 reset_after=True: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); one 3H-wide recurrent
 projection per step. Tape planes: r, z, n, W_hn h + b_hn. ``b_hn`` stays in the step;
 the other recurrent biases are folded into ``xproj``. The recurrent projection's
-gradient equals the input projection's except in n (r ⊙ da_n instead of da_n): the loop
-keeps only that column block (``dgh``, (T, B, H)), and forms each step's full
-recurrent gradient in a workspace.
+gradient equals the input projection's except in n (r ⊙ da_n instead of da_n): each
+step forms it in a workspace, and the weight gradient after the loop forms r ⊙ da_n
+again block by block, so no (T, B, H) array of it is kept.
 
 reset_after=False: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn). The candidate's
 projection needs every unit's r, so a forward step has two phases: the r and z
@@ -16,8 +16,8 @@ n, r ⊙ h. Every bias is folded into ``xproj``.
 """
 import numpy as np
 
-from .base import CellKernels
-from .gemm import matmul_transposed
+from .base import NO_SCALE, CellKernels
+from .gemm import weight_gradient
 from .projection import backproject, gate_block, project
 from .threads import chunk_count
 from .units import pack_backward_panels, unit_block
@@ -59,7 +59,7 @@ def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
             hn_out[k] = hn
 
 
-def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
     (panels,) = weights
     recurrent_gradient, dh_work = work
     hidden = states.shape[3]
@@ -72,7 +72,6 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
                                        tape[t, 2, b, u0:u1], tape[t, 3, b, u0:u1])
         dh_next, dy_row, h_prev, dh_prev_out = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1], \
             dprev[0, b, u0:u1]
-        dgh_n = dgh[t, b, u0:u1]
         x_row, h_row = dgx[t, b], recurrent_gradient[b]
         dx_r, dx_z, dx_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
         dh_r, dh_z, dh_n = h_row[u0:u1], h_row[hidden + u0:hidden + u1], h_row[2 * hidden + u0:2 * hidden + u1]
@@ -88,7 +87,6 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
             dh_r[k] = da_r
             dh_z[k] = da_z
             dh_n[k] = da_n * r
-            dgh_n[k] = da_n * r
             dh_prev_out[k] = dh * z
 
 
@@ -122,7 +120,7 @@ def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, t
             h_out[k] = n + z_row[k] * (h_prev[k] - n)
 
 
-def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights,
+def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights,
                                    work):
     panels_rz, panels_n = weights
     da_n_rows, da_rz, d_rh_work, dh_work = work
@@ -188,21 +186,16 @@ class GRUKernels(CellKernels):
     def backward_work(self, batch, hidden, dtype):
         return (np.empty((batch, 3 * hidden), dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_gradient_buffer(self, dgx):
-        steps, batch, gate_width = dgx.shape
-        return np.zeros((steps, batch, gate_width // 3), dgx.dtype)
-
-    def recurrent_gradients(self, dgx, dgh, states, tape):
-        """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n (``dgh``)."""
+    def recurrent_gradients(self, dgx, states, tape):
+        """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n, formed block by block."""
         hidden = states.shape[3]
         rows = dgx.reshape(-1, 3 * hidden)
-        n_rows = dgh.reshape(-1, hidden)
         h_prev = states[0, :-1].reshape(-1, hidden)
         chunks = chunk_count(len(rows))
-        weight = np.concatenate([matmul_transposed(np.ascontiguousarray(rows[:, :2 * hidden]), h_prev, chunks),
-                                 matmul_transposed(n_rows, h_prev, chunks)])
-        return {"weight_hh": weight,
-                "bias_hh": np.concatenate([rows[:, :2 * hidden].sum(axis=0), n_rows.sum(axis=0)])}
+        weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
+        weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, h_prev, tape, 0, chunks)
+        return {"weight_hh": np.concatenate([weight_rz, weight_n]),
+                "bias_hh": np.concatenate([bias_rz, bias_n])}
 
 
 class GRUResetBeforeKernels(CellKernels):
@@ -232,14 +225,14 @@ class GRUResetBeforeKernels(CellKernels):
         return (np.empty((batch, hidden), dtype), np.empty((batch, 2 * hidden), dtype),
                 np.empty(batch * hidden, dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_gradients(self, dgx, dgh, states, tape):
+    def recurrent_gradients(self, dgx, states, tape):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""
         hidden = states.shape[3]
         rows = dgx.reshape(-1, 3 * hidden)
         chunks = chunk_count(len(rows))
         h_prev = states[0, :-1].reshape(-1, hidden)
         reset_h = np.ascontiguousarray(tape[:, 3]).reshape(-1, hidden)
-        weight = np.concatenate([
-            matmul_transposed(np.ascontiguousarray(rows[:, :2 * hidden]), h_prev, chunks),
-            matmul_transposed(np.ascontiguousarray(rows[:, 2 * hidden:]), reset_h, chunks)])
-        return {"weight_hh": weight, "bias_hh": rows.sum(axis=0)}
+        weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
+        weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, reset_h, NO_SCALE[rows.dtype], 0, chunks)
+        return {"weight_hh": np.concatenate([weight_rz, weight_n]),
+                "bias_hh": np.concatenate([bias_rz, bias_n])}

@@ -20,7 +20,7 @@ def step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, wor
     raise NotImplementedError("bound by specialise()")
 
 
-def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights,
+def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights,
                   work):  # pragma: no cover
     raise NotImplementedError("bound by specialise()")
 
@@ -48,15 +48,14 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active):
             states[:, t + 1, running:] = states[:, t, running:]
 
 
-def backward_loop(dy, states, tape, dstates, dgx, dgh, weights, work, bounds, active):
+def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active):
     """Run ``T`` steps backward.
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
     dstates[T % 2] holds the gradient of the final state, on return dstates[0] holds the
     gradient of the initial state. dgx (T, B, G·H), zero on entry, receives the gradients
-    of the gate pre-activations (the input projections'); dgh, the cell's
-    ``recurrent_gradient_buffer``, what differs for the recurrent projections. Rows past a
-    sequence's end stay zero and pass the state gradient through.
+    of the gate pre-activations; rows past a sequence's end stay zero and pass the state
+    gradient through.
     """
     steps, batch = dy.shape[0], dy.shape[1]
     blocks = bounds.shape[0] - 1
@@ -68,6 +67,6 @@ def backward_loop(dy, states, tape, dstates, dgx, dgh, weights, work, bounds, ac
             for phase in range(BACKWARD_PHASES):
                 for block in prange(blocks):
                     step_backward(phase, t, running, bounds[block], bounds[block + 1],
-                                  dy, states, tape, dnext, dprev, dgx, dgh, weights, work)
+                                  dy, states, tape, dnext, dprev, dgx, weights, work)
         if running < batch:
             dprev[:, running:] = dnext[:, running:]

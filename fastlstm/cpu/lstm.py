@@ -70,7 +70,7 @@ def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights
             tanh_c_out[k] = tanh_c
 
 
-def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
     panels, peep = weights
     hidden = states.shape[3]
     if phase == 1:

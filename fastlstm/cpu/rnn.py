@@ -34,7 +34,7 @@ def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
                 h_out[k] = tanh(a)
 
 
-def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, dgh, weights, work):
+def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
     (panels,) = weights
     if phase == 1:
         backproject(dgx[t, :rows], panels, u0, u1, work[0], dprev[0], False)
