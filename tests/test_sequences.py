@@ -1,5 +1,7 @@
 """Stacks, directions, variable lengths, batch_first and states in and out (DESIGN.md's
 PyTorch / ONNX sequence_lens semantics), on every backend against the reference."""
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -25,14 +27,30 @@ def sequence_problems(draw, variant):
     )
 
 
+@contextmanager
+def backward_segments_of(rows):
+    """Run the cpu backward in segments of ``rows`` (step, sequence) rows (at least one step)."""
+    from fastlstm.cpu import driver
+
+    saved, driver.SEGMENT_ROWS = driver.SEGMENT_ROWS, rows
+    try:
+        yield
+    finally:
+        driver.SEGMENT_ROWS = saved
+
+
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
 @given(data=st.data())
 def test_cpu_matches_reference_with_every_sequence_option(variant, data):
+    """Also over the backward's segment length: one step per segment, a few, or all at once."""
     options = data.draw(sequence_problems(variant))
+    segment_rows = data.draw(st.sampled_from([1, 3, 8, 2048]))
     problem = make_problem(**options)
     dtype = options["dtype"]
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    assert_matches_reference(run(problem, "cpu"), run(problem, "reference"), dtype, naive)
+    with backward_segments_of(segment_rows):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
 
 def _sequence_alone(problem, b, backend):

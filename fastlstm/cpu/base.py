@@ -48,13 +48,18 @@ class CellKernels:
     def backward_work(self, batch, hidden, dtype):
         return (np.empty(0, dtype),)
 
-    def recurrent_gradients(self, dgx, states, tape):
-        """``weight_hh`` and ``bias_hh`` gradients: dW_hh = Σ_t dG_tᵀ h_{t−1} as one GEMM."""
+    def recurrent_gradients(self, dgx, states, tape, t0, t1):
+        """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients: Σ_t dG_tᵀ h_{t−1} as one GEMM.
+
+        ``dgx`` (t1 − t0, B, G·H) holds those steps' gate gradients; ``states`` and
+        ``tape`` are the whole forward's.
+        """
         rows = dgx.reshape(-1, dgx.shape[-1])
-        h_prev = states[0, :-1].reshape(-1, states.shape[-1])
+        h_prev = states[0, t0:t1].reshape(-1, states.shape[-1])
         weight, bias = weight_gradient(rows, 0, rows.shape[1], h_prev, NO_SCALE[dgx.dtype], 0,
                                        chunk_count(len(rows)))
         return {"weight_hh": weight, "bias_hh": bias}
 
-    def vector_gradients(self, dgx, states, tape):
+    def vector_gradients(self, dgx, states, tape, t0, t1):
+        """Gradients of the cell's element-wise weight vectors over steps t0 … t1 − 1."""
         return {}

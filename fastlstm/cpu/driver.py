@@ -2,10 +2,10 @@
 
 Every GEMM runs on Numba's threads (``gemm``). Forward: one GEMM projects every time
 step's input for both directions, then the specialised forward loop runs each
-direction's recurrence. Backward: the specialised
-backward loop produces every step's gate pre-activation gradients; ``dx`` and the
-input-weight gradients of both directions are then one GEMM each, the recurrent-weight
-gradient one GEMM per direction, the biases one reduction.
+direction's recurrence. Backward runs each direction's loop in segments of a few
+thousand (step, sequence) rows, from the last step back: after each segment, its rows'
+``dx``, input- and recurrent-weight gradients and bias sums are one GEMM or reduction
+each, so a training step never holds the gate gradients of every step at once.
 
 Variable lengths: the batch is sorted by non-increasing length on entry (and unsorted on
 exit), so that at each step the sequences still running are a prefix of the rows and
@@ -24,6 +24,10 @@ from .threads import chunk_count, single_threaded_blas
 from .units import unit_bounds
 
 _compiled_loops = {}
+
+# Steps × sequences of gate gradients held at once in backward: the segment's after-loop
+# GEMMs are still large, and the (T, B, G·H) array of all steps is never allocated.
+SEGMENT_ROWS = 2048
 
 
 def _loops_for(kernels):
@@ -138,6 +142,31 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
     return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
 
 
+def _accumulate(total, part):
+    for name, value in part.items():
+        if name in total:
+            total[name] += value
+        else:
+            total[name] = value
+
+
+def _input_gradients(dgx, weight_ih, x, dx, direction, reverse_time, rows_of_batch, t0, t1, chunks):
+    """A segment's input-side gradients: its dx rows (written by the forward direction,
+    added by the reverse one at the natural time of each of its steps) and its share of
+    ``weight_ih`` and ``bias_ih``."""
+    inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
+    if direction == 0:
+        x_rows = x[t0:t1].reshape(-1, inputs)
+        matmul(rows, weight_ih, dx[t0:t1].reshape(-1, inputs), chunks)
+    else:
+        x_rows = x[reverse_time, rows_of_batch].reshape(-1, inputs)
+        dx_segment = np.empty((t1 - t0, x.shape[1], inputs), x.dtype)
+        matmul(rows, weight_ih, dx_segment.reshape(-1, inputs), chunks)
+        dx[reverse_time, rows_of_batch] += dx_segment
+    weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows, NO_SCALE[x.dtype], 0, chunks)
+    return {"weight_ih": weight, "bias_ih": bias}
+
+
 def _unsort(array, order, axis):
     """Undo the batch sort along ``axis`` (``order`` None: no sort, ``array`` itself)."""
     if order is None:
@@ -187,39 +216,36 @@ def _backward_layer(tape, dy, dstate):
         dy = dy[:, order]
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
-    # With one direction the loop's dgx is already what the after-loop GEMMs read.
-    dgx_all = np.empty((steps, batch, directions * gate_width), dtype) if directions > 1 else None
+    segment = max(1, -(-SEGMENT_ROWS // batch))
+    chunks = chunk_count(min(segment, steps) * batch)
+    dgx = np.empty((min(segment, steps), batch, gate_width), dtype)
+    dx = np.empty((steps, batch, inputs), dtype)
+    rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
         states, saved = tape.states[direction], tape.saved[direction]
         state_count = states.shape[0]
         dstates = np.zeros((2, state_count, batch, hidden), dtype)
-        if dstate is not None:
-            for k, d in enumerate(dstate[direction]):
-                dstates[steps % 2, k] = d
-        dgx = np.zeros((steps, batch, gate_width), dtype)
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
-        backward_loop(dy_dir, states, saved, dstates, dgx, kernels.backward_weights(p, bounds),
-                      kernels.backward_work(batch, hidden, dtype), bounds, tape.active)
-        if dgx_all is None:
-            dgx_all = dgx
-        else:
-            dgx_all[..., direction * gate_width:(direction + 1) * gate_width] = \
-                dgx if direction == 0 else dgx[tape.reverse]
-        direction_grads = kernels.recurrent_gradients(dgx, states, saved)
-        direction_grads.update(kernels.vector_gradients(dgx, states, saved))
+        weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
+        direction_grads = {}
+        for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
+            t0 = max(0, t1 - segment)
+            # The loop reads the incoming state gradient from dstates[(t1 - t0) % 2] and leaves
+            # the outgoing one in dstates[0].
+            if t1 == steps:
+                for k in range(state_count):
+                    dstates[(t1 - t0) % 2, k] = 0 if dstate is None else dstate[direction][k]
+            elif (t1 - t0) % 2:
+                dstates[1] = dstates[0]
+            dgx_segment = dgx[:t1 - t0]
+            dgx_segment[...] = 0
+            backward_loop(dy_dir, states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0, t1)
+            _accumulate(direction_grads, kernels.recurrent_gradients(dgx_segment, states, saved, t0, t1))
+            _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1))
+            _accumulate(direction_grads, _input_gradients(dgx_segment, p["weight_ih"], x, dx, direction,
+                                                          tape.reverse[0][t0:t1], rows_of_batch, t0, t1, chunks))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
-
-    rows = dgx_all.reshape(-1, directions * gate_width)
-    w_ih = np.concatenate([p["weight_ih"] for p in tape.params])
-    dx = np.empty((steps, batch, inputs), dtype)
-    matmul(rows, w_ih, dx.reshape(-1, inputs), chunk_count(steps * batch))
-    dw_ih, db_ih = weight_gradient(rows, 0, rows.shape[1], x.reshape(-1, inputs), NO_SCALE[dtype], 0,
-                                   chunk_count(steps * batch))
-    for direction, direction_grads in enumerate(grads):
-        block = slice(direction * gate_width, (direction + 1) * gate_width)
-        direction_grads["weight_ih"] = dw_ih[block]
-        direction_grads["bias_ih"] = db_ih[block]
     return _unsort(dx, order, axis=1), _unsort_states(dstates0, order), grads

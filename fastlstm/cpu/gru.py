@@ -59,7 +59,7 @@ def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
             hn_out[k] = hn
 
 
-def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
+def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
     (panels,) = weights
     recurrent_gradient, dh_work = work
     hidden = states.shape[3]
@@ -72,7 +72,7 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
                                        tape[t, 2, b, u0:u1], tape[t, 3, b, u0:u1])
         dh_next, dy_row, h_prev, dh_prev_out = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1], \
             dprev[0, b, u0:u1]
-        x_row, h_row = dgx[t, b], recurrent_gradient[b]
+        x_row, h_row = dgates[b], recurrent_gradient[b]
         dx_r, dx_z, dx_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
         dh_r, dh_z, dh_n = h_row[u0:u1], h_row[hidden + u0:hidden + u1], h_row[2 * hidden + u0:2 * hidden + u1]
         for k in range(width):
@@ -120,7 +120,7 @@ def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, t
             h_out[k] = n + z_row[k] * (h_prev[k] - n)
 
 
-def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights,
+def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights,
                                    work):
     panels_rz, panels_n = weights
     da_n_rows, da_rz, d_rh_work, dh_work = work
@@ -131,7 +131,7 @@ def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dne
             z_row, n_row = tape[t, 1, b, u0:u1], tape[t, 2, b, u0:u1]
             dh_next, dy_row, h_prev = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t, b, u0:u1]
             dh_prev_out = dprev[0, b, u0:u1]
-            dx_z, dx_n = dgx[t, b, hidden + u0:hidden + u1], dgx[t, b, 2 * hidden + u0:2 * hidden + u1]
+            dx_z, dx_n = dgates[b, hidden + u0:hidden + u1], dgates[b, 2 * hidden + u0:2 * hidden + u1]
             da_n_out, da_z_out = da_n_rows[b, u0:u1], da_rz[b, hidden + u0:hidden + u1]
             for k in range(width):
                 z, n = z_row[k], n_row[k]
@@ -148,7 +148,7 @@ def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dne
         np.dot(da_n_rows[:rows], unit_block(panels_n, hidden, 1, u0, u1, hidden), d_rh)
         for b in range(rows):
             r_row, h_prev, d_rh_row = tape[t, 0, b, u0:u1], states[0, t, b, u0:u1], d_rh[b]
-            dx_r, da_r_out, dh_prev_out = dgx[t, b, u0:u1], da_rz[b, u0:u1], dprev[0, b, u0:u1]
+            dx_r, da_r_out, dh_prev_out = dgates[b, u0:u1], da_rz[b, u0:u1], dprev[0, b, u0:u1]
             for k in range(width):
                 r = r_row[k]
                 da_r = d_rh_row[k] * h_prev[k] * r * (ONE - r)
@@ -186,14 +186,14 @@ class GRUKernels(CellKernels):
     def backward_work(self, batch, hidden, dtype):
         return (np.empty((batch, 3 * hidden), dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_gradients(self, dgx, states, tape):
+    def recurrent_gradients(self, dgx, states, tape, t0, t1):
         """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n, formed block by block."""
         hidden = states.shape[3]
         rows = dgx.reshape(-1, 3 * hidden)
-        h_prev = states[0, :-1].reshape(-1, hidden)
+        h_prev = states[0, t0:t1].reshape(-1, hidden)
         chunks = chunk_count(len(rows))
         weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
-        weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, h_prev, tape, 0, chunks)
+        weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, h_prev, tape[t0:t1], 0, chunks)
         return {"weight_hh": np.concatenate([weight_rz, weight_n]),
                 "bias_hh": np.concatenate([bias_rz, bias_n])}
 
@@ -225,13 +225,13 @@ class GRUResetBeforeKernels(CellKernels):
         return (np.empty((batch, hidden), dtype), np.empty((batch, 2 * hidden), dtype),
                 np.empty(batch * hidden, dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_gradients(self, dgx, states, tape):
+    def recurrent_gradients(self, dgx, states, tape, t0, t1):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""
         hidden = states.shape[3]
         rows = dgx.reshape(-1, 3 * hidden)
         chunks = chunk_count(len(rows))
-        h_prev = states[0, :-1].reshape(-1, hidden)
-        reset_h = np.ascontiguousarray(tape[:, 3]).reshape(-1, hidden)
+        h_prev = states[0, t0:t1].reshape(-1, hidden)
+        reset_h = np.ascontiguousarray(tape[t0:t1, 3]).reshape(-1, hidden)
         weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
         weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, reset_h, NO_SCALE[rows.dtype], 0, chunks)
         return {"weight_hh": np.concatenate([weight_rz, weight_n]),

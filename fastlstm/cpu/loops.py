@@ -20,7 +20,7 @@ def step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, wor
     raise NotImplementedError("bound by specialise()")
 
 
-def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights,
+def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights,
                   work):  # pragma: no cover
     raise NotImplementedError("bound by specialise()")
 
@@ -48,25 +48,26 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active):
             states[:, t + 1, running:] = states[:, t, running:]
 
 
-def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active):
-    """Run ``T`` steps backward.
+def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1):
+    """Run steps ``t1 − 1`` down to ``t0`` backward.
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
-    dstates[T % 2] holds the gradient of the final state, on return dstates[0] holds the
-    gradient of the initial state. dgx (T, B, G·H), zero on entry, receives the gradients
-    of the gate pre-activations; rows past a sequence's end stay zero and pass the state
-    gradient through.
+    dstates[(t1 − t0) % 2] holds the gradient of the state after step t1 − 1, on return
+    dstates[0] holds the gradient of the state before step t0. dgx (t1 − t0, B, G·H), zero
+    on entry, receives the gradients of those steps' gate pre-activations (step t in
+    dgx[t − t0]); rows past a sequence's end stay zero and pass the state gradient through.
     """
-    steps, batch = dy.shape[0], dy.shape[1]
+    batch = dy.shape[1]
     blocks = bounds.shape[0] - 1
-    for t in range(steps - 1, -1, -1):
-        dnext = dstates[(t + 1) % 2]
-        dprev = dstates[t % 2]
+    for t in range(t1 - 1, t0 - 1, -1):
+        dnext = dstates[(t - t0 + 1) % 2]
+        dprev = dstates[(t - t0) % 2]
+        dgates = dgx[t - t0]
         running = active[t]
         if running > 0:
             for phase in range(BACKWARD_PHASES):
                 for block in prange(blocks):
                     step_backward(phase, t, running, bounds[block], bounds[block + 1],
-                                  dy, states, tape, dnext, dprev, dgx, weights, work)
+                                  dy, states, tape, dnext, dprev, dgates, weights, work)
         if running < batch:
             dprev[:, running:] = dnext[:, running:]

@@ -70,11 +70,11 @@ def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights
             tanh_c_out[k] = tanh_c
 
 
-def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
+def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
     panels, peep = weights
     hidden = states.shape[3]
     if phase == 1:
-        backproject(dgx[t, :rows], panels, u0, u1, work[0], dprev[0], False)
+        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False)
         return
     width = u1 - u0
     w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]
@@ -83,7 +83,7 @@ def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, d
         o_row, tanh_c_row = tape[t, 3, b, u0:u1], tape[t, 4, b, u0:u1]
         dh_next, dc_next, dy_row = dnext[0, b, u0:u1], dnext[1, b, u0:u1], dy[t, b, u0:u1]
         c_prev, dc_prev_out = states[1, t, b, u0:u1], dprev[1, b, u0:u1]
-        da_row = dgx[t, b]
+        da_row = dgates[b]
         da_i_out, da_f_out = da_row[u0:u1], da_row[hidden + u0:hidden + u1]
         da_g_out, da_o_out = da_row[2 * hidden + u0:2 * hidden + u1], da_row[3 * hidden + u0:3 * hidden + u1]
         for k in range(width):
@@ -134,11 +134,11 @@ class LSTMKernels(CellKernels):
     def backward_work(self, batch, hidden, dtype):
         return (np.empty(batch * hidden, dtype),)
 
-    def vector_gradients(self, dgx, states, tape):
+    def vector_gradients(self, dgx, states, tape, t0, t1):
         if not self.cell.peephole:
             return {}
         hidden = states.shape[3]
-        c_prev, c_new = states[1, :-1], states[1, 1:]
+        c_prev, c_new = states[1, t0:t1], states[1, t0 + 1:t1 + 1]
         return {
             "weight_ci": np.einsum("tbj,tbj->j", dgx[..., :hidden], c_prev),
             "weight_cf": np.einsum("tbj,tbj->j", dgx[..., hidden:2 * hidden], c_prev),

@@ -34,15 +34,15 @@ def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
                 h_out[k] = tanh(a)
 
 
-def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgx, weights, work):
+def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
     (panels,) = weights
     if phase == 1:
-        backproject(dgx[t, :rows], panels, u0, u1, work[0], dprev[0], False)
+        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False)
         return
     width = u1 - u0
     for b in range(rows):
         dh_next, dy_row, h_new, da = dnext[0, b, u0:u1], dy[t, b, u0:u1], states[0, t + 1, b, u0:u1], \
-            dgx[t, b, u0:u1]
+            dgates[b, u0:u1]
         for k in range(width):
             dh = dh_next[k] + dy_row[k]
             if RELU:
