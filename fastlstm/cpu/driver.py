@@ -1,11 +1,12 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
-Every GEMM runs on Numba's threads (``gemm``). Forward: one GEMM projects every time
-step's input for both directions, then the specialised forward loop runs each
-direction's recurrence. Backward runs each direction's loop in segments of a few
-thousand (step, sequence) rows, from the last step back: after each segment, its rows'
+Every GEMM runs on Numba's threads (``gemm``). Time is processed in segments of a few
+thousand (step, sequence) rows, so that no array of every step's gate values is held:
+forward, one GEMM projects a segment's inputs, then the specialised forward loop runs
+its steps; backward runs the segments from the last step back, and after each its rows'
 ``dx``, input- and recurrent-weight gradients and bias sums are one GEMM or reduction
-each, so a training step never holds the gate gradients of every step at once.
+each. What a training step keeps from forward to backward is the tape (the states and
+the cell's saved activations) and the input.
 
 Variable lengths: the batch is sorted by non-increasing length on entry (and unsorted on
 exit), so that at each step the sequences still running are a prefix of the rows and
@@ -25,8 +26,8 @@ from .units import unit_bounds
 
 _compiled_loops = {}
 
-# Steps × sequences of gate gradients held at once in backward: the segment's after-loop
-# GEMMs are still large, and the (T, B, G·H) array of all steps is never allocated.
+# (step, sequence) rows of gate values held at once: a segment's GEMMs are still large,
+# and no (T, B, G·H) array of every step is allocated.
 SEGMENT_ROWS = 2048
 
 
@@ -110,18 +111,16 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         active = np.full(steps, batch)
     reverse = _reverse_index(steps, batch, lengths)
 
-    w_ih = np.concatenate([p["weight_ih"] for p in params]) if directions > 1 else params[0]["weight_ih"]
-    xproj_all = np.empty((steps, batch, directions * gate_width), dtype)
-    matmul(x.reshape(-1, inputs), w_ih.T, xproj_all.reshape(-1, directions * gate_width), chunk_count(steps * batch))
-    xproj_all += np.concatenate([p["bias_ih"] + kernels.folded_bias(p) for p in params])
+    segment = max(1, -(-SEGMENT_ROWS // batch))
+    chunks = chunk_count(min(segment, steps) * batch)
+    xproj = np.empty((min(segment, steps), batch, gate_width), dtype)
+    rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
 
     y = np.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
     finals, all_states, all_saved = [], [], []
     for direction, p in enumerate(params):
-        xproj = _in_direction(xproj_all[..., direction * gate_width:(direction + 1) * gate_width],
-                              direction, reverse)
         states = np.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
@@ -129,8 +128,15 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
         allocate = np.empty if lengths is None else np.zeros
         saved = allocate((steps if keep_tape else 1, kernels.tape_planes, batch, hidden), dtype)
-        forward_loop(xproj, states, saved, kernels.forward_weights(p, bounds),
-                     kernels.forward_work(batch, hidden, dtype), bounds, active)
+        weights, work = kernels.forward_weights(p, bounds), kernels.forward_work(batch, hidden, dtype)
+        bias = p["bias_ih"] + kernels.folded_bias(p)
+        for t0 in range(0, steps, segment):
+            t1 = min(steps, t0 + segment)
+            x_rows = x[t0:t1] if direction == 0 else x[reverse[0][t0:t1], rows_of_batch]
+            xproj_segment = xproj[:t1 - t0]
+            matmul(x_rows.reshape(-1, inputs), p["weight_ih"].T, xproj_segment.reshape(-1, gate_width), chunks)
+            xproj_segment += bias
+            forward_loop(xproj_segment, states, saved, weights, work, bounds, active, t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)

@@ -42,7 +42,7 @@ def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
     p_n = gate_block(work[0], batch, hidden, 2, u0, u1, rows)
     b_n = b_hn[u0:u1]
     for b in range(rows):
-        x_row, p_r_row, p_z_row, p_n_row = xproj[t, b], p_r[b], p_z[b], p_n[b]
+        x_row, p_r_row, p_z_row, p_n_row = xproj[b], p_r[b], p_z[b], p_n[b]
         x_r, x_z, x_n = x_row[u0:u1], x_row[hidden + u0:hidden + u1], x_row[2 * hidden + u0:2 * hidden + u1]
         h_prev, h_out = states[0, t, b, u0:u1], states[0, t + 1, b, u0:u1]
         r_out, z_out, n_out, hn_out = (tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1],
@@ -98,7 +98,7 @@ def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, t
         project(states[0, t, :rows], w_rz, 2, u0, u1, work[0], batch)
         p_r, p_z = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
         for b in range(rows):
-            x_row, p_r_row, p_z_row = xproj[t, b], p_r[b], p_z[b]
+            x_row, p_r_row, p_z_row = xproj[b], p_r[b], p_z[b]
             x_r, x_z = x_row[u0:u1], x_row[hidden + u0:hidden + u1]
             h_prev = states[0, t, b, u0:u1]
             r_out, z_out, rh_out = tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1], tape[slot, 3, b, u0:u1]
@@ -111,7 +111,7 @@ def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, t
     project(tape[slot, 3, :rows], w_n, 1, u0, u1, work[1], batch)
     p_n = gate_block(work[1], batch, hidden, 0, u0, u1, rows)
     for b in range(rows):
-        x_n, p_row = xproj[t, b, 2 * hidden + u0:2 * hidden + u1], p_n[b]
+        x_n, p_row = xproj[b, 2 * hidden + u0:2 * hidden + u1], p_n[b]
         h_prev, h_out = states[0, t, b, u0:u1], states[0, t + 1, b, u0:u1]
         z_row, n_out = tape[slot, 1, b, u0:u1], tape[slot, 2, b, u0:u1]
         for k in range(width):

@@ -25,25 +25,26 @@ def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates
     raise NotImplementedError("bound by specialise()")
 
 
-def forward_loop(xproj, states, tape, weights, work, bounds, active):
-    """Run ``T`` steps forward.
+def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1):
+    """Run steps ``t0`` … ``t1 − 1`` forward.
 
-    xproj (T, B, G·H) input projections; states (S, T+1, B, H) with states[:, 0] set on
-    entry, filled on return; tape (T, K, B, H) the cell's saved activations, or
-    (1, K, B, H) for inference, when every step reuses slot 0. The batch is sorted by
-    non-increasing length, so at step t the rows still running are the first active[t];
-    the others carry their state unchanged and cost no work.
+    xproj (t1 − t0, B, G·H) those steps' input projections (step t in xproj[t − t0]);
+    states (S, T+1, B, H) with states[:, t0] set on entry, states[:, t0+1 … t1] filled on
+    return; tape (T, K, B, H) the cell's saved activations, or (1, K, B, H) for inference,
+    when every step reuses slot 0. The batch is sorted by non-increasing length, so at
+    step t the rows still running are the first active[t]; the others carry their state
+    unchanged and cost no work.
     """
-    steps, batch = xproj.shape[0], xproj.shape[1]
+    batch = states.shape[2]
     blocks = bounds.shape[0] - 1
-    keep = 1 if tape.shape[0] == steps else 0
-    for t in range(steps):
+    keep = 1 if tape.shape[0] == states.shape[1] - 1 else 0
+    for t in range(t0, t1):
         running = active[t]
         if running > 0:
             for phase in range(FORWARD_PHASES):
                 for block in prange(blocks):
                     step_forward(phase, t, t * keep, running, bounds[block], bounds[block + 1],
-                                 xproj, states, tape, weights, work)
+                                 xproj[t - t0], states, tape, weights, work)
         if running < batch:
             states[:, t + 1, running:] = states[:, t, running:]
 

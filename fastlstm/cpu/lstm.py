@@ -37,7 +37,7 @@ def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights
     p_g, p_o = gate_block(work[0], batch, hidden, 2, u0, u1, rows), gate_block(work[0], batch, hidden, 3, u0, u1, rows)
     w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]
     for b in range(rows):
-        x_row = xproj[t, b]
+        x_row = xproj[b]
         p_i_row, p_f_row, p_g_row, p_o_row = p_i[b], p_f[b], p_g[b], p_o[b]
         x_i, x_f = x_row[u0:u1], x_row[hidden + u0:hidden + u1]
         x_g, x_o = x_row[2 * hidden + u0:2 * hidden + u1], x_row[3 * hidden + u0:3 * hidden + u1]

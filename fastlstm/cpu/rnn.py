@@ -25,7 +25,7 @@ def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
     project(states[0, t, :rows], w_hh, 1, u0, u1, work[0], batch)
     proj = gate_block(work[0], batch, hidden, 0, u0, u1, rows)
     for b in range(rows):
-        x_row, p_row, h_out = xproj[t, b, u0:u1], proj[b], states[0, t + 1, b, u0:u1]
+        x_row, p_row, h_out = xproj[b, u0:u1], proj[b], states[0, t + 1, b, u0:u1]
         for k in range(width):
             a = x_row[k] + p_row[k]
             if RELU:
