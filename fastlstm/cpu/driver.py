@@ -28,7 +28,7 @@ _compiled_loops = {}
 
 # (step, sequence) rows of gate values held at once: a segment's GEMMs are still large,
 # and no (T, B, G·H) array of every step is allocated.
-SEGMENT_ROWS = 2048
+SEGMENT_ROWS = 1024
 
 
 def _loops_for(kernels):
