@@ -4,11 +4,11 @@ with every sequence of length T against lengths drawn uniformly from [1, T].
     python bench/lengths_cost.py [--steps 100 --batch 32 --size 128 --repeats 9]
 """
 import argparse
-import time
 
 import numpy as np
 
 import fastlstm
+from fastlstm.benchmark.timing import interleaved_times
 
 
 def main():
@@ -26,19 +26,16 @@ def main():
         "uniform lengths (all T)": np.full(args.batch, args.steps),
         "lengths ~ U[1, T]": rng.integers(1, args.steps + 1, args.batch),
     }
-    times = {name: [] for name in cases}
-    for lengths in cases.values():
-        layer(x, lengths=lengths)
-        layer.backward(dy)
-    for _ in range(args.repeats):
-        for name, lengths in cases.items():
-            time.sleep(0.1)
-            start = time.perf_counter()
+
+    def step(lengths):
+        def run():
             layer(x, lengths=lengths)
             layer.backward(dy)
-            times[name].append(time.perf_counter() - start)
+        return run
+
+    times = interleaved_times({name: step(lengths) for name, lengths in cases.items()}, args.repeats)
     print(f"bidirectional 2-layer LSTM, T={args.steps} B={args.batch} I=H={args.size} float32, "
-          f"forward+backward, median of {args.repeats} interleaved runs")
+          f"forward+backward, median of {args.repeats} interleaved rounds")
     base = np.median(times["uniform lengths (all T)"])
     for name, lengths in cases.items():
         med = np.median(times[name])

@@ -32,8 +32,11 @@ import os
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastlstm.benchmark.peers import PEER_BUILDERS, build_fastlstm, numba_threads
+from fastlstm.benchmark.peers import PEER_BUILDERS, build_fastlstm, load_peers, numba_threads
 from fastlstm.benchmark.shapes import SHAPES, BenchShape, gemm_flops, quick_steps
+
+# PyTorch must start its threads before Numba's (see fastlstm.benchmark.peers.load_peers).
+load_peers(numba_threads())
 
 QUICK = os.environ.get("FASTLSTM_BENCH_QUICK", "") not in ("", "0")
 

@@ -1,0 +1,124 @@
+"""Where a cpu call spends its time: the time loops, the GEMMs around them, the rest.
+
+    python bench/where_time_goes.py [--shapes 1,2,5,7a] [--repeats 5]
+
+For each shape of the benchmark table, times fastlstm's compiled pieces inside one call
+(wrapping the driver's references to them) and reports each piece's milliseconds and
+GFLOP/s. Next to the loops, it times the single-threaded BLAS GEMM of one step's block
+alone (B × H by H × G·H/threads, the shape each thread multiplies per step), which is
+the ceiling of the loops' GEMM part.
+"""
+import argparse
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from fastlstm.benchmark.shapes import select_shapes
+from fastlstm.cpu import base, driver, gemm, gru
+
+# The modules that call the weight-gradient GEMM.
+GRADIENT_USERS = (driver, base, gru)
+
+
+def _timed(function, totals, name):
+    def wrapper(*args):
+        start = time.perf_counter()
+        result = function(*args)
+        totals[name] += time.perf_counter() - start
+        return result
+    return wrapper
+
+
+def _loop_flops(shape, forward):
+    """The recurrent GEMM flops of one loop (all steps): 2·T·B·H·G·H."""
+    return 2.0 * shape.steps * shape.batch * shape.hidden_size * shape.gates * shape.hidden_size
+
+
+def _step_gemm_gflops(shape, threads):
+    """GFLOP/s of one thread's per-step GEMM, single-threaded BLAS, timed alone."""
+    from numba import njit
+    from threadpoolctl import threadpool_limits
+
+    @njit(cache=True)
+    def repeat(a, b, out, count):
+        for _ in range(count):
+            np.dot(a, b, out)
+
+    width = shape.gates * shape.hidden_size // threads
+    a = np.ones((shape.batch, shape.hidden_size), shape.dtype)
+    b = np.ones((shape.hidden_size, width), shape.dtype)
+    out = np.empty((shape.batch, width), shape.dtype)
+    count = 200
+    with threadpool_limits(limits=1, user_api="blas"):
+        repeat(a, b, out, 1)
+        start = time.perf_counter()
+        repeat(a, b, out, count)
+        elapsed = (time.perf_counter() - start) / count
+    return 2.0 * shape.batch * shape.hidden_size * width / elapsed / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shapes", default="1,2,5,7a")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from numba import get_num_threads
+
+    threads = get_num_threads()
+    for shape in select_shapes(args.shapes.split(","), ["float32"]):
+        layer = shape.make_layer()
+        x, dy = shape.make_inputs()
+        training = shape.mode == "training"
+
+        def call():
+            if training:
+                layer(x)
+                layer.backward(dy)
+            else:
+                layer(x, tape=False)
+
+        call()
+        forward_loop, backward_loop = driver._loops_for(layer_kernels(layer))
+        totals = defaultdict(float)
+        saved = driver.matmul, driver._loops_for, [(m, m.weight_gradient) for m in GRADIENT_USERS]
+        driver.matmul = _timed(driver.matmul, totals, "input GEMMs (x·W_ih, dx)")
+        for module in GRADIENT_USERS:
+            module.weight_gradient = _timed(gemm.weight_gradient, totals, "weight-gradient GEMMs")
+        loops = (_timed(forward_loop, totals, "forward loop"), _timed(backward_loop, totals, "backward loop"))
+        driver._loops_for = lambda kernels: loops
+        try:
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                call()
+            total = (time.perf_counter() - start) / args.repeats
+        finally:
+            driver.matmul, driver._loops_for = saved[0], saved[1]
+            for module, function in saved[2]:
+                module.weight_gradient = function
+        print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
+              f"B={shape.batch} T={shape.steps} {shape.mode}: {1e3 * total:.2f} ms per call")
+        loop_flops = _loop_flops(shape, True)
+        big_flops = {"input GEMMs (x·W_ih, dx)": (2 if training else 1) * loop_flops * shape.input_size
+                     / shape.hidden_size,
+                     "weight-gradient GEMMs": loop_flops * (1 + shape.input_size / shape.hidden_size),
+                     "forward loop": loop_flops, "backward loop": loop_flops}
+        accounted = 0.0
+        for name, seconds in totals.items():
+            seconds /= args.repeats
+            accounted += seconds
+            print(f"    {name:<28}{1e3 * seconds:8.2f} ms  {big_flops[name] / seconds / 1e9:6.0f} GFLOP/s")
+        print(f"    {'the rest (Python, NumPy)':<28}{1e3 * (total - accounted):8.2f} ms")
+        print(f"    one thread's per-step GEMM alone ({shape.batch}×{shape.hidden_size} by "
+              f"{shape.hidden_size}×{shape.gates * shape.hidden_size // threads}, 1-thread BLAS): "
+              f"{_step_gemm_gflops(shape, threads):.0f} GFLOP/s, ×{threads} threads")
+
+
+def layer_kernels(layer):
+    from fastlstm.cpu import kernels_for
+
+    return kernels_for(layer.config.cell, layer.config.dtype)
+
+
+if __name__ == "__main__":
+    main()
