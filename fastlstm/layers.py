@@ -78,6 +78,7 @@ class _RecurrentLayer:
                                "nothing to differentiate; run forward with tape=True")
         if self._tape is None:
             raise RuntimeError("backward: call forward first; there is no forward to differentiate")
+        self.grads = None  # the previous gradients are not kept alive through this backward
         dx, dstate0, self.grads = functional.backward(self._tape, dy, dstate)
         return dx, dstate0
 
