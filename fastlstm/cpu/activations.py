@@ -19,6 +19,10 @@ _EXACT = {"sigmoid": _compile(gatemath.sigmoid), "tanh": _compile(gatemath.tanh)
 _FLOAT32 = {"sigmoid": _compile(gatemath.sigmoid_float32), "tanh": _compile(gatemath.tanh_float32)}
 
 
+# What the step templates import; every compiled copy rebinds them for its dtype.
+sigmoid, tanh = _EXACT["sigmoid"], _EXACT["tanh"]
+
+
 def bindings_for(dtype):
     """The globals a step template needs for ``dtype``: ``sigmoid``, ``tanh``, ``ONE``, ``ZERO``."""
     dtype = np.dtype(dtype)

@@ -10,6 +10,7 @@ block's columns of ``dh_{t−1} = dG_t W_hh``.
 """
 import numpy as np
 
+from .activations import sigmoid, tanh  # rebound per dtype (see CellKernels)
 from .base import CellKernels
 from .projection import backproject, gate_block, project
 from .units import pack_backward_panels
@@ -18,14 +19,6 @@ PEEPHOLE = False
 ONE = 1.0
 FORWARD_PHASES = 1
 BACKWARD_PHASES = 2
-
-
-def sigmoid(a):  # pragma: no cover
-    raise NotImplementedError("bound by specialise()")
-
-
-def tanh(a):  # pragma: no cover
-    raise NotImplementedError("bound by specialise()")
 
 
 def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):

@@ -5,6 +5,7 @@ is bound per specialisation; both biases are folded into ``xproj``.
 """
 import numpy as np
 
+from .activations import tanh  # rebound per dtype (see CellKernels)
 from .base import CellKernels
 from .projection import backproject, gate_block, project
 from .units import pack_backward_panels
@@ -12,10 +13,6 @@ from .units import pack_backward_panels
 RELU = False
 ONE = 1.0
 ZERO = 0.0
-
-
-def tanh(a):  # pragma: no cover
-    raise NotImplementedError("bound by specialise()")
 
 
 def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
