@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import buffers
 from .backends import get_backend
 from .config import LayerConfig
-from .validation import as_float_array, check_ndim, check_shape
+from .validation import as_float_array, check_ndim, check_shape, real_array
 
 
 @dataclass
@@ -53,18 +54,24 @@ def _check_params(config, params):
     return converted
 
 
-def _time_major(config, name, value, feature_size, copy):
-    array = as_float_array(name, value, config.dtype, copy=copy)
+def _time_major_copy(config, name, value, feature_size):
+    """``value`` as a new C-contiguous (T, B, features) array of the layer's dtype.
+
+    A copy, never the caller's array: the tape keeps it for the backward.
+    """
+    array = real_array(name, value, config.dtype)
     layout = "(B, T, features)" if config.batch_first else "(T, B, features)"
     check_ndim(name, array, 3, layout)
     if array.shape[2] != feature_size:
         raise ValueError(f"{name}: expected {feature_size} features in the last axis of {layout}, "
                          f"got shape {array.shape}")
     if config.batch_first:
-        array = np.ascontiguousarray(array.transpose(1, 0, 2))
+        array = array.transpose(1, 0, 2)
     if array.shape[1] < 1:
         raise ValueError(f"{name}: expected at least one sequence in the batch, got shape {array.shape}")
-    return array
+    copy = buffers.empty(array.shape, config.dtype)
+    copy[...] = array
+    return copy
 
 
 def _batch_major(config, array):
@@ -150,7 +157,7 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     keep_tape = tape
     backend = get_backend(config.backend)
     params = _check_params(config, params)
-    x = _time_major(config, "x", x, config.input_size, copy=True)
+    x = _time_major_copy(config, "x", x, config.input_size)
     steps, batch = x.shape[0], x.shape[1]
     if state is None:
         state = tuple(np.zeros(config.state_shape(batch), config.dtype)

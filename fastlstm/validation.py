@@ -43,20 +43,22 @@ def resolve_dtype(value):
     return DTYPES[key]
 
 
-def as_float_array(name, value, dtype, copy=False):
-    """Convert ``value`` to a C-contiguous array of ``dtype``.
+def real_array(name, value, dtype):
+    """``value`` as an array (not converted), if its numbers convert to the float ``dtype``.
 
     Real numbers (floats, integers, booleans) convert; anything else — complex numbers,
-    strings, objects — raises TypeError. With ``copy=True`` the result never shares
-    memory with ``value``.
+    strings, objects — raises TypeError.
     """
     array = np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected real numbers convertible to {np.dtype(dtype).name}, "
                         f"got an array of dtype {array.dtype}")
-    if copy:
-        return np.array(array, dtype=dtype, order="C", copy=True)
-    return np.ascontiguousarray(array, dtype=dtype)
+    return array
+
+
+def as_float_array(name, value, dtype):
+    """Convert ``value`` to a C-contiguous array of ``dtype`` (see :func:`real_array`)."""
+    return np.ascontiguousarray(real_array(name, value, dtype), dtype=dtype)
 
 
 def check_shape(name, array, expected, meaning):

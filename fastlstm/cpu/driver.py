@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import buffers
 from . import loops
 from .base import NO_SCALE
 from .gemm import matmul, weight_gradient
@@ -113,20 +114,20 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
 
     segment = max(1, -(-SEGMENT_ROWS // batch))
     chunks = chunk_count(min(segment, steps) * batch)
-    xproj = np.empty((min(segment, steps), batch, gate_width), dtype)
+    xproj = buffers.empty((min(segment, steps), batch, gate_width), dtype)
     rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
 
-    y = np.empty((steps, batch, directions * hidden), dtype)
+    y = buffers.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
     finals, all_states, all_saved = [], [], []
     for direction, p in enumerate(params):
-        states = np.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
+        states = buffers.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
         # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
         # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
-        allocate = np.empty if lengths is None else np.zeros
+        allocate = buffers.empty if lengths is None else buffers.zeros
         saved = allocate((steps if keep_tape else 1, kernels.tape_planes, batch, hidden), dtype)
         weights, work = kernels.forward_weights(p, bounds), kernels.forward_work(batch, hidden, dtype)
         bias = p["bias_ih"] + kernels.folded_bias(p)
@@ -166,7 +167,7 @@ def _input_gradients(dgx, weight_ih, x, dx, direction, reverse_time, rows_of_bat
         matmul(rows, weight_ih, dx[t0:t1].reshape(-1, inputs), chunks)
     else:
         x_rows = x[reverse_time, rows_of_batch].reshape(-1, inputs)
-        dx_segment = np.empty((t1 - t0, x.shape[1], inputs), x.dtype)
+        dx_segment = buffers.empty((t1 - t0, x.shape[1], inputs), x.dtype)
         matmul(rows, weight_ih, dx_segment.reshape(-1, inputs), chunks)
         dx[reverse_time, rows_of_batch] += dx_segment
     weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows, NO_SCALE[x.dtype], 0, chunks)
@@ -224,8 +225,8 @@ def _backward_layer(tape, dy, dstate):
 
     segment = max(1, -(-SEGMENT_ROWS // batch))
     chunks = chunk_count(min(segment, steps) * batch)
-    dgx = np.empty((min(segment, steps), batch, gate_width), dtype)
-    dx = np.empty((steps, batch, inputs), dtype)
+    dgx = buffers.empty((min(segment, steps), batch, gate_width), dtype)
+    dx = buffers.empty((steps, batch, inputs), dtype)
     rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
     dstates0, grads = [], []
