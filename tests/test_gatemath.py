@@ -246,3 +246,28 @@ def test_exact_functions_in_float64():
         assert results.dtype == np.float64
         scale = np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
         assert np.max(np.abs(results - expected) / scale) <= 1e-15
+
+
+def test_tanh_float64_within_two_ulp_of_numpy():
+    rng = np.random.default_rng(2)
+    switch = 0.5
+    values = np.concatenate([
+        rng.uniform(-20, 20, 200_000), rng.uniform(-0.6, 0.6, 200_000),
+        np.linspace(switch - 1e-3, switch + 1e-3, 20_001), -np.linspace(switch - 1e-3, switch + 1e-3, 2001),
+        [0.0, 1e-300, -1e-300, 5e-324, 1e-8, 710.0, -710.0]])
+    tanh = compile_scalar(gatemath.tanh_float64)
+
+    @njit
+    def apply(arguments):
+        out = np.empty_like(arguments)
+        for i in range(arguments.size):
+            out[i] = tanh(arguments[i])
+        return out
+
+    results, expected = apply(values), np.tanh(values)
+    ulps = np.abs(results - expected) / np.spacing(np.abs(expected))
+    assert ulps.max() <= 2.0
+    assert np.array_equal(apply(-values), -results)
+    specials = apply(np.array([np.nan, np.inf, -np.inf, -0.0]))
+    assert np.isnan(specials[0]) and specials[1] == 1.0 and specials[2] == -1.0
+    assert specials[3] == 0.0 and np.signbit(specials[3])
