@@ -97,7 +97,7 @@ def test_contenders_run_interleaved_after_untimed_warmup():
     calls = []
     contenders = {name: (lambda name=name: calls.append(name)) for name in "ABC"}
     ticks = iter(range(100))
-    times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0, min_block=0.0,
+    times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0, min_block=0.0, settle=0.0,
                                      clock=lambda: next(ticks), sleep=lambda s: None)
     assert calls == list("ABC") * 3
     assert times == {"A": [1, 1], "B": [1, 1], "C": [1, 1]}
@@ -106,7 +106,8 @@ def test_contenders_run_interleaved_after_untimed_warmup():
 def test_short_calls_are_timed_in_blocks_that_fill_the_minimum():
     calls = []
     times = timing.interleaved_times({"A": lambda: calls.append("A")}, repeats=2, warmup=1, pause=0.0,
-                                     min_block=3.5, clock=lambda: len(calls), sleep=lambda s: None)
+                                     min_block=3.5, settle=0.0, clock=lambda: len(calls),
+                                     sleep=lambda s: None)
     # Each call takes one tick of this clock: the warm-up call measures 1, so a block is 4 calls.
     assert len(calls) == 9
     assert times == {"A": [1.0, 1.0]}
@@ -126,3 +127,13 @@ def test_memory_probe_measures_a_training_step_in_a_fresh_process():
                                           "torch": memory.MemoryResult("7a", "torch", 2 * result.growth_mib,
                                                                        "VmHWM")})])
     assert text.splitlines()[-1].split()[-2] == "0.50"
+
+
+def test_each_timed_block_follows_untimed_settling_calls():
+    calls = []
+    times = timing.interleaved_times({"A": lambda: calls.append("A")}, repeats=3, warmup=1, pause=0.0,
+                                     min_block=2.0, settle=3.0, clock=lambda: len(calls),
+                                     sleep=lambda s: None)
+    # 1 warm-up call, then per round 3 settling calls (the clock advances one per call) and 2 timed.
+    assert len(calls) == 1 + 3 * (3 + 2)
+    assert times == {"A": [1.0, 1.0, 1.0]}

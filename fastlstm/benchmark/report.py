@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .timing import MIN_BLOCK_S
+from .timing import MIN_BLOCK_S, SETTLE_S
 
 PEER_COLUMNS = {"torch": "torch", "onnxruntime": "ort"}
 # Other processes using this many cores on average while timing make the times unreliable.
@@ -48,7 +48,8 @@ def header_lines(machine: dict, settings: dict) -> list[str]:
     lines = [
         f"fastlstm bench ({mode}): {settings['repeats']} timed rounds after {settings['warmup']} "
         f"warm-up call(s), contenders interleaved with {settings['pause']:g} s pauses; each sample "
-        f"is the per-call time of a block of back-to-back calls lasting ≥ {MIN_BLOCK_S:g} s",
+        f"is the per-call time of a block of back-to-back calls lasting ≥ {MIN_BLOCK_S:g} s, "
+        f"after {SETTLE_S:g} s of untimed calls",
         f"machine: {machine['cpu']}; {machine['threads']} threads for every contender "
         f"(Numba, BLAS, torch intra-op, onnxruntime intra-op); "
         f"NumPy sgemm GFLOP/s {sgemm}" + ("" if load is None else f"; load average {load:.2f}"),

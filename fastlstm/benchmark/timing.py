@@ -14,6 +14,8 @@ import numpy as np
 PAUSE_S = 0.2
 # Each timed sample is a block of back-to-back calls at least this long.
 MIN_BLOCK_S = 0.1
+# Untimed calls before each timed block, after the pause (see interleaved_times).
+SETTLE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,19 @@ def summarise(times) -> Summary:
 
 def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: int,
                       warmup: int = 1, pause: float = PAUSE_S, min_block: float = MIN_BLOCK_S,
-                      clock=time.perf_counter, sleep=time.sleep) -> dict[str, list[float]]:
+                      settle: float = SETTLE_S, clock=time.perf_counter,
+                      sleep=time.sleep) -> dict[str, list[float]]:
     """Time each contender ``repeats`` times, in rounds A, B, C, A, B, C, ….
 
     Every contender is first called ``warmup`` times (untimed: compilation, first-touch
     allocations, session set-up); the last warm-up call also measures how many
     back-to-back calls fill ``min_block`` seconds. In each round every contender gets, after
-    a pause of ``pause`` seconds, one block of that many calls; its time is the block's
-    duration over its number of calls. A single call after an idle pause pays for waking
-    the thread pool and refilling the caches (measured: a 2 ms PyTorch LSTM inference took
-    8 ms that way), which a user's loop of calls does not; the block measures the loop.
+    a pause of ``pause`` seconds, ``settle`` seconds of untimed calls and then one timed
+    block of that many calls; its time is the block's duration over its number of calls.
+    On these virtual machines the cores run slowly for a while after being idle (measured:
+    a 0.6 ms fastlstm call took 1.5 ms on average over the 0.1 s after a 0.2 s pause, and a
+    2 ms PyTorch LSTM inference 8 ms as a single call), which a user's loop of calls does
+    not see; the settled block measures the loop.
 
     Parameters
     ----------
@@ -64,6 +69,7 @@ def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: i
     warmup : int, ≥ 1
     pause : float, seconds
     min_block : float, seconds; 0 times single calls
+    settle : float, seconds of untimed calls before each timed block
     clock, sleep : the timer and the pause (replaceable in tests)
 
     Returns
@@ -86,6 +92,9 @@ def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: i
     for _ in range(repeats):
         for name, run in contenders.items():
             sleep(pause)
+            start = clock()
+            while clock() - start < settle:
+                run()
             start = clock()
             for _ in range(calls[name]):
                 run()
