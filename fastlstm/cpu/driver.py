@@ -215,7 +215,6 @@ def _backward_layer(tape, dy, dstate):
     kernels, x, order = tape.kernels, tape.x, tape.order
     _, backward_loop = _loops_for(kernels)
     steps, batch, inputs = x.shape
-    directions = len(tape.params)
     hidden = tape.params[0]["weight_hh"].shape[1]
     gate_width = kernels.cell.gates * hidden
     dtype = x.dtype
