@@ -7,14 +7,17 @@
 
 (Not part of the test suite: ``testpaths`` is ``tests``.)
 
-Three groups of benchmarks:
+Four groups of benchmarks:
 
 - ``test_table``: each row of :data:`fastlstm.benchmark.shapes.SHAPES` (ids like ``2-float32``,
   ``2-float64``) on each contender: fastlstm, and the row's peers (PyTorch, ONNX Runtime), with
   the same weights and inputs. "inference" rows time a forward only (fastlstm ``tape=False``,
   PyTorch under ``inference_mode``, ONNX Runtime ``session.run``); "training" rows a forward
   and the backward of the whole sequence. A peer that is not installed is skipped.
-- ``test_cpu_cells``: the cpu backend on every cell variant at T=100, B=32, I=H=128, both dtypes.
+- ``test_cpu_on_every_table_shape``: the cpu backend on each table shape, forward
+  (inference) and forward+backward (training), float32 and float64.
+- ``test_cpu_cells``: the cpu backend on every cell variant at T=100, B=32, I=H=128, both
+  dtypes, both modes.
 - ``test_reference_cells``: the float64 ``"reference"`` backend on every cell variant at
   T=20, B=8, I=H=32, forward and forward+backward.
 
@@ -86,11 +89,25 @@ def test_table(benchmark, shape, contender):
     time_contender(benchmark, shape, contender)
 
 
+TABLE_SHAPES = [s for s in SHAPES if s.dtype == "float32"]
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", TABLE_SHAPES, ids=[s.id for s in TABLE_SHAPES])
+def test_cpu_on_every_table_shape(benchmark, shape, dtype, mode):
+    """The cpu backend on each table shape in both modes and both dtypes (the table itself
+    times each shape in one mode and dtype only)."""
+    benchmark.group = f"cpu {shape.id}: {shape.label} {mode} {dtype}"
+    time_contender(benchmark, shape.replace(dtype=dtype, mode=mode), "fastlstm")
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_cpu_cells(benchmark, variant, dtype):
-    benchmark.group = f"cpu cells {dtype}: T=100 B=32 I=H=128 training"
-    time_contender(benchmark, variant_shape(variant, 128, 32, 100, "training", dtype), "fastlstm")
+def test_cpu_cells(benchmark, variant, dtype, mode):
+    benchmark.group = f"cpu cells {dtype}: T=100 B=32 I=H=128 {mode}"
+    time_contender(benchmark, variant_shape(variant, 128, 32, 100, mode, dtype), "fastlstm")
 
 
 @pytest.mark.parametrize("mode", ["inference", "training"])
