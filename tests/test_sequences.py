@@ -32,11 +32,12 @@ def backward_segments_of(rows):
     """Run the cpu backward in segments of ``rows`` (step, sequence) rows (at least one step)."""
     from fastlstm.cpu import driver
 
-    saved, driver.SEGMENT_ROWS = driver.SEGMENT_ROWS, rows
+    saved = driver.SEGMENT_ROWS, driver.SEGMENT_BYTES
+    driver.SEGMENT_ROWS, driver.SEGMENT_BYTES = rows, 0
     try:
         yield
     finally:
-        driver.SEGMENT_ROWS = saved
+        driver.SEGMENT_ROWS, driver.SEGMENT_BYTES = saved
 
 
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))

@@ -30,6 +30,9 @@ _compiled_loops = {}
 # (step, sequence) rows of gate values held at once: a segment's GEMMs are still large,
 # and no (T, B, G·H) array of every step is allocated.
 SEGMENT_ROWS = 1024
+# ... or, for narrow layers, as many rows as fill this many bytes of gate values: fewer
+# segments, so less Python and dispatch around them.
+SEGMENT_BYTES = 4 << 20
 
 
 def _loops_for(kernels):
@@ -112,7 +115,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         active = np.full(steps, batch)
     reverse = _reverse_index(steps, batch, lengths)
 
-    segment = max(1, -(-SEGMENT_ROWS // batch))
+    segment = _segment_steps(batch, gate_width, dtype)
     chunks = chunk_count(min(segment, steps) * batch)
     xproj = buffers.empty((min(segment, steps), batch, gate_width), dtype)
     rows_of_batch = np.arange(batch)[None, :]
@@ -147,6 +150,12 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         all_saved.append(saved)
     tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved) if keep_tape else None
     return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
+
+
+def _segment_steps(batch, gate_width, dtype):
+    """Steps per segment: SEGMENT_ROWS rows, or more when that many are under SEGMENT_BYTES."""
+    rows = max(SEGMENT_ROWS, SEGMENT_BYTES // (gate_width * np.dtype(dtype).itemsize))
+    return max(1, -(-rows // batch))
 
 
 def _accumulate(total, part):
@@ -222,7 +231,7 @@ def _backward_layer(tape, dy, dstate):
         dy = dy[:, order]
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
-    segment = max(1, -(-SEGMENT_ROWS // batch))
+    segment = _segment_steps(batch, gate_width, dtype)
     chunks = chunk_count(min(segment, steps) * batch)
     dgx = buffers.empty((min(segment, steps), batch, gate_width), dtype)
     dx = buffers.empty((steps, batch, inputs), dtype)
