@@ -14,6 +14,7 @@ from .activations import bindings_for
 from .gemm import weight_gradient
 from .specialise import specialise
 from .threads import chunk_count
+from .units import pack_backward_panels
 
 # ``weight_gradient``'s "no element-wise factor", per dtype.
 NO_SCALE = {np.dtype(t): np.zeros((0, 0, 0, 0), t) for t in (np.float32, np.float64)}
@@ -37,16 +38,20 @@ class CellKernels:
         return params["bias_hh"]
 
     def forward_weights(self, params, bounds):
-        raise NotImplementedError
+        """What the forward step reads besides the state: the recurrent weights as stored."""
+        return (params["weight_hh"],)
 
     def backward_weights(self, params, bounds):
-        raise NotImplementedError
+        """What the backward step reads: each unit block's columns of the recurrent weights."""
+        return (pack_backward_panels(params["weight_hh"], bounds),)
 
     def forward_work(self, batch, hidden, dtype):
+        """The recurrent projections of every gate: (gates, B, H) values, flat."""
         return (np.empty(batch * self.cell.gates * hidden, dtype),)
 
     def backward_work(self, batch, hidden, dtype):
-        return (np.empty(0, dtype),)
+        """Room for one step's gradient reaching the previous state: (B, H) values, flat."""
+        return (np.empty(batch * hidden, dtype),)
 
     def recurrent_gradients(self, dgx, states, tape, t0, t1):
         """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients: Σ_t dG_tᵀ h_{t−1} as one GEMM.

@@ -173,11 +173,8 @@ class GRUKernels(CellKernels):
         hidden = params["weight_hh"].shape[1]
         return (params["weight_hh"], params["bias_hh"][2 * hidden:])
 
-    def backward_weights(self, params, bounds):
-        return (pack_backward_panels(params["weight_hh"], bounds),)
-
     def backward_work(self, batch, hidden, dtype):
-        return (np.empty((batch, 3 * hidden), dtype), np.empty(batch * hidden, dtype))
+        return (np.empty((batch, 3 * hidden), dtype),) + super().backward_work(batch, hidden, dtype)
 
     def recurrent_gradients(self, dgx, states, tape, t0, t1):
         """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n, formed block by block."""

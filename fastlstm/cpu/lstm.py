@@ -13,12 +13,9 @@ import numpy as np
 from .activations import sigmoid, tanh  # rebound per dtype (see CellKernels)
 from .base import CellKernels
 from .projection import backproject, gate_block, project
-from .units import pack_backward_panels
 
 PEEPHOLE = False
 ONE = 1.0
-FORWARD_PHASES = 1
-BACKWARD_PHASES = 2
 
 
 def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
@@ -105,8 +102,7 @@ class LSTMKernels(CellKernels):
     tape_planes = 5
     template_forward = staticmethod(lstm_step_forward)
     template_backward = staticmethod(lstm_step_backward)
-    forward_phases = FORWARD_PHASES
-    backward_phases = BACKWARD_PHASES
+    backward_phases = 2
 
     def __init__(self, cell, dtype):
         suffix = "peephole" if cell.peephole else "plain"
@@ -119,13 +115,10 @@ class LSTMKernels(CellKernels):
         return np.zeros((3, w_hh.shape[1]), w_hh.dtype)
 
     def forward_weights(self, params, bounds):
-        return (params["weight_hh"], self._peepholes(params))
+        return super().forward_weights(params, bounds) + (self._peepholes(params),)
 
     def backward_weights(self, params, bounds):
-        return (pack_backward_panels(params["weight_hh"], bounds), self._peepholes(params))
-
-    def backward_work(self, batch, hidden, dtype):
-        return (np.empty(batch * hidden, dtype),)
+        return super().backward_weights(params, bounds) + (self._peepholes(params),)
 
     def vector_gradients(self, dgx, states, tape, t0, t1):
         if not self.cell.peephole:

@@ -3,12 +3,10 @@
 No tape planes: the derivative of tanh and of relu both follow from h' itself. ``RELU``
 is bound per specialisation; both biases are folded into ``xproj``.
 """
-import numpy as np
 
 from .activations import tanh  # rebound per dtype (see CellKernels)
 from .base import CellKernels
 from .projection import backproject, gate_block, project
-from .units import pack_backward_panels
 
 RELU = False
 ONE = 1.0
@@ -57,12 +55,3 @@ class RNNKernels(CellKernels):
 
     def __init__(self, cell, dtype):
         super().__init__(cell, dtype, f"rnn_{cell.nonlinearity}", RELU=cell.nonlinearity == "relu")
-
-    def forward_weights(self, params, bounds):
-        return (params["weight_hh"],)
-
-    def backward_weights(self, params, bounds):
-        return (pack_backward_panels(params["weight_hh"], bounds),)
-
-    def backward_work(self, batch, hidden, dtype):
-        return (np.empty(batch * hidden, dtype),)
