@@ -19,9 +19,9 @@ import numpy as np
 from .activations import sigmoid, tanh  # rebound per dtype (see CellKernels)
 from .base import NO_SCALE, CellKernels
 from .gemm import weight_gradient
-from .projection import backproject, gate_block, project
+from .projection import backproject, backproject_block, gate_block, project
 from .threads import chunk_count
-from .units import pack_backward_panels, unit_block
+from .units import pack_backward_panels
 
 ONE = 1.0
 
@@ -137,8 +137,7 @@ def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dne
                 da_z_out[k] = da_z
                 dh_prev_out[k] = dh * z
     elif phase == 1:
-        d_rh = unit_block(d_rh_work, dy.shape[1], 1, u0, u1, rows)
-        np.dot(da_n_rows[:rows], unit_block(panels_n, hidden, 1, u0, u1, hidden), d_rh)
+        d_rh = backproject_block(da_n_rows[:rows], panels_n, u0, u1, d_rh_work, dy.shape[1])
         for b in range(rows):
             r_row, h_prev, d_rh_row = tape[t, 0, b, u0:u1], states[0, t, b, u0:u1], d_rh[b]
             dx_r, da_r_out, dh_prev_out = dgates[b, u0:u1], da_rz[b, u0:u1], dprev[0, b, u0:u1]

@@ -15,8 +15,8 @@ SMALL_BATCH = 4
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
-def _times_rows(h, weight_rows, out, column):
-    """out[:, column + n] = h @ weight_rows[n] for every row n of weight_rows (N, K).
+def _times_rows(h, weight_rows, out):
+    """out[:, n] = h @ weight_rows[n] for every row n of weight_rows (N, K).
 
     Four weight rows at a time are read once and kept in L1 while every sequence's dot
     products with them are formed; ``reassoc`` lets LLVM vectorise the reductions.
@@ -34,10 +34,10 @@ def _times_rows(h, weight_rows, out, column):
                 a1 += h_row[k] * w1[k]
                 a2 += h_row[k] * w2[k]
                 a3 += h_row[k] * w3[k]
-            out[b, column + n] = a0
-            out[b, column + n + 1] = a1
-            out[b, column + n + 2] = a2
-            out[b, column + n + 3] = a3
+            out[b, n] = a0
+            out[b, n + 1] = a1
+            out[b, n + 2] = a2
+            out[b, n + 3] = a3
         n += 4
     while n < count:
         w0 = weight_rows[n]
@@ -46,7 +46,7 @@ def _times_rows(h, weight_rows, out, column):
             a0 = zero
             for k in range(h_row.shape[0]):
                 a0 += h_row[k] * w0[k]
-            out[b, column + n] = a0
+            out[b, n] = a0
         n += 1
 
 
@@ -57,7 +57,7 @@ def gate_block(flat, batch, hidden, gate, u0, u1, rows):
     The workspace ``flat`` holds (gates, B, H) values; gate g's region starts at g·B·H.
     """
     region = flat[gate * batch * hidden:(gate + 1) * batch * hidden]
-    return unit_block(region, batch, 1, u0, u1, rows)
+    return unit_block(region, batch, u0, u1, rows)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -79,28 +79,37 @@ def project(h, weight, gates, u0, u1, out_flat, batch):
         out = gate_block(out_flat, batch, hidden, g, u0, u1, rows)
         weight_rows = weight[g * hidden + u0:g * hidden + u1]
         if rows <= SMALL_BATCH:
-            _times_rows(h, weight_rows, out, 0)
+            _times_rows(h, weight_rows, out)
         else:
             np.dot(h, weight_rows.T, out)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def backproject_block(dgates, panels, u0, u1, work_flat, batch):
+    """Return block ``[u0, u1)``'s (rows, u1 − u0) columns of ``dgates @ W``.
+
+    Parameters
+    ----------
+    dgates : ndarray, shape (rows, R), every block's gate gradients of the running rows
+    panels : ndarray, flat, ``units.pack_backward_panels(W, bounds)`` for W (R, H)
+    u0, u1, batch : int
+    work_flat : ndarray, flat workspace of at least B·H values, which holds the result
+    """
+    rows, inner = dgates.shape
+    block = unit_block(work_flat, batch, u0, u1, rows)
+    np.dot(dgates, unit_block(panels, inner, u0, u1, inner), block)
+    return block
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def backproject(dgates, panels, u0, u1, work_flat, dh, accumulate):
     """Block ``[u0, u1)``'s columns of ``dgates @ W``: the gradient reaching ``h_{t−1}``.
 
-    Parameters
-    ----------
-    dgates : ndarray, shape (rows, R), every block's gate gradients of the running rows
-    panels : ndarray, flat, ``units.pack_backward_panels(W, bounds)`` for W (R, H)
-    u0, u1 : int
-    work_flat : ndarray, flat workspace of at least B·H values
-    dh : ndarray, shape (B, H); columns [u0, u1) of its first ``rows`` rows receive the
-        result, added to what is there when ``accumulate``
+    ``dh`` (B, H): columns [u0, u1) of its first ``dgates.shape[0]`` rows receive the
+    result of :func:`backproject_block`, added to what is there when ``accumulate``.
     """
-    rows, inner = dgates.shape
-    block = unit_block(work_flat, dh.shape[0], 1, u0, u1, rows)
-    np.dot(dgates, unit_block(panels, inner, 1, u0, u1, inner), block)
-    for b in range(rows):
+    block = backproject_block(dgates, panels, u0, u1, work_flat, dh.shape[0])
+    for b in range(block.shape[0]):
         if accumulate:
             dh[b, u0:u1] += block[b]
         else:

@@ -3,12 +3,12 @@
 Inside a time step every thread owns a contiguous block of hidden units ``[u0, u1)`` for
 all running sequences: it computes the recurrent projections of its units' gates and
 then their gate math (backward: its units' gate derivatives, then its units' columns of
-the gradient reaching the previous state). A thread therefore reads only its own share of the recurrent
-weights (which stay in its cache from step to step when they fit), and a batch of one
-sequence is split across the cores as well as a batch of many.
+the gradient reaching the previous state). A thread therefore reads only its own share
+of the recurrent weights (which stay in its cache from step to step when they fit), and
+a batch of one sequence is split across the cores as well as a batch of many.
 
-Per-block buffers live in flat arrays: block ``[u0, u1)`` of an array with ``per_unit``
-values per unit and ``capacity`` rows starts at ``capacity · per_unit · u0``.
+Per-block buffers live in flat arrays: block ``[u0, u1)`` of an array of ``capacity`` rows
+starts at ``capacity · u0``.
 """
 import numpy as np
 from numba import njit
@@ -21,10 +21,10 @@ def unit_bounds(hidden, blocks):
 
 
 @njit(cache=True, inline="always")
-def unit_block(flat, capacity, per_unit, u0, u1, rows):
-    """The (rows, per_unit · (u1 − u0)) C-contiguous view of block ``[u0, u1)`` in ``flat``."""
-    width = per_unit * (u1 - u0)
-    start = capacity * per_unit * u0
+def unit_block(flat, capacity, u0, u1, rows):
+    """The (rows, u1 − u0) C-contiguous view of block ``[u0, u1)`` in ``flat``."""
+    width = u1 - u0
+    start = capacity * u0
     return flat[start:start + rows * width].reshape(rows, width)
 
 
