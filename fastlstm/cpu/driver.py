@@ -72,6 +72,11 @@ def _in_direction(array, direction, reverse):
     return np.ascontiguousarray(array) if direction == 0 else np.ascontiguousarray(array[reverse])
 
 
+def _segment_index(direction, reverse, t0, t1):
+    """Index of a (T, B, ...) array giving the direction's steps t0 … t1 − 1 (in its own time)."""
+    return slice(t0, t1) if direction == 0 else (reverse[0][t0:t1], reverse[1][t0:t1])
+
+
 def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
     """Run one layer, every direction, forward.
 
@@ -118,7 +123,6 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
     segment = _segment_steps(batch, gate_width, dtype)
     chunks = chunk_count(min(segment, steps) * batch)
     xproj = buffers.empty((min(segment, steps), batch, gate_width), dtype)
-    rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
 
     y = buffers.empty((steps, batch, directions * hidden), dtype)
@@ -136,7 +140,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         bias = p["bias_ih"] + kernels.folded_bias(p)
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
-            x_rows = x[t0:t1] if direction == 0 else x[reverse[0][t0:t1], rows_of_batch]
+            x_rows = x[_segment_index(direction, reverse, t0, t1)]
             xproj_segment = xproj[:t1 - t0]
             matmul(x_rows.reshape(-1, inputs), p["weight_ih"].T, xproj_segment.reshape(-1, gate_width), chunks)
             xproj_segment += bias
@@ -166,19 +170,18 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, weight_ih, x, dx, direction, reverse_time, rows_of_batch, t0, t1, chunks):
+def _input_gradients(dgx, weight_ih, x, dx, direction, index, chunks):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
-    added by the reverse one at the natural time of each of its steps) and its share of
-    ``weight_ih`` and ``bias_ih``."""
+    added by the reverse one at the natural time of each of its steps, ``index`` from
+    :func:`_segment_index`) and its share of ``weight_ih`` and ``bias_ih``."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
+    x_rows = x[index].reshape(-1, inputs)
     if direction == 0:
-        x_rows = x[t0:t1].reshape(-1, inputs)
-        matmul(rows, weight_ih, dx[t0:t1].reshape(-1, inputs), chunks)
+        matmul(rows, weight_ih, dx[index].reshape(-1, inputs), chunks)
     else:
-        x_rows = x[reverse_time, rows_of_batch].reshape(-1, inputs)
-        dx_segment = buffers.empty((t1 - t0, x.shape[1], inputs), x.dtype)
+        dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
         matmul(rows, weight_ih, dx_segment.reshape(-1, inputs), chunks)
-        dx[reverse_time, rows_of_batch] += dx_segment
+        dx[index] += dx_segment
     weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows, NO_SCALE[x.dtype], 0, chunks)
     return {"weight_ih": weight, "bias_ih": bias}
 
@@ -235,7 +238,6 @@ def _backward_layer(tape, dy, dstate):
     chunks = chunk_count(min(segment, steps) * batch)
     dgx = buffers.empty((min(segment, steps), batch, gate_width), dtype)
     dx = buffers.empty((steps, batch, inputs), dtype)
-    rows_of_batch = np.arange(batch)[None, :]
     bounds = unit_bounds(hidden, chunk_count(hidden))
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
@@ -259,8 +261,9 @@ def _backward_layer(tape, dy, dstate):
             backward_loop(dy_dir, states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0, t1)
             _accumulate(direction_grads, kernels.recurrent_gradients(dgx_segment, states, saved, t0, t1))
             _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1))
-            _accumulate(direction_grads, _input_gradients(dgx_segment, p["weight_ih"], x, dx, direction,
-                                                          tape.reverse[0][t0:t1], rows_of_batch, t0, t1, chunks))
+            _accumulate(direction_grads, _input_gradients(
+                dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
+                chunks))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
     return _unsort(dx, order, axis=1), _unsort_states(dstates0, order), grads

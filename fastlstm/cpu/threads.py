@@ -3,8 +3,9 @@
 OpenBLAS's threads spin for a while after each call, and so do Numba's after each
 parallel region; when both pools are live on 2 cores they take turns badly (measured:
 an LSTM forward at T=100, B=32, H=128 took 32 ms with one pool and 114 ms with both).
-So inside a call BLAS is held to one thread: the recurrent GEMMs run single-threaded on
-each Numba thread's row block.
+So inside a call BLAS is held to one thread: every GEMM runs single-threaded on each
+Numba thread's share of it (a block of hidden units in the time loops, a block of rows
+or columns in ``gemm``).
 """
 from contextlib import contextmanager
 
