@@ -18,9 +18,16 @@ from fractions import Fraction
 import numpy as np
 
 
+# Below this argument exp(-a) overflows: inf on a device and in compiled code, but an
+# OverflowError in plain Python, where the CUDA simulator runs these functions. sigmoid is then
+# below 1e-308, tanh(x) rounds to 1 from x = 19.1.
+_SIGMOID_ZERO_BELOW = -709.0
+_TANH_ONE_ABOVE = 20.0
+
+
 def sigmoid(a):
-    """Logistic function 1 / (1 + exp(-a)); exp overflows to inf for very negative a, giving 0."""
-    return 1.0 / (1.0 + math.exp(-a))
+    """Logistic function 1 / (1 + exp(-a)) of a float64; 0 for a < -709, NaN for NaN."""
+    return 0.0 if a < _SIGMOID_ZERO_BELOW else 1.0 / (1.0 + math.exp(-a))
 
 
 def tanh(a):
@@ -72,7 +79,7 @@ def tanh_float64(a):
     series = x * (_T0 + t * (_T1 + t * (_T2 + t * (_T3 + t * (_T4 + t * (_T5 + t * (_T6 + t * (
         _T7 + t * (_T8 + t * (_T9 + t * (_T10 + t * (_T11 + t * (_T12 + t * (_T13 + t * (
             _T14 + t * (_T15 + t * _T16))))))))))))))))
-    via_exp = 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
+    via_exp = 1.0 if x > _TANH_ONE_ABOVE else 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
     return math.copysign(series if x < _TANH_SERIES_BELOW else via_exp, a)
 
 
@@ -209,3 +216,14 @@ def sigmoid_float32(a):
     if large:
         return _ONE - quotient if positive else quotient
     return _HALF + (half_tanh - quotient) if positive else _HALF - (half_tanh - quotient)
+
+
+def activations_for(dtype):
+    """The sigmoid and tanh every backend's kernels use for ``dtype``, as a dict.
+
+    float32: the vectorisable rational approximations above; float64: the library ``exp``
+    for sigmoid and :func:`tanh_float64`.
+    """
+    if np.dtype(dtype) == np.float32:
+        return {"sigmoid": sigmoid_float32, "tanh": tanh_float32}
+    return {"sigmoid": sigmoid, "tanh": tanh_float64}

@@ -16,8 +16,8 @@ def _compile(function):
     return njit(cache=True, inline="always", error_model="numpy")(function)
 
 
-_FLOAT64 = {"sigmoid": _compile(gatemath.sigmoid), "tanh": _compile(gatemath.tanh_float64)}
-_FLOAT32 = {"sigmoid": _compile(gatemath.sigmoid_float32), "tanh": _compile(gatemath.tanh_float32)}
+_FLOAT64 = {name: _compile(f) for name, f in gatemath.activations_for(np.float64).items()}
+_FLOAT32 = {name: _compile(f) for name, f in gatemath.activations_for(np.float32).items()}
 
 
 # What the step templates import; every compiled copy rebinds them for its dtype.

@@ -10,9 +10,9 @@ which is what Numba's on-disk cache is keyed by, so ``cache=True`` works for eve
 Numba's cache is invalidated by changes to the template's own source file only; a
 reinstall rewrites every file, which is enough for users.
 """
-import types
-
 from numba import njit
+
+from ..rebinding import rebind
 
 
 def specialise(template, suffix, parallel=False, **bindings):
@@ -30,9 +30,4 @@ def specialise(template, suffix, parallel=False, **bindings):
     **bindings
         Global names to (re)bind for this copy: Numba dispatchers, ints, bools.
     """
-    namespace = dict(template.__globals__)
-    namespace.update(bindings)
-    name = f"{template.__name__}_{suffix}"
-    function = types.FunctionType(template.__code__, namespace, name, template.__defaults__)
-    function.__qualname__ = name
-    return njit(cache=True, parallel=parallel, error_model="numpy")(function)
+    return njit(cache=True, parallel=parallel, error_model="numpy")(rebind(template, suffix, **bindings))
