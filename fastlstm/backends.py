@@ -3,10 +3,12 @@
 A backend has ``forward_layer(cell, params, x, state, lengths, keep_tape) -> (y, final, tape)`` and
 ``backward_layer(tape, dy, dstate) -> (dx, dstate0, grads)`` over time-major arrays, with
 per-direction lists of parameter dicts (names without their ``_l{k}`` suffix) and of
-state tuples. Heavy modules load on first use, so ``import fastlstm`` stays fast and
-never touches Numba or CUDA.
+state tuples, and ``arrays`` (:mod:`fastlstm.placement`): where its arrays live. Heavy
+modules load on first use, so ``import fastlstm`` stays fast and never touches Numba or CUDA.
 """
 import numpy as np
+
+from .placement import HostArrays
 
 
 class ReferenceBackend:
@@ -17,6 +19,7 @@ class ReferenceBackend:
     """
 
     name = "reference"
+    arrays = HostArrays()
 
     def __init__(self, arithmetic=np.float64):
         self.arithmetic = arithmetic
@@ -36,6 +39,7 @@ class CPUBackend:
     """Numba-compiled kernels on the CPU."""
 
     name = "cpu"
+    arrays = HostArrays()
 
     def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
         from . import cpu
@@ -48,6 +52,41 @@ class CPUBackend:
         return cpu.backward_layer(tape, dy, dstate)
 
 
+class CUDABackend:
+    """numba.cuda kernels on an NVIDIA GPU; built on first use, after checking for a GPU."""
+
+    name = "cuda"
+
+    def __init__(self):
+        from .cuda.arrays import require_gpu
+
+        require_gpu()
+        from .cuda.placement import DeviceArrays
+
+        self.arrays = DeviceArrays()
+
+    def is_device_array(self, value):
+        return self.arrays.is_device_array(value)
+
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
+        from .cuda.compiled import kernels_for
+        from .cuda.driver import forward_layer
+
+        return forward_layer(kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape)
+
+    def backward_layer(self, tape, dy, dstate):
+        from .cuda.driver import backward_layer
+
+        return backward_layer(tape, dy, dstate)
+
+
+def _host_only(value):
+    return False
+
+
+ReferenceBackend.is_device_array = staticmethod(_host_only)
+CPUBackend.is_device_array = staticmethod(_host_only)
+
 _BACKENDS = {
     "reference": ReferenceBackend(),
     "cpu": CPUBackend(),
@@ -56,8 +95,11 @@ _BACKENDS = {
 
 
 def get_backend(name):
-    """Return the backend called ``name``; ``"cuda"`` raises until the GPU backend exists."""
-    if name == "cuda":
-        raise NotImplementedError("backend 'cuda': the GPU backend is not available in this "
-                                  "version; use backend='cpu' or 'reference'")
+    """Return the backend called ``name``.
+
+    ``"cuda"`` is built on first use and raises RuntimeError, naming the reason, when no
+    CUDA GPU (or no numba-cuda) is usable; nothing is cached then, so a later call retries.
+    """
+    if name == "cuda" and name not in _BACKENDS:
+        _BACKENDS[name] = CUDABackend()
     return _BACKENDS[name]

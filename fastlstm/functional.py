@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import buffers
 from .backends import get_backend
 from .config import LayerConfig
-from .validation import as_float_array, check_ndim, check_shape, real_array
+from .validation import check_shape
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Tape:
     layer_tapes: list
 
 
-def _check_params(config, params):
+def _check_params(config, arrays, params):
     expected = config.parameter_shapes()
     if not isinstance(params, dict):
         raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
@@ -49,36 +48,12 @@ def _check_params(config, params):
                          f"missing {missing}, unexpected {unknown}")
     converted = {}
     for name, shape in expected.items():
-        converted[name] = as_float_array(f"params[{name!r}]", params[name], config.dtype)
+        converted[name] = arrays.convert(f"params[{name!r}]", params[name], config.dtype)
         check_shape(f"params[{name!r}]", converted[name], shape, "")
     return converted
 
 
-def _time_major_copy(config, name, value, feature_size):
-    """``value`` as a new C-contiguous (T, B, features) array of the layer's dtype.
-
-    A copy, never the caller's array: the tape keeps it for the backward.
-    """
-    array = real_array(name, value, config.dtype)
-    layout = "(B, T, features)" if config.batch_first else "(T, B, features)"
-    check_ndim(name, array, 3, layout)
-    if array.shape[2] != feature_size:
-        raise ValueError(f"{name}: expected {feature_size} features in the last axis of {layout}, "
-                         f"got shape {array.shape}")
-    if config.batch_first:
-        array = array.transpose(1, 0, 2)
-    if array.shape[1] < 1:
-        raise ValueError(f"{name}: expected at least one sequence in the batch, got shape {array.shape}")
-    copy = buffers.empty(array.shape, config.dtype)
-    copy[...] = array
-    return copy
-
-
-def _batch_major(config, array):
-    return np.ascontiguousarray(array.transpose(1, 0, 2)) if config.batch_first else array
-
-
-def _state_tensors(config, name, state, batch):
+def _state_tensors(config, arrays, name, state, batch):
     """Return the state as a tuple of (L·D, B, H) arrays: (h,) or, for the LSTM, (h, c)."""
     shape = config.state_shape(batch)
     meaning = "(num_layers*directions, B, H)"
@@ -93,7 +68,7 @@ def _state_tensors(config, name, state, batch):
         parts = [(name, state)]
     tensors = []
     for part_name, value in parts:
-        array = as_float_array(part_name, value, config.dtype)
+        array = arrays.convert(part_name, value, config.dtype)
         check_shape(part_name, array, shape, meaning)
         tensors.append(array)
     return tuple(tensors)
@@ -109,10 +84,10 @@ def _layer_params(config, params, layer, direction):
             for name in config.cell.parameter_shapes(1, 1)}
 
 
-def _check_lengths(lengths, steps, batch):
+def _check_lengths(arrays, lengths, steps, batch):
     if lengths is None:
         return None
-    array = np.asarray(lengths)
+    array = arrays.host(lengths)
     if array.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers, got an array of dtype {array.dtype}")
     if array.shape != (batch,):
@@ -153,20 +128,25 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     y : ndarray, shape (T, B, D·H), or (B, T, D·H) with ``batch_first``
     final_state : ndarray or pair of ndarray, each (num_layers·D, B, H)
     tape : Tape, or None when ``tape=False``
+
+    With ``backend="cuda"``, results are device arrays when ``x`` is one (an object with
+    ``__cuda_array_interface__``) and NumPy arrays otherwise.
     """
     keep_tape = tape
     backend = get_backend(config.backend)
-    params = _check_params(config, params)
-    x = _time_major_copy(config, "x", x, config.input_size)
+    arrays = backend.arrays
+    on_device = backend.is_device_array(x)
+    params = _check_params(config, arrays, params)
+    x = arrays.time_major_copy("x", x, config.dtype, config.batch_first, config.input_size)
     steps, batch = x.shape[0], x.shape[1]
     if state is None:
-        state = tuple(np.zeros(config.state_shape(batch), config.dtype)
+        state = tuple(arrays.zeros(config.state_shape(batch), config.dtype)
                       for _ in range(config.cell.state_count))
     else:
-        state = _state_tensors(config, "state", state, batch)
-    lengths = _check_lengths(lengths, steps, batch)
+        state = _state_tensors(config, arrays, "state", state, batch)
+    lengths = _check_lengths(arrays, lengths, steps, batch)
 
-    final = tuple(np.empty(config.state_shape(batch), config.dtype) for _ in state)
+    final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
     layer_input, layer_tapes = x, []
     for layer in range(config.num_layers):
         layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
@@ -175,10 +155,11 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
             keep_tape)
         for direction, direction_final in enumerate(layer_final):
             for k, s in enumerate(direction_final):
-                final[k][layer * config.directions + direction] = s
-        layer_input = np.ascontiguousarray(y, dtype=config.dtype)
+                arrays.assign(final[k], layer * config.directions + direction, s)
+        layer_input = arrays.as_dtype(y, config.dtype)
         layer_tapes.append(layer_tape)
-    y = _batch_major(config, layer_input)
+    y = arrays.time_major(layer_input) if config.batch_first else layer_input
+    y, final = arrays.result(y, on_device), tuple(arrays.result(s, on_device) for s in final)
     if not keep_tape:
         return y, _public_state(config, final), None
     return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes)
@@ -202,19 +183,24 @@ def backward(tape: Tape, dy, dstate=None):
         Gradient with respect to the initial state.
     grads : dict of ndarray
         Gradient of every parameter, keyed like ``params``.
+
+    With ``backend="cuda"``, results are device arrays when ``dy`` is one and NumPy arrays
+    otherwise.
     """
     config = tape.config
     backend = get_backend(config.backend)
+    arrays = backend.arrays
+    on_device = backend.is_device_array(dy)
     expected = (tape.steps, tape.batch, config.output_size)
     if config.batch_first:
         expected = (tape.batch, tape.steps, config.output_size)
-    dy = as_float_array("dy", dy, config.dtype)
+    dy = arrays.convert("dy", dy, config.dtype)
     check_shape("dy", dy, expected, "(the shape of the forward's y)")
     if config.batch_first:
-        dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
-    dfinal = None if dstate is None else _state_tensors(config, "dstate", dstate, tape.batch)
+        dy = arrays.time_major(dy)
+    dfinal = None if dstate is None else _state_tensors(config, arrays, "dstate", dstate, tape.batch)
 
-    dinitial = tuple(np.empty(config.state_shape(tape.batch), config.dtype)
+    dinitial = tuple(arrays.empty(config.state_shape(tape.batch), config.dtype)
                      for _ in range(config.cell.state_count))
     grads = {}
     d_output = dy
@@ -224,10 +210,12 @@ def backward(tape: Tape, dy, dstate=None):
             tape.layer_tapes[layer], d_output, dstate_layer)
         for direction in range(config.directions):
             for k, d in enumerate(layer_dstate0[direction]):
-                dinitial[k][layer * config.directions + direction] = d
+                arrays.assign(dinitial[k], layer * config.directions + direction, d)
             suffix = config.suffix(layer, direction)
             for name, value in layer_grads[direction].items():
-                grads[name + suffix] = np.asarray(value, dtype=config.dtype)
-        d_output = np.ascontiguousarray(d_input, dtype=config.dtype)
+                grads[name + suffix] = arrays.result(arrays.as_dtype(value, config.dtype), on_device)
+        d_output = arrays.as_dtype(d_input, config.dtype)
     grads = {name: grads[name] for name in config.parameter_shapes()}
-    return _batch_major(config, d_output), _public_state(config, dinitial), grads
+    dx = arrays.time_major(d_output) if config.batch_first else d_output
+    dinitial = tuple(arrays.result(d, on_device) for d in dinitial)
+    return arrays.result(dx, on_device), _public_state(config, dinitial), grads

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import functional
+from .backends import get_backend
 from .cells import make_cell
 from .config import init_parameters, make_config
 
@@ -13,6 +14,7 @@ class _RecurrentLayer:
                  dtype, backend, seed):
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
                                   batch_first, dtype, backend)
+        get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
         self._params = init_parameters(self.config, seed)
         self.grads = None
         self._tape = None

@@ -9,3 +9,7 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("default")
+
+# tests/cuda runs in its own process, with FASTLSTM_CUDA_TESTS=1 (tests/test_cuda_suite.py
+# starts it under the simulator, which must be switched on before numba.cuda is imported).
+collect_ignore = [] if os.environ.get("FASTLSTM_CUDA_TESTS") == "1" else ["cuda"]
