@@ -222,7 +222,11 @@ def device_view(name, value, dtype=None):
         if not hasattr(cuda_module, "as_cuda_array"):
             raise TypeError(f"{name}: the CUDA simulator cannot use {type(value).__name__} "
                             "(real GPU memory); pass a NumPy array or a numba.cuda device array")
-        view = cuda_module.as_cuda_array(value)
+        # The kernels run on the legacy default stream, which already waits for work queued
+        # on a producer's default stream (CAI stream 1 or 2): numba's host-side
+        # synchronisation is only needed for other streams.
+        stream = value.__cuda_array_interface__.get("stream")
+        view = cuda_module.as_cuda_array(value, sync=stream not in (None, 1, 2))
     else:
         raise TypeError(f"{name}: expected an object with __cuda_array_interface__, "
                         f"got {type(value).__name__}")

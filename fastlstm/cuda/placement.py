@@ -1,8 +1,10 @@
 """The cuda backend's side of the functional core's boundary (see :mod:`fastlstm.placement`).
 
-Inputs are converted to new C-contiguous device arrays of the layer's dtype on the device
-(:mod:`.arrays`); results stay device arrays when the caller gave device arrays, and are
-copied to the host otherwise.
+Device inputs that already are C-contiguous arrays of the layer's dtype are read in place
+(the kernels never write them); every other input is converted to a new C-contiguous
+device array of the layer's dtype, on the device (:mod:`.arrays`) when it already lives
+there. Results stay device arrays when the caller gave device arrays, and are copied to the
+host otherwise.
 """
 import numpy as np
 from numba import cuda
@@ -12,18 +14,32 @@ from ..validation import real_array
 from . import arrays
 
 
+def _usable_in_place(name, value, dtype):
+    """A device input the kernels can read as it is (C-contiguous, of ``dtype``), viewed without
+    copying; None otherwise. The kernels never write their inputs."""
+    if not arrays.is_device_array(value):
+        return None
+    view = arrays.device_view(name, value, dtype)
+    return view if view.dtype == np.dtype(dtype) and view.is_c_contiguous() else None
+
+
 class DeviceArrays:
     """Device arrays in the kernels; NumPy or device arrays at the caller's choice."""
 
     is_device_array = staticmethod(arrays.is_device_array)
 
     def convert(self, name, value, dtype):
-        return arrays.to_device(name, value, dtype)
+        in_place = _usable_in_place(name, value, dtype)
+        return in_place if in_place is not None else arrays.to_device(name, value, dtype)
 
     def time_major_copy(self, name, value, dtype, batch_first, feature_size):
-        shape = arrays.device_view(name, value).shape if arrays.is_device_array(value) else \
+        in_place = _usable_in_place(name, value, dtype)
+        shape = in_place.shape if in_place is not None else \
+            arrays.device_view(name, value).shape if arrays.is_device_array(value) else \
             real_array(name, value, dtype).shape
         check_sequence_input(name, shape, feature_size, batch_first)
+        if in_place is not None and not batch_first:
+            return in_place
         return arrays.time_major_copy(name, value, dtype, batch_first)
 
     def as_dtype(self, array, dtype):

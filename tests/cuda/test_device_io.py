@@ -1,0 +1,105 @@
+"""The cuda backend's array contract: device arrays in place, results where the inputs were,
+inputs never modified, errors before any kernel runs."""
+import numpy as np
+import pytest
+from numba import cuda
+
+import fastlstm
+from fastlstm import functional
+from fastlstm.cuda import arrays
+from support import assert_matches_reference, make_problem, run, with_backend
+
+SHAPE = dict(steps=3, batch=2, inputs=3, hidden=2)
+
+
+def _problem(variant="lstm", dtype=np.float64, **options):
+    return make_problem(variant=variant, dtype=dtype, seed=7, **SHAPE, **options)
+
+
+def _on_device(value):
+    if isinstance(value, tuple):
+        return tuple(cuda.to_device(v) for v in value)
+    return cuda.to_device(value)
+
+
+def _host(value):
+    if isinstance(value, tuple):
+        return tuple(_host(v) for v in value)
+    return arrays.to_host(value) if arrays.is_device_array(value) else value
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_device_inputs_give_device_results_equal_to_the_reference(batch_first):
+    problem = _problem(batch_first=batch_first, lengths=np.array([3, 1]))
+    config = with_backend(problem["config"], "cuda")
+    params = {k: cuda.to_device(v) for k, v in problem["params"].items()}
+    x, state = cuda.to_device(problem["x"]), _on_device(problem["state"])
+    y, final, tape = functional.forward(config, params, x, state, problem["lengths"])
+    dy, dstate = cuda.to_device(problem["dy"]), _on_device(problem["dstate"])
+    dx, dstate0, grads = functional.backward(tape, dy, dstate)
+
+    for result in (y, *final, dx, *dstate0, *grads.values()):
+        assert arrays.is_device_array(result)
+    result = {"y": _host(y), "dx": _host(dx), "final[0]": _host(final[0]), "final[1]": _host(final[1]),
+              "dstate0[0]": _host(dstate0[0]), "dstate0[1]": _host(dstate0[1])}
+    result.update({f"grad[{k}]": _host(v) for k, v in grads.items()})
+    assert_matches_reference(result, run(problem, "reference"), np.float64, None)
+
+    # inputs read in place are never written
+    np.testing.assert_array_equal(_host(x), problem["x"])
+    np.testing.assert_array_equal(_host(dy), problem["dy"])
+    for name, value in params.items():
+        np.testing.assert_array_equal(_host(value), problem["params"][name])
+    for device_part, host_part in zip(state + dstate, problem["state"] + problem["dstate"]):
+        np.testing.assert_array_equal(_host(device_part), host_part)
+
+
+def test_host_inputs_give_host_results():
+    problem = _problem(variant="gru")
+    config = with_backend(problem["config"], "cuda")
+    y, final, tape = functional.forward(config, problem["params"], problem["x"], problem["state"])
+    dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+    for result in (y, final, dx, dstate0, *grads.values()):
+        assert isinstance(result, np.ndarray)
+
+
+def test_float32_device_input_to_a_float64_layer_is_converted_not_modified():
+    problem = _problem(variant="rnn_tanh")
+    config = with_backend(problem["config"], "cuda")
+    x32 = problem["x"].astype(np.float32)
+    x = cuda.to_device(x32)
+    y, _, _ = functional.forward(config, problem["params"], x, problem["state"], tape=False)
+    expected, _, _ = functional.forward(with_backend(config, "reference"), problem["params"],
+                                        x32.astype(np.float64), problem["state"], tape=False)
+    np.testing.assert_allclose(_host(y), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(_host(x), x32)
+
+
+def test_empty_sequence():
+    problem = make_problem(variant="lstm", steps=0, batch=2, inputs=3, hidden=2, dtype=np.float64, seed=1)
+    result = run(problem, "cuda")
+    expected = run(problem, "reference")
+    for name, value in expected.items():
+        np.testing.assert_array_equal(result[name], value, err_msg=name)
+
+
+def test_layer_with_device_parameters():
+    layer = fastlstm.GRU(3, 4, backend="cuda", dtype=np.float64, seed=3)
+    twin = fastlstm.GRU(3, 4, backend="reference", dtype=np.float64, seed=3)
+    layer.params = {k: cuda.to_device(v) for k, v in layer.params.items()}
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    y, h = layer(x)
+    y_ref, h_ref = twin(x)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (np.zeros((3, 2, 5)), ValueError, "x"),                    # 5 features, the layer takes 3
+    (np.zeros((3, 2)), ValueError, "x"),                       # not 3-d
+    (np.zeros((3, 2, 3), np.complex128), TypeError, "x"),      # not real
+])
+def test_bad_device_input_is_a_clear_error(bad, error, words):
+    layer = fastlstm.LSTM(3, 2, backend="cuda", dtype=np.float32)
+    with pytest.raises(error, match=words):
+        layer(cuda.to_device(bad))
