@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import cuda
+from numba import cuda, types
 
 from .. import cellmath, gatemath
 from ..rebinding import rebind
@@ -19,7 +19,7 @@ from . import recurrent
 _CELLMATH = ("lstm_forward", "lstm_backward", "gru_candidate", "gru_backward", "sigmoid_gradient",
              "rnn_forward", "rnn_backward")
 _HELPERS = ("time_of", "carry_state", "clear_gradients", "store_gradient", "padded_forward", "block_units",
-            "forward_gates", "forward_source", "backward_rows", "lane_dot", "sum_lanes")
+            "forward_gates", "backward_rows", "lane_dot", "project_gates", "sum_lanes")
 _ROUNDS = ("forward_round", "backward_round")
 _KERNELS = ("forward_persistent", "forward_step", "backward_persistent", "backward_step", "backward_finish")
 
@@ -89,6 +89,31 @@ class CellKernels:
             bindings[name] = _device(getattr(recurrent, name), suffix, bindings)
         for name in _KERNELS:
             setattr(self, name, cuda.jit(cache=True)(rebind(getattr(recurrent, name), suffix, **bindings)))
+
+
+    def ptx_signatures(self):
+        """Every kernel with the one signature the driver launches it with.
+
+        Returns
+        -------
+        list of (function, numba.core.typing.Signature)
+            The kernels' (rebound) Python functions, e.g. for
+            ``numba.cuda.compile_ptx(function, signature, cc=(9, 0))``.
+        """
+        real = numba.from_dtype(self.dtype)
+        index = types.int64
+        a1, a2, a3, a4 = (types.Array(real, ndim, "C") for ndim in (1, 2, 3, 4))
+        lengths = types.Array(types.int64, 1, "C")
+        forward = (a3, a4, a4, a3, lengths, a1, a2, index, index)    # xproj states tape y lengths w vectors direction keep
+        backward = (a3, a4, a4, a3, a3, a3, lengths, a1, a2, index)  # dy states tape dgh dgx carry lengths w_t vectors d
+        arguments = {
+            "forward_persistent": forward + (index, index),
+            "forward_step": (index, index) + forward + (index,),
+            "backward_persistent": backward + (index, index),
+            "backward_step": (index, index) + backward + (index,),
+            "backward_finish": (a3, a3, a1, index),
+        }
+        return [(getattr(self, name).py_func, types.void(*arguments[name])) for name in _KERNELS]
 
 
 def _device(template, suffix, bindings):

@@ -63,13 +63,6 @@ def forward_gates(phase):
     return (0, 2) if phase == 0 else (2, 3)
 
 
-def forward_source(phase, t, slot, b, states, tape):
-    """The vector a forward phase projects: h of step t, or the reset-before GRU's r ⊙ h."""
-    if phase == 0:
-        return states[0, t, b]
-    return tape[3, slot, b]
-
-
 def backward_rows(phase, hidden):
     """The gate rows [r0, r1) a backward phase projects back: phase 0 those reaching h from
     the later step; the reset-before GRU's phase 1 the candidate's, reaching r ⊙ h."""
@@ -84,6 +77,14 @@ def lane_dot(source, w, base, first, stop, lane, lanes):
     for k in range(first + lane, stop, lanes):
         total += source[k] * w[base + k]
     return total
+
+
+def project_gates(source, w, base, gate_stride, g0, g1, partial, at, lane, lanes):
+    """This lane's share of each gate g in [g0, g1) of a unit's projection of ``source``, stored
+    at partial[at + g·lanes + lane]; the unit's gate g row of weights starts at base + g·gate_stride."""
+    for g in range(g0, g1):
+        partial[at + g * lanes + lane] = lane_dot(source, w, base + g * gate_stride, 0, source.shape[0], lane,
+                                                  lanes)
 
 
 def sum_lanes(partial, at, count, lane, lanes, active):
@@ -110,10 +111,11 @@ def forward_round(phase, t, item, items, width, u0, w, unit_stride, gate_stride,
     b, c = item // width, item % width
     g0, g1 = forward_gates(phase)
     if active and t < lengths[b]:
-        source = forward_source(phase, t, slot, b, states, tape)
-        for g in range(g0, g1):
-            partial[at + g * lanes + lane] = lane_dot(source, w, c * unit_stride + g * gate_stride, 0, hidden,
-                                                      lane, lanes)
+        # the reset-before GRU's phase 1 projects r ⊙ h (tape plane 3); everything else h
+        if phase == 0:
+            project_gates(states[0, t, b], w, c * unit_stride, gate_stride, g0, g1, partial, at, lane, lanes)
+        else:
+            project_gates(tape[3, slot, b], w, c * unit_stride, gate_stride, g0, g1, partial, at, lane, lanes)
     sum_lanes(partial, at, GATES, lane, lanes, active)
     if active and lane == 0:
         acc = cuda.local.array(GATES, DTYPE)
