@@ -22,6 +22,8 @@ is, but a failed import only surfaces (as a clear RuntimeError) when the module 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..validation import check_ndim, real_array
@@ -164,6 +166,7 @@ def require_gpu():
     """
     cuda_module = _require_module()
     if cuda_module.is_available():
+        _require_compilable()
         return
     reason = _unavailable_reason()
     detail = f" ({reason})" if reason else ""
@@ -171,6 +174,25 @@ def require_gpu():
         f"{_PREFIX}no usable CUDA GPU was found: numba.cuda.is_available() is False{detail}. "
         "Use backend='cpu', or run on a machine with an NVIDIA GPU and driver "
         "(NUMBA_ENABLE_CUDASIM=1 runs the CUDA simulator, for testing only).")
+
+
+def _require_compilable():
+    """Raise RuntimeError when numba-cuda's compiler cannot load next to this NumPy.
+
+    numba-cuda loads its NumPy implementations on the first kernel compile; a version that
+    registers functions this NumPy no longer has (numba-cuda 0.30 and ``np.row_stack``,
+    removed in NumPy 2.5) would otherwise fail there, deep in a kernel launch."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401
+    except Exception as error:  # noqa: BLE001 — reported, with its cause
+        import numba_cuda
+
+        raise RuntimeError(
+            f"{_PREFIX}numba-cuda {getattr(numba_cuda, '__version__', '?')} cannot compile kernels with "
+            f"NumPy {np.__version__} ({type(error).__name__}: {error}); install a NumPy that this "
+            "numba-cuda supports (e.g. pip install 'numpy<2.5') or a newer numba-cuda") from error
 
 
 def _unavailable_reason():
