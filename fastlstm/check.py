@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from . import functional
+from .backends import get_backend
 from .cells import make_cell
 from .config import init_parameters, make_config
 from .tolerances import tolerance
@@ -18,7 +19,20 @@ CHECKED_CELLS = [
     dict(kind="rnn"),
     dict(kind="rnn", nonlinearity="relu"),
 ]
-FAST_BACKENDS = ["cpu"]
+FAST_BACKENDS = ["cpu", "cuda"]
+
+
+def _available_backends(out):
+    """The fast backends that run here; says why the cuda backend does not, when it does not."""
+    available = []
+    for name in FAST_BACKENDS:
+        try:
+            get_backend(name)
+        except RuntimeError as error:
+            out(f"{name}: not available here: {error}")
+            continue
+        available.append(name)
+    return available
 
 
 def _run(config, params, x, dy):
@@ -26,7 +40,8 @@ def _run(config, params, x, dy):
     y, final, tape = functional.forward(config, params, x)
     dx, _, grads = functional.backward(tape, dy)
     elapsed = time.perf_counter() - start
-    return [y, dx, *grads.values()], elapsed
+    loop = getattr(tape.layer_tapes[0], "forward_loop", None)
+    return [y, dx, *grads.values()], elapsed, loop
 
 
 def _worst_error(result, expected):
@@ -53,25 +68,33 @@ def check(steps=20, batch=8, input_size=16, hidden_size=32, seed=0, out=print):
              f"{'first call':>12}{'fwd+bwd':>11}"
     out(f"fastlstm check: T={steps} B={batch} I={input_size} H={hidden_size}, errors relative to "
         f"the float64 reference")
+    backends = _available_backends(out)
     out(header)
     out("-" * len(header))
     all_ok = True
+    loops = []
     for options in CHECKED_CELLS:
         cell = make_cell(**options)
         for dtype in ("float32", "float64"):
             ref_config = make_config(cell, input_size, hidden_size, dtype="float64", backend="reference")
             params = init_parameters(make_config(cell, input_size, hidden_size, dtype=dtype), seed)
-            expected, _ = _run(ref_config, params, x64.astype(dtype), dy64.astype(dtype))
-            for backend in FAST_BACKENDS:
+            expected, _, _ = _run(ref_config, params, x64.astype(dtype), dy64.astype(dtype))
+            for backend in backends:
                 config = make_config(cell, input_size, hidden_size, dtype=dtype, backend=backend)
                 x, dy = x64.astype(dtype), dy64.astype(dtype)
-                _, first = _run(config, params, x, dy)
-                result, elapsed = _run(config, params, x, dy)
+                _, first, _ = _run(config, params, x, dy)
+                result, elapsed, loop = _run(config, params, x, dy)
+                if loop is not None and dtype == "float32":
+                    loops.append(f"{cell.label}: {loop.describe()}")
                 error = _worst_error(result, expected)
                 rtol = tolerance(dtype)[0]
                 ok = error <= rtol
                 all_ok &= ok
                 out(f"{cell.label:<24}{dtype:<9}{backend:<11}{error:>15.2e}{rtol:>11.0e}"
                     f"{first * 1e3:>10.0f}ms{elapsed * 1e3:>9.2f}ms" + ("" if ok else "  FAIL"))
+    if loops:
+        out(f"cuda recurrent loops at this size (float32; FASTLSTM_CUDA_LOOP=per-step forces the other):")
+        for line in loops:
+            out(f"  {line}")
     out("all within tolerance" if all_ok else "SOME BACKENDS ARE OFF THE REFERENCE")
     return all_ok
