@@ -18,8 +18,9 @@ from . import recurrent
 
 _CELLMATH = ("lstm_forward", "lstm_backward", "gru_candidate", "gru_backward", "sigmoid_gradient",
              "rnn_forward", "rnn_backward")
-_HELPERS = ("time_of", "carry_state", "clear_gradients", "store_gradient", "padded_forward", "block_units",
-            "forward_gates", "backward_rows", "lane_dot", "project_gates", "sum_lanes")
+_HELPERS = ("time_of", "carry_state", "clear_gradients", "store_gradient", "incoming_gradient",
+            "padded_forward", "block_units", "forward_gates", "backward_rows", "lane_dot", "project_gates",
+            "sum_lanes")
 _ROUNDS = ("forward_round", "backward_round")
 _KERNELS = ("forward_persistent", "forward_step", "backward_persistent", "backward_step", "backward_finish")
 

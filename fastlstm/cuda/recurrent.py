@@ -174,6 +174,20 @@ def store_gradient(t, tt, b, u, gate, dx_value, dh_value, dgh, dgx, direction, h
     dgh[t, b, gate * hidden + u] = dh_value
 
 
+def incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden):
+    """The gradient reaching unit u's output at step t (carried, from the later step, and dy),
+    and the step's natural time. Past the sequence's end the gradient is carried on, the
+    step's gate gradients are zero, and the time is -1."""
+    length = lengths[b]
+    dh = carry[0, b, u] + projected
+    if t >= length:
+        carry[0, b, u] = dh
+        clear_gradients(t, b, u, dgh, dgx, direction, hidden)
+        return dh, -1
+    tt = time_of(t, length, direction)
+    return dh + dy[tt, b, direction * hidden + u], tt
+
+
 def padded_forward(t, b, u, states, tape, y, slot, direction, hidden):
     """A finished sequence at step t: state carried, output 0, tape 0 (the weight gradients
     multiply it by zero gradients, which must not meet stale NaNs)."""
@@ -210,14 +224,9 @@ def lstm_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vect
 def lstm_backward_unit(phase, t, b, u, projected, dy, states, tape, dgh, dgx, carry, lengths, vectors,
                        direction):
     hidden = states.shape[3]
-    length = lengths[b]
-    dh = carry[0, b, u] + projected
-    if t >= length:
-        carry[0, b, u] = dh
-        clear_gradients(t, b, u, dgh, dgx, direction, hidden)
+    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
+    if tt < 0:
         return
-    tt = time_of(t, length, direction)
-    dh += dy[tt, b, direction * hidden + u]
     da_i, da_f, da_g, da_o, dc_prev = lstm_backward(
         dh, carry[1, b, u], tape[0, t, b, u], tape[1, t, b, u], tape[2, t, b, u], tape[3, t, b, u],
         tape[4, t, b, u], states[1, t, b, u], vectors[0, u], vectors[1, u], vectors[2, u])
@@ -277,13 +286,9 @@ def gru_backward_unit(phase, t, b, u, projected, dy, states, tape, dgh, dgx, car
             carry[0, b, u] += projected * r
             store_gradient(t, time_of(t, length, direction), b, u, 0, da_r, da_r, dgh, dgx, direction, hidden)
         return
-    dh = carry[0, b, u] + projected
-    if t >= length:
-        carry[0, b, u] = dh
-        clear_gradients(t, b, u, dgh, dgx, direction, hidden)
+    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
+    if tt < 0:
         return
-    tt = time_of(t, length, direction)
-    dh += dy[tt, b, direction * hidden + u]
     r, z, n = tape[0, t, b, u], tape[1, t, b, u], tape[2, t, b, u]
     da_z, da_n, dh_direct = gru_backward(dh, z, n, states[0, t, b, u])
     carry[0, b, u] = dh_direct
@@ -311,14 +316,10 @@ def rnn_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vecto
 def rnn_backward_unit(phase, t, b, u, projected, dy, states, tape, dgh, dgx, carry, lengths, vectors,
                       direction):
     hidden = states.shape[3]
-    length = lengths[b]
-    dh = carry[0, b, u] + projected
-    if t >= length:
-        carry[0, b, u] = dh
-        clear_gradients(t, b, u, dgh, dgx, direction, hidden)
+    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
+    if tt < 0:
         return
-    tt = time_of(t, length, direction)
-    da = rnn_backward(dh + dy[tt, b, direction * hidden + u], states[0, t + 1, b, u])
+    da = rnn_backward(dh, states[0, t + 1, b, u])
     carry[0, b, u] = ZERO
     store_gradient(t, tt, b, u, 0, da, da, dgh, dgx, direction, hidden)
 
