@@ -24,10 +24,12 @@ class ReferenceBackend:
     def __init__(self, arithmetic=np.float64):
         self.arithmetic = arithmetic
 
-    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
+    in_the_loop_regularisation = True
+
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
         from . import reference
 
-        return reference.forward_layer(cell, params, x, state, lengths, self.arithmetic)
+        return reference.forward_layer(cell, params, x, state, lengths, self.arithmetic, recurrent, zoneout)
 
     def backward_layer(self, tape, dy, dstate):
         from . import reference

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import Cell
+from .regularisation import Regularisation
 from .validation import check_bool, check_choice, check_positive_int, resolve_dtype
 
 BACKENDS = ("reference", "cpu", "cuda")
@@ -22,6 +23,8 @@ class LayerConfig:
     bidirectional, batch_first : bool
     dtype : numpy scalar type, ``np.float32`` or ``np.float64``
     backend : {"reference", "cpu", "cuda"}
+    regularisation : Regularisation
+        Dropout, variational dropout, zoneout and DropConnect rates (all 0 by default).
     """
 
     cell: Cell
@@ -32,6 +35,7 @@ class LayerConfig:
     batch_first: bool = False
     dtype: type = np.float32
     backend: str = "cpu"
+    regularisation: Regularisation = Regularisation()
 
     @property
     def directions(self) -> int:
@@ -63,7 +67,7 @@ class LayerConfig:
 
 
 def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                batch_first=False, dtype="float32", backend="cpu") -> LayerConfig:
+                batch_first=False, dtype="float32", backend="cpu", regularisation=None) -> LayerConfig:
     """Validate constructor arguments and build a :class:`LayerConfig`."""
     return LayerConfig(
         cell=cell,
@@ -74,6 +78,7 @@ def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False
         batch_first=check_bool("batch_first", batch_first),
         dtype=resolve_dtype(dtype),
         backend=check_choice("backend", backend, BACKENDS),
+        regularisation=regularisation or Regularisation(),
     )
 
 

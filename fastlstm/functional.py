@@ -14,6 +14,7 @@ import numpy as np
 
 from .backends import get_backend
 from .config import LayerConfig
+from .regularisation import Masks, draw_masks
 from .validation import check_shape
 
 
@@ -28,6 +29,8 @@ class Tape:
     steps, batch : int
     layer_tapes : list
         The backend's tape for each layer.
+    masks : fastlstm.regularisation.Masks or None
+        The regularisers' masks this forward used; pass them as ``masks=`` to replay it.
     """
 
     config: LayerConfig
@@ -35,6 +38,7 @@ class Tape:
     steps: int
     batch: int
     layer_tapes: list
+    masks: Masks = None
 
 
 def _check_params(config, arrays, params):
@@ -103,7 +107,28 @@ def _per_direction(config, tensors, layer):
     return [tuple(s[layer * config.directions + d] for s in tensors) for d in range(config.directions)]
 
 
-def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=True):
+def _check_regularisation(config, backend, masks):
+    """Raise before any kernel runs when the backend cannot apply these masks."""
+    if masks is None:
+        return
+    if not isinstance(masks, Masks):
+        raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
+    if config.backend == "cuda":
+        raise NotImplementedError("backend 'cuda': dropout, zoneout and DropConnect are not implemented on the GPU "
+                                  "yet; use backend='cpu' or 'reference', or set the rates to 0")
+    in_the_loop = any(masks.layer_in_the_loop(layer) != (None, None) for layer in range(config.num_layers))
+    if in_the_loop and not getattr(backend, "in_the_loop_regularisation", False):
+        raise NotImplementedError(f"backend {config.backend!r}: recurrent_dropout and zoneout are not implemented "
+                                  "in its kernels yet; use backend='reference'")
+
+
+def _times(value, mask):
+    """value ⊙ mask, or value when there is no mask (a new array: inputs are never modified)."""
+    return value if mask is None else value * mask
+
+
+def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=True, training=False, rng=None,
+            masks=None):
     """Run the layer stack forward.
 
     Parameters
@@ -122,6 +147,13 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     tape : bool, default True
         ``False`` runs inference: nothing is kept for :func:`backward` (less memory, and
         the CPU kernels skip writing the saved activations), and the returned tape is ``None``.
+    training : bool, default False
+        Apply the config's regularisers with fresh masks (:mod:`fastlstm.regularisation`);
+        ``False``: no dropout, zoneout at its expectation.
+    rng : numpy.random.Generator, optional
+        Where the masks come from in training (a new unseeded generator if ``None``).
+    masks : fastlstm.regularisation.Masks, optional
+        Masks to use instead of drawing them (``tape.masks`` of an earlier forward).
 
     Returns
     -------
@@ -145,24 +177,38 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     else:
         state = _state_tensors(config, arrays, "state", state, batch)
     lengths = _check_lengths(arrays, lengths, steps, batch)
+    if masks is None:
+        masks = draw_masks(config, steps, batch, training, rng if rng is not None else np.random.default_rng())
+    _check_regularisation(config, backend, masks)
 
     final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
     layer_input, layer_tapes = x, []
     for layer in range(config.num_layers):
         layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
+        in_the_loop = {}
+        if masks is not None:
+            for d, weight_mask in enumerate(masks.weights[layer]):
+                if weight_mask is not None:
+                    layer_params[d] = dict(layer_params[d], weight_hh=layer_params[d]["weight_hh"] * weight_mask)
+            layer_input = _times(layer_input, masks.inputs[layer])
+            recurrent, zoneout = masks.layer_in_the_loop(layer)
+            if recurrent is not None:
+                in_the_loop = dict(recurrent=recurrent, zoneout=zoneout)
         y, layer_final, layer_tape = backend.forward_layer(
             config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths,
-            keep_tape)
+            keep_tape, **in_the_loop)
         for direction, direction_final in enumerate(layer_final):
             for k, s in enumerate(direction_final):
                 arrays.assign(final[k], layer * config.directions + direction, s)
         layer_input = arrays.as_dtype(y, config.dtype)
+        if masks is not None:
+            layer_input = _times(layer_input, masks.outputs[layer])
         layer_tapes.append(layer_tape)
     y = arrays.time_major(layer_input) if config.batch_first else layer_input
     y, final = arrays.result(y, on_device), tuple(arrays.result(s, on_device) for s in final)
     if not keep_tape:
         return y, _public_state(config, final), None
-    return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes)
+    return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes, masks)
 
 
 def backward(tape: Tape, dy, dstate=None):
@@ -204,10 +250,18 @@ def backward(tape: Tape, dy, dstate=None):
                      for _ in range(config.cell.state_count))
     grads = {}
     d_output = dy
+    masks = tape.masks
     for layer in reversed(range(config.num_layers)):
         dstate_layer = None if dfinal is None else _per_direction(config, dfinal, layer)
+        if masks is not None:
+            d_output = _times(d_output, masks.outputs[layer])
         d_input, layer_dstate0, layer_grads = backend.backward_layer(
             tape.layer_tapes[layer], d_output, dstate_layer)
+        if masks is not None:
+            d_input = _times(d_input, masks.inputs[layer])
+            for direction, weight_mask in enumerate(masks.weights[layer]):
+                if weight_mask is not None:
+                    layer_grads[direction]["weight_hh"] = layer_grads[direction]["weight_hh"] * weight_mask
         for direction in range(config.directions):
             for k, d in enumerate(layer_dstate0[direction]):
                 arrays.assign(dinitial[k], layer * config.directions + direction, d)

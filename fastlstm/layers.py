@@ -1,24 +1,42 @@
 """The layer classes: a thin, stateful shell over :mod:`fastlstm.functional`."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import functional
 from .backends import get_backend
 from .cells import make_cell
 from .config import init_parameters, make_config
+from .regularisation import make_regularisation
 
 
 class _RecurrentLayer:
     """Parameters, the tape of the last forward, and the gradients of the last backward."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers, bidirectional, batch_first,
-                 dtype, backend, seed):
+                 dtype, backend, seed, **rates):
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
-                                  batch_first, dtype, backend)
+                                  batch_first, dtype, backend, make_regularisation(cell, **rates))
         get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
         self._params = init_parameters(self.config, seed)
+        # the masks' stream: reproducible from seed, independent of the initialisation's
+        self.rng = np.random.default_rng(None if seed is None else [seed, 1])
+        self.training = True
         self.grads = None
         self._tape = None
         self._inference = False
+
+    def train(self, mode=True):
+        """Training mode (the default): forwards apply the regularisers with fresh masks.
+
+        Returns the layer, so that ``layer.train()`` and ``layer.eval()`` chain.
+        """
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode: no dropout; zoneout mixes in its expectation. Deterministic."""
+        return self.train(False)
 
     @property
     def params(self):
@@ -36,10 +54,10 @@ class _RecurrentLayer:
             raise TypeError(f"params: expected a dict of arrays, got {type(value).__name__}")
         self._params = dict(value)
 
-    def __call__(self, x, state=None, lengths=None, *, tape=True):
-        return self.forward(x, state, lengths, tape=tape)
+    def __call__(self, x, state=None, lengths=None, *, tape=True, training=None, rng=None):
+        return self.forward(x, state, lengths, tape=tape, training=training, rng=rng)
 
-    def forward(self, x, state=None, lengths=None, *, tape=True):
+    def forward(self, x, state=None, lengths=None, *, tape=True, training=None, rng=None):
         """Run the layer forward and keep the tape for :meth:`backward`.
 
         Parameters
@@ -50,6 +68,10 @@ class _RecurrentLayer:
         tape : bool, default True
             ``False`` runs inference: nothing is kept for :meth:`backward` (faster, less
             memory), and a following ``backward`` raises.
+        training : bool, optional
+            Overrides :attr:`training` (set by :meth:`train` / :meth:`eval`) for this call.
+        rng : numpy.random.Generator, optional
+            Draw this call's masks from ``rng`` instead of the layer's own :attr:`rng`.
 
         Returns
         -------
@@ -58,8 +80,9 @@ class _RecurrentLayer:
         """
         self._tape = None
         self._inference = not tape
-        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths,
-                                                        tape=tape)
+        training = self.training if training is None else bool(training)
+        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths, tape=tape,
+                                                        training=training, rng=self.rng if rng is None else rng)
         return y, final_state
 
     def backward(self, dy, dstate=None):
@@ -104,16 +127,34 @@ class LSTM(_RecurrentLayer):
     dtype : {"float32", "float64"}
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
-        Seed of the U(−1/√H, 1/√H) initialisation.
+        Seed of the U(−1/√H, 1/√H) initialisation and of the regularisers' masks.
+    dropout : float in [0, 1)
+        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
+    input_dropout, recurrent_dropout : float in [0, 1)
+        Variational dropout of the layer input and of the state feeding the gates: one mask
+        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
+    zoneout : float in [0, 1)
+        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
+    zoneout_cell : float in [0, 1)
+        The same for the cell state c.
+    weight_dropout : float in [0, 1)
+        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
+
+    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
+    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
 
     Calls: ``y, (h_n, c_n) = lstm(x, state=None)`` and
     ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, peephole=False, dtype="float32", backend="cpu", seed=None):
+                 batch_first=False, peephole=False, dtype="float32", backend="cpu", seed=None, *,
+                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, zoneout_cell=0.0,
+                 weight_dropout=0.0):
         super().__init__(make_cell("lstm", peephole=peephole), input_size, hidden_size, num_layers,
-                         bidirectional, batch_first, dtype, backend, seed)
+                         bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         zoneout_cell=zoneout_cell, weight_dropout=weight_dropout)
 
 
 class GRU(_RecurrentLayer):
@@ -130,15 +171,31 @@ class GRU(_RecurrentLayer):
     dtype : {"float32", "float64"}
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
+        Seed of the initialisation and of the regularisers' masks.
+    dropout : float in [0, 1)
+        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
+    input_dropout, recurrent_dropout : float in [0, 1)
+        Variational dropout of the layer input and of the state feeding the gates: one mask
+        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
+    zoneout : float in [0, 1)
+        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
+    weight_dropout : float in [0, 1)
+        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
+
+    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
+    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
 
     Calls: ``y, h_n = gru(x, state=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``;
     states are (num_layers·D, B, H).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, reset_after=True, dtype="float32", backend="cpu", seed=None):
+                 batch_first=False, reset_after=True, dtype="float32", backend="cpu", seed=None, *,
+                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("gru", reset_after=reset_after), input_size, hidden_size,
-                         num_layers, bidirectional, batch_first, dtype, backend, seed)
+                         num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         weight_dropout=weight_dropout)
 
 
 class RNN(_RecurrentLayer):
@@ -155,11 +212,27 @@ class RNN(_RecurrentLayer):
     dtype : {"float32", "float64"}
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
+        Seed of the initialisation and of the regularisers' masks.
+    dropout : float in [0, 1)
+        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
+    input_dropout, recurrent_dropout : float in [0, 1)
+        Variational dropout of the layer input and of the state feeding the gates: one mask
+        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
+    zoneout : float in [0, 1)
+        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
+    weight_dropout : float in [0, 1)
+        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
+
+    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
+    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
 
     Calls: ``y, h_n = rnn(x, state=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, nonlinearity="tanh", dtype="float32", backend="cpu", seed=None):
+                 batch_first=False, nonlinearity="tanh", dtype="float32", backend="cpu", seed=None, *,
+                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("rnn", nonlinearity=nonlinearity), input_size, hidden_size,
-                         num_layers, bidirectional, batch_first, dtype, backend, seed)
+                         num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                         weight_dropout=weight_dropout)

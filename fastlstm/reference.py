@@ -27,9 +27,15 @@ def _as(params, dtype):
 
 # ---------------------------------------------------------------- forward, one step per cell
 
-def _lstm_step(p, x, state, peephole):
+def _recurrent_input(h, mask):
+    """The state as ``weight_hh`` sees it: h, or h ⊙ m under recurrent dropout."""
+    return h if mask is None else h * mask
+
+
+def _lstm_step(p, x, state, peephole, mask):
     h, c = state
-    ai, af, ag, ao = _split(x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"], 4)
+    h_rec = _recurrent_input(h, mask)
+    ai, af, ag, ao = _split(x @ p["weight_ih"].T + p["bias_ih"] + h_rec @ p["weight_hh"].T + p["bias_hh"], 4)
     if peephole:
         ai = ai + p["weight_ci"] * c
         af = af + p["weight_cf"] * c
@@ -39,45 +45,58 @@ def _lstm_step(p, x, state, peephole):
         ao = ao + p["weight_co"] * c_new
     o = sigmoid(ao)
     h_new = o * np.tanh(c_new)
-    saved = dict(x=x, h=h, c=c, i=i, f=f, g=g, o=o, c_new=c_new)
+    saved = dict(x=x, h=h, h_rec=h_rec, c=c, i=i, f=f, g=g, o=o, c_new=c_new)
     return (h_new, c_new), saved
 
 
-def _gru_step(p, x, state, reset_after):
+def _gru_step(p, x, state, reset_after, mask):
     (h,) = state
+    h_rec = _recurrent_input(h, mask)
     W_hr, W_hz, W_hn = np.split(p["weight_hh"], 3, axis=0)
     b_hr, b_hz, b_hn = _split(p["bias_hh"], 3)
     ax_r, ax_z, ax_n = _split(x @ p["weight_ih"].T + p["bias_ih"], 3)
-    r = sigmoid(ax_r + h @ W_hr.T + b_hr)
-    z = sigmoid(ax_z + h @ W_hz.T + b_hz)
+    r = sigmoid(ax_r + h_rec @ W_hr.T + b_hr)
+    z = sigmoid(ax_z + h_rec @ W_hz.T + b_hz)
     if reset_after:
-        ah_n = h @ W_hn.T + b_hn
+        ah_n = h_rec @ W_hn.T + b_hn
         n = np.tanh(ax_n + r * ah_n)
     else:
-        ah_n = (r * h) @ W_hn.T + b_hn
+        ah_n = (r * h_rec) @ W_hn.T + b_hn
         n = np.tanh(ax_n + ah_n)
     h_new = (1.0 - z) * n + z * h
-    saved = dict(x=x, h=h, r=r, z=z, n=n, ah_n=ah_n)
+    saved = dict(x=x, h=h, h_rec=h_rec, r=r, z=z, n=n, ah_n=ah_n)
     return (h_new,), saved
 
 
-def _rnn_step(p, x, state, nonlinearity):
+def _rnn_step(p, x, state, nonlinearity, mask):
     (h,) = state
-    a = x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"]
+    h_rec = _recurrent_input(h, mask)
+    a = x @ p["weight_ih"].T + p["bias_ih"] + h_rec @ p["weight_hh"].T + p["bias_hh"]
     h_new = np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0.0)
-    saved = dict(x=x, h=h, a=a, h_new=h_new)
+    saved = dict(x=x, h=h, h_rec=h_rec, a=a, h_new=h_new)
     return (h_new,), saved
 
 
-def _step(cell, p, x, state):
+def _step(cell, p, x, state, mask):
     if cell.kind == "lstm":
-        return _lstm_step(p, x, state, cell.peephole)
+        return _lstm_step(p, x, state, cell.peephole, mask)
     if cell.kind == "gru":
-        return _gru_step(p, x, state, cell.reset_after)
-    return _rnn_step(p, x, state, cell.nonlinearity)
+        return _gru_step(p, x, state, cell.reset_after, mask)
+    return _rnn_step(p, x, state, cell.nonlinearity, mask)
 
 
-def forward(cell, params, x, state, dtype=np.float64):
+def _zoneout_at(d, t):
+    """Step t's zoneout indicators: from a (T, B, H) array, or the expectation p (0-d)."""
+    return d if d.ndim == 0 else d[t]
+
+
+def _zone_out(previous, new, zoneout, t):
+    """Each unit keeps its previous value where d = 1: d ⊙ previous + (1 − d) ⊙ new."""
+    return tuple(n if d is None else _zoneout_at(d, t) * s + (1.0 - _zoneout_at(d, t)) * n
+                 for s, n, d in zip(previous, new, zoneout))
+
+
+def forward(cell, params, x, state, dtype=np.float64, recurrent_mask=None, zoneout=(None, None)):
     """Run one layer-direction forward.
 
     ``dtype`` is the arithmetic's precision: float64 for the oracle; the tests also run the
@@ -91,6 +110,10 @@ def forward(cell, params, x, state, dtype=np.float64):
     x : ndarray, shape (T, B, I)
     state : tuple of ndarray
         ``(h0,)`` or, for the LSTM, ``(h0, c0)``; each (B, H).
+    recurrent_mask : ndarray, shape (B, H), optional
+        Recurrent dropout: ``weight_hh`` sees h ⊙ recurrent_mask (:mod:`fastlstm.regularisation`).
+    zoneout : pair of (ndarray (T, B, H), 0-d ndarray or None)
+        Zoneout indicators for h and c: a unit keeps its previous value in proportion d.
 
     Returns
     -------
@@ -104,18 +127,27 @@ def forward(cell, params, x, state, dtype=np.float64):
     p = _as(params, dtype)
     x = np.asarray(x, dtype=dtype)
     state = tuple(np.asarray(s, dtype=dtype) for s in state)
+    mask = None if recurrent_mask is None else np.asarray(recurrent_mask, dtype)
+    zoneout = tuple(None if d is None else np.asarray(d, dtype) for d in zoneout)
     y = np.zeros((x.shape[0], x.shape[1], p["weight_hh"].shape[1]), dtype)
     steps = []
     for t in range(x.shape[0]):
-        state, saved = _step(cell, p, x[t], state)
+        new_state, saved = _step(cell, p, x[t], state, mask)
+        state = _zone_out(state, new_state, zoneout, t)
         y[t] = state[0]
         steps.append(saved)
-    return y, state, dict(cell=cell, params=p, steps=steps, state_count=len(state))
+    return y, state, dict(cell=cell, params=p, steps=steps, state_count=len(state), mask=mask,
+                          zoneout=zoneout)
 
 
 # ---------------------------------------------------------------- backward, one step per cell
 
-def _lstm_step_back(p, s, dh, dc, grads, peephole):
+def _masked(dh_rec, mask):
+    """The gradient reaching h from what ``weight_hh`` saw (h ⊙ m under recurrent dropout)."""
+    return dh_rec if mask is None else dh_rec * mask
+
+
+def _lstm_step_back(p, s, dh, dc, grads, peephole, mask):
     tanh_c = np.tanh(s["c_new"])
     do = dh * tanh_c
     da_o = do * s["o"] * (1.0 - s["o"])
@@ -133,14 +165,14 @@ def _lstm_step_back(p, s, dh, dc, grads, peephole):
         grads["weight_co"] += (da_o * s["c_new"]).sum(axis=0)
     da = np.concatenate([da_i, da_f, da_g, da_o], axis=-1)
     grads["weight_ih"] += da.T @ s["x"]
-    grads["weight_hh"] += da.T @ s["h"]
+    grads["weight_hh"] += da.T @ s["h_rec"]
     grads["bias_ih"] += da.sum(axis=0)
     grads["bias_hh"] += da.sum(axis=0)
-    return da @ p["weight_ih"], (da @ p["weight_hh"], dc_prev)
+    return da @ p["weight_ih"], (_masked(da @ p["weight_hh"], mask), dc_prev)
 
 
-def _gru_step_back(p, s, dh, grads, reset_after):
-    r, z, n, h = s["r"], s["z"], s["n"], s["h"]
+def _gru_step_back(p, s, dh, grads, reset_after, mask):
+    r, z, n, h, h_rec = s["r"], s["z"], s["n"], s["h"], s["h_rec"]
     W_hr, W_hz, W_hn = np.split(p["weight_hh"], 3, axis=0)
     dn = dh * (1.0 - z)
     da_z = dh * (h - n) * z * (1.0 - z)
@@ -151,14 +183,14 @@ def _gru_step_back(p, s, dh, grads, reset_after):
         dah_n = da_n * r
         da_r = dr * r * (1.0 - r)
         dah = np.concatenate([da_r, da_z, dah_n], axis=-1)
-        grads["weight_hh"] += dah.T @ h
-        dh_prev = dh_prev + dah @ p["weight_hh"]
+        grads["weight_hh"] += dah.T @ h_rec
+        dh_prev = dh_prev + _masked(dah @ p["weight_hh"], mask)
     else:
         d_rh = da_n @ W_hn
-        da_r = d_rh * h * r * (1.0 - r)
+        da_r = d_rh * h_rec * r * (1.0 - r)
         dah = np.concatenate([da_r, da_z, da_n], axis=-1)
-        grads["weight_hh"] += np.concatenate([da_r.T @ h, da_z.T @ h, da_n.T @ (r * h)], axis=0)
-        dh_prev = dh_prev + d_rh * r + da_r @ W_hr + da_z @ W_hz
+        grads["weight_hh"] += np.concatenate([da_r.T @ h_rec, da_z.T @ h_rec, da_n.T @ (r * h_rec)], axis=0)
+        dh_prev = dh_prev + _masked(d_rh * r + da_r @ W_hr + da_z @ W_hz, mask)
     dax = np.concatenate([da_r, da_z, da_n], axis=-1)
     grads["weight_ih"] += dax.T @ s["x"]
     grads["bias_ih"] += dax.sum(axis=0)
@@ -166,16 +198,16 @@ def _gru_step_back(p, s, dh, grads, reset_after):
     return dax @ p["weight_ih"], (dh_prev,)
 
 
-def _rnn_step_back(p, s, dh, grads, nonlinearity):
+def _rnn_step_back(p, s, dh, grads, nonlinearity, mask):
     if nonlinearity == "tanh":
         da = dh * (1.0 - s["h_new"] ** 2)
     else:
         da = dh * (s["a"] > 0.0)
     grads["weight_ih"] += da.T @ s["x"]
-    grads["weight_hh"] += da.T @ s["h"]
+    grads["weight_hh"] += da.T @ s["h_rec"]
     grads["bias_ih"] += da.sum(axis=0)
     grads["bias_hh"] += da.sum(axis=0)
-    return da @ p["weight_ih"], (da @ p["weight_hh"],)
+    return da @ p["weight_ih"], (_masked(da @ p["weight_hh"], mask),)
 
 
 def backward(tape, dy, dstate=None):
@@ -207,15 +239,31 @@ def backward(tape, dy, dstate=None):
         dstate = tuple(np.zeros((B, H), dtype) for _ in range(tape["state_count"]))
     dstate = tuple(np.asarray(d, dtype=dtype) for d in dstate)
     dx = np.zeros((T, B, p["weight_ih"].shape[1]), dtype)
+    mask, zoneout = tape.get("mask"), tape.get("zoneout", (None, None))
     for t in reversed(range(T)):
-        dh = dstate[0] + dy[t]
+        through, skipped = _zoneout_backward((dstate[0] + dy[t],) + tuple(dstate[1:]), zoneout, t)
         if cell.kind == "lstm":
-            dx[t], dstate = _lstm_step_back(p, steps[t], dh, dstate[1], grads, cell.peephole)
+            dx[t], dstate = _lstm_step_back(p, steps[t], through[0], through[1], grads, cell.peephole, mask)
         elif cell.kind == "gru":
-            dx[t], dstate = _gru_step_back(p, steps[t], dh, grads, cell.reset_after)
+            dx[t], dstate = _gru_step_back(p, steps[t], through[0], grads, cell.reset_after, mask)
         else:
-            dx[t], dstate = _rnn_step_back(p, steps[t], dh, grads, cell.nonlinearity)
+            dx[t], dstate = _rnn_step_back(p, steps[t], through[0], grads, cell.nonlinearity, mask)
+        dstate = tuple(d if k is None else d + k for d, k in zip(dstate, skipped))
     return dx, dstate, grads
+
+
+def _zoneout_backward(gradients, zoneout, t):
+    """Split the gradients reaching step t's output state: (1 − d) ⊙ g goes through the
+    cell's new state, d ⊙ g skips the step to the previous state (None without zoneout)."""
+    through, skipped = [], []
+    for g, d in zip(gradients, zoneout):
+        if d is None:
+            through.append(g)
+            skipped.append(None)
+        else:
+            through.append((1.0 - _zoneout_at(d, t)) * g)
+            skipped.append(_zoneout_at(d, t) * g)
+    return through, skipped
 
 
 # ---------------------------------------------------------------- a whole layer: directions and lengths
@@ -227,7 +275,16 @@ def _sequences(batch, steps, lengths):
     return [(slice(b, b + 1), int(lengths[b])) for b in range(batch)]
 
 
-def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64):
+def _sequence_zoneout(zoneout, n, rows, direction):
+    """A direction's zoneout indicators for one sequence's steps, in the direction's time."""
+    def part(d):
+        if d is None or d.ndim == 0:
+            return d
+        return d[:n, rows] if direction == 0 else d[:n, rows][::-1]
+    return tuple(part(d) for d in zoneout)
+
+
+def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64, recurrent=None, zoneout=None):
     """One layer, every direction, with PyTorch's packed-sequence semantics spelled out.
 
     Each sequence runs on its own valid steps only: the forward direction over
@@ -243,6 +300,10 @@ def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64):
     state : list of tuple of ndarray
         Per direction, the initial state tensors, each (B, H).
     lengths : ndarray of int, shape (B,), or None (every sequence has T steps)
+    recurrent : list of (ndarray (B, H) or None), per direction, optional
+        Recurrent dropout masks (see :func:`forward`).
+    zoneout : list of pair, per direction, optional
+        Zoneout indicators for h and c, each (T, B, H) in natural time, 0-d, or None.
 
     Returns
     -------
@@ -259,7 +320,10 @@ def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64):
         direction_tapes = []
         for rows, n in _sequences(batch, steps, lengths):
             seq = x[:n, rows] if direction == 0 else x[:n, rows][::-1]
-            y_seq, final_seq, tape_seq = forward(cell, p, seq, tuple(s[rows] for s in state[direction]), dtype)
+            mask = None if recurrent is None or recurrent[direction] is None else recurrent[direction][rows]
+            zones = (None, None) if zoneout is None else _sequence_zoneout(zoneout[direction], n, rows, direction)
+            y_seq, final_seq, tape_seq = forward(cell, p, seq, tuple(s[rows] for s in state[direction]), dtype,
+                                                 mask, zones)
             y[:n, rows, direction * hidden:(direction + 1) * hidden] = y_seq if direction == 0 else y_seq[::-1]
             for k, s in enumerate(final_seq):
                 final[k][rows] = s
