@@ -24,7 +24,7 @@ class ReferenceBackend:
     def __init__(self, arithmetic=np.float64):
         self.arithmetic = arithmetic
 
-    in_the_loop_regularisation = True
+    in_the_loop_regularisation = ("recurrent_dropout", "zoneout")
 
     def forward_layer(self, cell, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
         from . import reference
@@ -43,10 +43,12 @@ class CPUBackend:
     name = "cpu"
     arrays = HostArrays()
 
-    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
+    in_the_loop_regularisation = ("zoneout",)
+
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
         from . import cpu
 
-        return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape)
+        return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, zoneout)
 
     def backward_layer(self, tape, dy, dstate):
         from . import cpu

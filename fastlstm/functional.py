@@ -116,10 +116,11 @@ def _check_regularisation(config, backend, masks):
     if config.backend == "cuda":
         raise NotImplementedError("backend 'cuda': dropout, zoneout and DropConnect are not implemented on the GPU "
                                   "yet; use backend='cpu' or 'reference', or set the rates to 0")
-    in_the_loop = any(masks.layer_in_the_loop(layer) != (None, None) for layer in range(config.num_layers))
-    if in_the_loop and not getattr(backend, "in_the_loop_regularisation", False):
-        raise NotImplementedError(f"backend {config.backend!r}: recurrent_dropout and zoneout are not implemented "
-                                  "in its kernels yet; use backend='reference'")
+    supported = getattr(backend, "in_the_loop_regularisation", ())
+    recurrent = any(m is not None for layer in masks.recurrent for m in layer)
+    if recurrent and "recurrent_dropout" not in supported:
+        raise NotImplementedError(f"backend {config.backend!r}: recurrent_dropout is not implemented in its kernels "
+                                  "yet; use backend='reference'")
 
 
 def _times(value, mask):

@@ -104,7 +104,7 @@ class Masks:
     def layer_in_the_loop(self, layer):
         """The per-direction recurrent masks and zoneout of ``layer``, or (None, None)."""
         recurrent, zoneout = self.recurrent[layer], self.zoneout[layer]
-        if all(m is None for m in recurrent) and all(z == (None, None) for z in zoneout):
+        if all(m is None for m in recurrent) and all(d is None for pair in zoneout for d in pair):
             return None, None
         return recurrent, zoneout
 

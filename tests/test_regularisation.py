@@ -197,20 +197,37 @@ def test_zero_rates_reproduce_the_plain_layer_bit_for_bit(backend, variant):
             np.testing.assert_array_equal(got, expected)
 
 
+CPU_RATES = dict(dropout=0.3, input_dropout=0.25, weight_dropout=0.2, zoneout=0.3)
+
+
+@pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
-def test_cpu_matches_the_reference_under_dropout_input_dropout_and_dropconnect(variant):
+def test_cpu_matches_the_reference_with_the_same_masks(variant, training):
     problem = make_problem(variant, 5, 3, 4, 6, np.float64, seed=12, num_layers=2, bidirectional=True,
-                           lengths=np.array([5, 3, 1]))
-    rates = dict(dropout=0.3, input_dropout=0.25, weight_dropout=0.2)
+                           lengths=np.array([5, 3, 1]), param_scale=2.0)
+    rates = dict(CPU_RATES, **({"zoneout_cell": 0.45} if variant.startswith("lstm") else {}))
     args = (problem["params"], problem["x"], problem["state"], problem["lengths"])
     reference = _regularised(problem, "reference", **rates)
-    y, final, tape = functional.forward(reference, *args, training=True, rng=np.random.default_rng(8))
+    y, final, tape = functional.forward(reference, *args, training=training, rng=np.random.default_rng(8))
+    assert tape.masks.zoneout[0][0][0] is not None
     expected = functional.backward(tape, problem["dy"], problem["dstate"])
     y_cpu, final_cpu, tape_cpu = functional.forward(_regularised(problem, "cpu", **rates), *args,
                                                     masks=tape.masks)
     got = functional.backward(tape_cpu, problem["dy"], problem["dstate"])
     np.testing.assert_allclose(y_cpu, y, rtol=1e-10, atol=1e-12)
+    for g, e in zip(_parts(final_cpu), _parts(final)):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
     for g, e in zip(_parts(got[0]) + _parts(got[1]), _parts(expected[0]) + _parts(expected[1])):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
     for name in expected[2]:
         np.testing.assert_allclose(got[2][name], expected[2][name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("backend, rates", [("cpu", dict(recurrent_dropout=0.2))])
+def test_in_loop_regularisers_a_backend_lacks_are_a_clear_error_before_any_kernel(backend, rates):
+    layer = fastlstm.LSTM(3, 4, backend=backend, **rates)
+    with pytest.raises(NotImplementedError, match="recurrent_dropout is not implemented"):
+        layer(np.ones((2, 1, 3)))
+    layer.eval()   # inference has no recurrent dropout: runs
+    y, _ = layer(np.ones((2, 1, 3)))
+    assert y.shape == (2, 1, 4)

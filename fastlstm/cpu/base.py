@@ -24,6 +24,9 @@ class CellKernels:
     tape_planes = 0
     forward_phases = 1
     backward_phases = 1
+    # whether the backward step reads the state the step produced (states[:, t + 1]); under
+    # zoneout it then reads the cell's new state, before zoneout mixed in the old one
+    backward_reads_new_state = False
 
     def __init__(self, cell, dtype, name, **bindings):
         self.cell = cell
@@ -65,6 +68,9 @@ class CellKernels:
                                        chunk_count(len(rows)))
         return {"weight_hh": weight, "bias_hh": bias}
 
-    def vector_gradients(self, dgx, states, tape, t0, t1):
-        """Gradients of the cell's element-wise weight vectors over steps t0 … t1 − 1."""
+    def vector_gradients(self, dgx, states, tape, t0, t1, new_states):
+        """Gradients of the cell's element-wise weight vectors over steps t0 … t1 − 1.
+
+        ``new_states[:, t + 1]`` is the state step t computed (``states`` itself unless
+        zoneout replaced some of it by the previous values)."""
         return {}

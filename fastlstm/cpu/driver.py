@@ -58,6 +58,8 @@ class LayerTape:
     reverse: tuple       # fancy index reading a (T, B, ...) array in per-sequence reverse time
     states: list         # per direction, (S, T+1, B, H): every state from the initial one on
     saved: list          # per direction, (T, K, B, H): the cell's saved activations
+    zones: list = None   # per direction, zoneout (S, T, B, H) in the direction's time, or None
+    candidates: list = None  # per direction, (S, T+1, B, H): the states the cell computed, before zoneout
 
 
 def _reverse_index(steps, batch, lengths):
@@ -72,12 +74,29 @@ def _in_direction(array, direction, reverse):
     return np.ascontiguousarray(array) if direction == 0 else np.ascontiguousarray(array[reverse])
 
 
+def _no_zoneout(dtype):
+    """The empty (S, T, B, H) arrays the loops take when there is no zoneout."""
+    return np.empty((0, 1, 0, 0), dtype)
+
+
+def _zone(zoneout, state_count, shape, dtype, order, direction, reverse):
+    """One direction's zoneout indicators as the loops read them: (S, T, B, H), in sorted
+    batch order and the direction's time, 0 for a state without zoneout."""
+    zone = np.zeros((state_count,) + shape, dtype)
+    for k, d in enumerate(zoneout[:state_count]):
+        if d is None:
+            continue
+        d = np.broadcast_to(np.asarray(d, dtype), shape)
+        zone[k] = _in_direction(d if order is None else d[:, order], direction, reverse)
+    return zone
+
+
 def _segment_index(direction, reverse, t0, t1):
     """Index of a (T, B, ...) array giving the direction's steps t0 … t1 − 1 (in its own time)."""
     return slice(t0, t1) if direction == 0 else (reverse[0][t0:t1], reverse[1][t0:t1])
 
 
-def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
+def forward_layer(kernels, params, x, state, lengths, keep_tape=True, zoneout=None):
     """Run one layer, every direction, forward.
 
     Parameters
@@ -92,6 +111,9 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
     lengths : ndarray of int64, shape (B,), or None
     keep_tape : bool
         ``False``: inference; the saved activations are not kept and the tape is ``None``.
+    zoneout : list of pair, per direction, optional
+        Zoneout indicators for h and c (:mod:`fastlstm.regularisation`): each (T, B, H) in
+        natural time, a 0-d array (inference: the probability), or None.
 
     Returns
     -------
@@ -100,10 +122,10 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
     tape : LayerTape, or None
     """
     with single_threaded_blas():
-        return _forward_layer(kernels, params, x, state, lengths, keep_tape)
+        return _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout)
 
 
-def _forward_layer(kernels, params, x, state, lengths, keep_tape):
+def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
     forward_loop, _ = _loops_for(kernels)
     steps, batch, inputs = x.shape
     directions = len(params)
@@ -127,9 +149,15 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
 
     y = buffers.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
-    finals, all_states, all_saved = [], [], []
+    finals, all_states, all_saved, zones, all_candidates = [], [], [], [], []
     for direction, p in enumerate(params):
-        states = buffers.empty((len(state[direction]), steps + 1, batch, hidden), dtype)
+        state_count = len(state[direction])
+        zone, candidates = _no_zoneout(dtype), _no_zoneout(dtype)
+        if zoneout is not None and any(d is not None for d in zoneout[direction]):
+            zone = _zone(zoneout[direction], state_count, (steps, batch, hidden), dtype, order, direction, reverse)
+            if keep_tape:
+                candidates = buffers.zeros((state_count, steps + 1, batch, hidden), dtype)
+        states = buffers.empty((state_count, steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
         # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
@@ -144,7 +172,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
             xproj_segment = xproj[:t1 - t0]
             matmul(x_rows.reshape(-1, inputs), p["weight_ih"].T, xproj_segment.reshape(-1, gate_width), chunks)
             xproj_segment += bias
-            forward_loop(xproj_segment, states, saved, weights, work, bounds, active, t0, t1)
+            forward_loop(xproj_segment, states, saved, weights, work, bounds, active, t0, t1, zone, candidates)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
@@ -152,7 +180,10 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape):
         finals.append(tuple(states[k, steps] for k in range(len(state[direction]))))
         all_states.append(states)
         all_saved.append(saved)
-    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved) if keep_tape else None
+        zones.append(zone if zone.shape[0] else None)
+        all_candidates.append(candidates if candidates.shape[0] else None)
+    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved, zones,
+                     all_candidates) if keep_tape else None
     return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
 
 
@@ -245,6 +276,12 @@ def _backward_layer(tape, dy, dstate):
         state_count = states.shape[0]
         dstates = np.zeros((2, state_count, batch, hidden), dtype)
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
+        zone, skipped, new_states = _no_zoneout(dtype), np.empty((0, 0, 0), dtype), states
+        if tape.zones[direction] is not None:
+            zone, new_states = tape.zones[direction], tape.candidates[direction]
+            skipped = np.empty((state_count, batch, hidden), dtype)
+            dy_dir = np.array(dy_dir)   # the loop folds its rows into the state gradient
+        loop_states = new_states if kernels.backward_reads_new_state else states
         weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -258,9 +295,10 @@ def _backward_layer(tape, dy, dstate):
                 dstates[1] = dstates[0]
             dgx_segment = dgx[:t1 - t0]
             dgx_segment[...] = 0
-            backward_loop(dy_dir, states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0, t1)
+            backward_loop(dy_dir, loop_states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0,
+                          t1, zone, skipped)
             _accumulate(direction_grads, kernels.recurrent_gradients(dgx_segment, states, saved, t0, t1))
-            _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1))
+            _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1, new_states))
             _accumulate(direction_grads, _input_gradients(
                 dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
                 chunks))

@@ -10,7 +10,7 @@ during the loop; the BLAS library is held to one thread meanwhile (see ``threads
 ``step_forward``, ``step_backward`` and the phase counts below are placeholders that
 every specialised copy rebinds to a cell's compiled step functions.
 """
-from numba import prange
+from numba import njit, prange
 
 FORWARD_PHASES = 1
 BACKWARD_PHASES = 1
@@ -25,7 +25,53 @@ def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates
     raise NotImplementedError("bound by specialise()")
 
 
-def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1):
+@njit(cache=True, error_model="numpy")
+def zone_out_block(t, running, u0, u1, states, zone, candidates):
+    """Zoneout after step t, units [u0, u1) of the running rows: each state keeps its
+    previous value in proportion d = zone[k, t, b, u] (0 or 1 in training, p in inference);
+    the cell's new values are kept in ``candidates[:, t + 1]`` when it has room for them."""
+    keep = candidates.shape[1] > 1
+    for k in range(states.shape[0]):
+        for b in range(running):
+            previous, new, d_row = states[k, t, b], states[k, t + 1, b], zone[k, t, b]
+            for u in range(u0, u1):
+                d, candidate = d_row[u], new[u]
+                if keep:
+                    candidates[k, t + 1, b, u] = candidate
+                if d == 1:
+                    new[u] = previous[u]
+                elif d != 0:
+                    new[u] = d * previous[u] + (1 - d) * candidate
+
+
+@njit(cache=True, error_model="numpy")
+def split_zoneout_gradient(t, running, u0, u1, dy, dnext, zone, skipped):
+    """Before backward step t: the gradient reaching the zoned-out state (dnext, and dy for h)
+    splits into (1 − d) ⊙ g, left in dnext for the cell (dy[t] is folded in and zeroed), and
+    d ⊙ g, kept in ``skipped`` for the previous state."""
+    for k in range(dnext.shape[0]):
+        for b in range(running):
+            g_row, d_row, skip_row = dnext[k, b], zone[k, t, b], skipped[k, b]
+            for u in range(u0, u1):
+                g = g_row[u]
+                if k == 0:
+                    g += dy[t, b, u]
+                    dy[t, b, u] = 0
+                d = d_row[u]
+                skip_row[u] = d * g
+                g_row[u] = (1 - d) * g
+
+
+@njit(cache=True, error_model="numpy")
+def add_skipped_gradient(running, u0, u1, dprev, skipped):
+    """After backward step t: the part of the gradient that zoneout sent past the step."""
+    for k in range(dprev.shape[0]):
+        for b in range(running):
+            for u in range(u0, u1):
+                dprev[k, b, u] += skipped[k, b, u]
+
+
+def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zone, candidates):
     """Run steps ``t0`` … ``t1 − 1`` forward.
 
     xproj (t1 − t0, B, G·H) those steps' input projections (step t in xproj[t − t0]);
@@ -33,7 +79,9 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1):
     return; tape (T, K, B, H) the cell's saved activations, or (1, K, B, H) for inference,
     when every step reuses slot 0. The batch is sorted by non-increasing length, so at
     step t the rows still running are the first active[t]; the others carry their state
-    unchanged and cost no work.
+    unchanged and cost no work. Zoneout: zone (S, T, B, H) in the direction's time, or
+    empty (no zoneout); candidates (S, T+1, B, H) receives the cell's new states (or is
+    empty, in inference).
     """
     batch = states.shape[2]
     blocks = bounds.shape[0] - 1
@@ -45,11 +93,14 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1):
                 for block in prange(blocks):
                     step_forward(phase, t, t * keep, running, bounds[block], bounds[block + 1],
                                  xproj[t - t0], states, tape, weights, work)
+            if zone.shape[0] > 0:
+                for block in prange(blocks):
+                    zone_out_block(t, running, bounds[block], bounds[block + 1], states, zone, candidates)
         if running < batch:
             states[:, t + 1, running:] = states[:, t, running:]
 
 
-def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1):
+def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1, zone, skipped):
     """Run steps ``t1 − 1`` down to ``t0`` backward.
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
@@ -57,6 +108,8 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
     dstates[0] holds the gradient of the state before step t0. dgx (t1 − t0, B, G·H), zero
     on entry, receives the gradients of those steps' gate pre-activations (step t in
     dgx[t − t0]); rows past a sequence's end stay zero and pass the state gradient through.
+    Zoneout: zone as in :func:`forward_loop` (or empty), skipped (S, B, H) a workspace, and
+    dy then the loop's own copy (its rows are folded into the state gradient).
     """
     batch = dy.shape[1]
     blocks = bounds.shape[0] - 1
@@ -66,9 +119,16 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
         dgates = dgx[t - t0]
         running = active[t]
         if running > 0:
+            zoned = zone.shape[0] > 0
+            if zoned:
+                for block in prange(blocks):
+                    split_zoneout_gradient(t, running, bounds[block], bounds[block + 1], dy, dnext, zone, skipped)
             for phase in range(BACKWARD_PHASES):
                 for block in prange(blocks):
                     step_backward(phase, t, running, bounds[block], bounds[block + 1],
                                   dy, states, tape, dnext, dprev, dgates, weights, work)
+            if zoned:
+                for block in prange(blocks):
+                    add_skipped_gradient(running, bounds[block], bounds[block + 1], dprev, skipped)
         if running < batch:
             dprev[:, running:] = dnext[:, running:]

@@ -120,11 +120,11 @@ class LSTMKernels(CellKernels):
     def backward_weights(self, params, bounds):
         return super().backward_weights(params, bounds) + (self._peepholes(params),)
 
-    def vector_gradients(self, dgx, states, tape, t0, t1):
+    def vector_gradients(self, dgx, states, tape, t0, t1, new_states):
         if not self.cell.peephole:
             return {}
         hidden = states.shape[3]
-        c_prev, c_new = states[1, t0:t1], states[1, t0 + 1:t1 + 1]
+        c_prev, c_new = states[1, t0:t1], new_states[1, t0 + 1:t1 + 1]
         return {
             "weight_ci": np.einsum("tbj,tbj->j", dgx[..., :hidden], c_prev),
             "weight_cf": np.einsum("tbj,tbj->j", dgx[..., hidden:2 * hidden], c_prev),
