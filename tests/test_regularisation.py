@@ -231,3 +231,19 @@ def test_in_loop_regularisers_a_backend_lacks_are_a_clear_error_before_any_kerne
     layer.eval()   # inference has no recurrent dropout: runs
     y, _ = layer(np.ones((2, 1, 3)))
     assert y.shape == (2, 1, 4)
+
+
+@pytest.mark.parametrize("rates", [dict(zoneout=0.4), dict(zoneout_cell=0.5)])
+@pytest.mark.parametrize("variant", ["lstm", "lstm_peephole"])
+def test_cpu_zoneout_of_one_lstm_state_matches_the_reference(variant, rates):
+    problem = make_problem(variant, 6, 3, 2, 5, np.float64, seed=13, lengths=np.array([6, 2, 4]),
+                           bidirectional=True, param_scale=2.0)
+    args = (problem["params"], problem["x"], problem["state"], problem["lengths"])
+    y, final, tape = functional.forward(_regularised(problem, "reference", **rates), *args, training=True,
+                                        rng=np.random.default_rng(4))
+    expected = functional.backward(tape, problem["dy"], problem["dstate"])
+    y_cpu, final_cpu, tape_cpu = functional.forward(_regularised(problem, "cpu", **rates), *args, masks=tape.masks)
+    got = functional.backward(tape_cpu, problem["dy"], problem["dstate"])
+    for g, e in zip([y_cpu, *final_cpu, got[0], *got[1], *got[2].values()],
+                    [y, *final, expected[0], *expected[1], *expected[2].values()]):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)

@@ -24,9 +24,11 @@ class CellKernels:
     tape_planes = 0
     forward_phases = 1
     backward_phases = 1
-    # whether the backward step reads the state the step produced (states[:, t + 1]); under
-    # zoneout it then reads the cell's new state, before zoneout mixed in the old one
+    # whether the backward (its steps or vector_gradients) reads the state a step produced
+    # (states[:, t + 1]); under zoneout the cell's new state is then kept apart for it
     backward_reads_new_state = False
+    # ... and whether the backward step itself does (it is then given those states)
+    step_backward_reads_new_state = False
 
     def __init__(self, cell, dtype, name, **bindings):
         self.cell = cell

@@ -80,15 +80,16 @@ def _no_zoneout(dtype):
 
 
 def _zone(zoneout, state_count, shape, dtype, order, direction, reverse):
-    """One direction's zoneout indicators as the loops read them: (S, T, B, H), in sorted
-    batch order and the direction's time, 0 for a state without zoneout."""
-    zone = np.zeros((state_count,) + shape, dtype)
-    for k, d in enumerate(zoneout[:state_count]):
-        if d is None:
-            continue
-        d = np.broadcast_to(np.asarray(d, dtype), shape)
-        zone[k] = _in_direction(d if order is None else d[:, order], direction, reverse)
-    return zone
+    """One direction's zoneout indicators as the loops read them: (S_z, T, B, H), in sorted
+    batch order and the direction's time, for the first S_z states (those up to the last
+    one with zoneout; 0 for a state without). No copy in the common case (h only, forward
+    direction, no lengths)."""
+    zoned = max(k + 1 for k, d in enumerate(zoneout[:state_count]) if d is not None)
+    parts = []
+    for d in zoneout[:zoned]:
+        d = np.zeros(shape, dtype) if d is None else np.broadcast_to(np.asarray(d, dtype), shape)
+        parts.append(_in_direction(d if order is None else d[:, order], direction, reverse))
+    return parts[0][None] if zoned == 1 else np.stack(parts)
 
 
 def _segment_index(direction, reverse, t0, t1):
@@ -155,8 +156,10 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
         zone, candidates = _no_zoneout(dtype), _no_zoneout(dtype)
         if zoneout is not None and any(d is not None for d in zoneout[direction]):
             zone = _zone(zoneout[direction], state_count, (steps, batch, hidden), dtype, order, direction, reverse)
-            if keep_tape:
-                candidates = buffers.zeros((state_count, steps + 1, batch, hidden), dtype)
+            if keep_tape and kernels.backward_reads_new_state:
+                # padded rows are multiplied by zero gradients: no stale NaNs there
+                candidates = (buffers.empty if lengths is None else buffers.zeros)(
+                    (state_count, steps + 1, batch, hidden), dtype)
         states = buffers.empty((state_count, steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
@@ -278,10 +281,12 @@ def _backward_layer(tape, dy, dstate):
         dy_dir = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         zone, skipped, new_states = _no_zoneout(dtype), np.empty((0, 0, 0), dtype), states
         if tape.zones[direction] is not None:
-            zone, new_states = tape.zones[direction], tape.candidates[direction]
-            skipped = np.empty((state_count, batch, hidden), dtype)
+            zone = tape.zones[direction]
+            if tape.candidates[direction] is not None:
+                new_states = tape.candidates[direction]
+            skipped = np.empty((zone.shape[0], batch, hidden), dtype)
             dy_dir = np.array(dy_dir)   # the loop folds its rows into the state gradient
-        loop_states = new_states if kernels.backward_reads_new_state else states
+        loop_states = new_states if kernels.step_backward_reads_new_state else states
         weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients

@@ -27,21 +27,23 @@ def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates
 
 @njit(cache=True, error_model="numpy")
 def zone_out_block(t, running, u0, u1, states, zone, candidates):
-    """Zoneout after step t, units [u0, u1) of the running rows: each state keeps its
-    previous value in proportion d = zone[k, t, b, u] (0 or 1 in training, p in inference);
-    the cell's new values are kept in ``candidates[:, t + 1]`` when it has room for them."""
-    keep = candidates.shape[1] > 1
-    for k in range(states.shape[0]):
+    """Zoneout after step t, units [u0, u1) of the running rows: each of the first
+    zone.shape[0] states keeps its previous value in proportion d = zone[k, t, b, u] (0 or 1
+    in training, p in inference); the cell's new values are kept in ``candidates[:, t + 1]``
+    when it has room for them."""
+    if candidates.shape[1] > 1:
+        for k in range(candidates.shape[0]):
+            for b in range(running):
+                new, kept = states[k, t + 1, b], candidates[k, t + 1, b]
+                for u in range(u0, u1):
+                    kept[u] = new[u]
+    one = states.dtype.type(1)
+    for k in range(zone.shape[0]):
         for b in range(running):
             previous, new, d_row = states[k, t, b], states[k, t + 1, b], zone[k, t, b]
             for u in range(u0, u1):
-                d, candidate = d_row[u], new[u]
-                if keep:
-                    candidates[k, t + 1, b, u] = candidate
-                if d == 1:
-                    new[u] = previous[u]
-                elif d != 0:
-                    new[u] = d * previous[u] + (1 - d) * candidate
+                d = d_row[u]
+                new[u] = d * previous[u] + (one - d) * new[u]
 
 
 @njit(cache=True, error_model="numpy")
@@ -49,23 +51,25 @@ def split_zoneout_gradient(t, running, u0, u1, dy, dnext, zone, skipped):
     """Before backward step t: the gradient reaching the zoned-out state (dnext, and dy for h)
     splits into (1 − d) ⊙ g, left in dnext for the cell (dy[t] is folded in and zeroed), and
     d ⊙ g, kept in ``skipped`` for the previous state."""
-    for k in range(dnext.shape[0]):
+    one = dnext.dtype.type(1)
+    for b in range(running):
+        g_row, dy_row = dnext[0, b], dy[t, b]
+        for u in range(u0, u1):
+            g_row[u] += dy_row[u]
+            dy_row[u] = 0
+    for k in range(zone.shape[0]):
         for b in range(running):
             g_row, d_row, skip_row = dnext[k, b], zone[k, t, b], skipped[k, b]
             for u in range(u0, u1):
-                g = g_row[u]
-                if k == 0:
-                    g += dy[t, b, u]
-                    dy[t, b, u] = 0
-                d = d_row[u]
+                g, d = g_row[u], d_row[u]
                 skip_row[u] = d * g
-                g_row[u] = (1 - d) * g
+                g_row[u] = (one - d) * g
 
 
 @njit(cache=True, error_model="numpy")
 def add_skipped_gradient(running, u0, u1, dprev, skipped):
     """After backward step t: the part of the gradient that zoneout sent past the step."""
-    for k in range(dprev.shape[0]):
+    for k in range(skipped.shape[0]):
         for b in range(running):
             for u in range(u0, u1):
                 dprev[k, b, u] += skipped[k, b, u]

@@ -105,6 +105,7 @@ class LSTMKernels(CellKernels):
     backward_phases = 2
 
     def __init__(self, cell, dtype):
+        self.backward_reads_new_state = cell.peephole   # weight_co's gradient reads c_t
         suffix = "peephole" if cell.peephole else "plain"
         super().__init__(cell, dtype, f"lstm_{suffix}", PEEPHOLE=cell.peephole)
 

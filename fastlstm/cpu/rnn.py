@@ -50,7 +50,7 @@ class RNNKernels(CellKernels):
     """What the shared CPU driver needs to run a tanh or relu RNN."""
 
     backward_phases = 2
-    backward_reads_new_state = True    # h_t, for the activation's derivative
+    backward_reads_new_state = step_backward_reads_new_state = True   # h_t, for the activation's derivative
     template_forward = staticmethod(rnn_step_forward)
     template_backward = staticmethod(rnn_step_backward)
 
