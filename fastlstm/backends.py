@@ -43,12 +43,13 @@ class CPUBackend:
     name = "cpu"
     arrays = HostArrays()
 
-    in_the_loop_regularisation = ("zoneout",)
+    in_the_loop_regularisation = ("recurrent_dropout", "zoneout")
 
     def forward_layer(self, cell, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
         from . import cpu
 
-        return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, zoneout)
+        return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, zoneout,
+                                 recurrent)
 
     def backward_layer(self, tape, dy, dstate):
         from . import cpu

@@ -197,7 +197,7 @@ def test_zero_rates_reproduce_the_plain_layer_bit_for_bit(backend, variant):
             np.testing.assert_array_equal(got, expected)
 
 
-CPU_RATES = dict(dropout=0.3, input_dropout=0.25, weight_dropout=0.2, zoneout=0.3)
+CPU_RATES = dict(dropout=0.3, input_dropout=0.25, weight_dropout=0.2, zoneout=0.3, recurrent_dropout=0.35)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -223,9 +223,11 @@ def test_cpu_matches_the_reference_with_the_same_masks(variant, training):
         np.testing.assert_allclose(got[2][name], expected[2][name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("backend, rates", [("cpu", dict(recurrent_dropout=0.2))])
-def test_in_loop_regularisers_a_backend_lacks_are_a_clear_error_before_any_kernel(backend, rates):
-    layer = fastlstm.LSTM(3, 4, backend=backend, **rates)
+def test_regularisers_a_backend_lacks_are_a_clear_error_before_any_kernel(monkeypatch):
+    from fastlstm.backends import CPUBackend
+
+    monkeypatch.setattr(CPUBackend, "in_the_loop_regularisation", ("zoneout",))
+    layer = fastlstm.LSTM(3, 4, backend="cpu", recurrent_dropout=0.2)
     with pytest.raises(NotImplementedError, match="recurrent_dropout is not implemented"):
         layer(np.ones((2, 1, 3)))
     layer.eval()   # inference has no recurrent dropout: runs
@@ -233,9 +235,9 @@ def test_in_loop_regularisers_a_backend_lacks_are_a_clear_error_before_any_kerne
     assert y.shape == (2, 1, 4)
 
 
-@pytest.mark.parametrize("rates", [dict(zoneout=0.4), dict(zoneout_cell=0.5)])
+@pytest.mark.parametrize("rates", [dict(zoneout=0.4), dict(zoneout_cell=0.5), dict(recurrent_dropout=0.5)])
 @pytest.mark.parametrize("variant", ["lstm", "lstm_peephole"])
-def test_cpu_zoneout_of_one_lstm_state_matches_the_reference(variant, rates):
+def test_cpu_one_in_loop_regulariser_matches_the_reference(variant, rates):
     problem = make_problem(variant, 6, 3, 2, 5, np.float64, seed=13, lengths=np.array([6, 2, 4]),
                            bidirectional=True, param_scale=2.0)
     args = (problem["params"], problem["x"], problem["state"], problem["lengths"])

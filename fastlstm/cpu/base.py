@@ -58,14 +58,15 @@ class CellKernels:
         """Room for one step's gradient reaching the previous state: (B, H) values, flat."""
         return (np.empty(batch * hidden, dtype),)
 
-    def recurrent_gradients(self, dgx, states, tape, t0, t1):
+    def recurrent_gradients(self, dgx, inputs, tape, t0, t1):
         """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients: Σ_t dG_tᵀ h_{t−1} as one GEMM.
 
-        ``dgx`` (t1 − t0, B, G·H) holds those steps' gate gradients; ``states`` and
-        ``tape`` are the whole forward's.
+        ``dgx`` (t1 − t0, B, G·H) holds those steps' gate gradients; ``inputs[t]`` (B, H) is
+        what ``weight_hh`` saw at step t (h_{t−1}, or h_{t−1} ⊙ m under recurrent dropout);
+        ``tape`` is the whole forward's.
         """
         rows = dgx.reshape(-1, dgx.shape[-1])
-        h_prev = states[0, t0:t1].reshape(-1, states.shape[-1])
+        h_prev = inputs[t0:t1].reshape(-1, inputs.shape[-1])
         weight, bias = weight_gradient(rows, 0, rows.shape[1], h_prev, NO_SCALE[dgx.dtype], 0,
                                        chunk_count(len(rows)))
         return {"weight_hh": weight, "bias_hh": bias}

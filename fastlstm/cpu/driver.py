@@ -60,6 +60,8 @@ class LayerTape:
     saved: list          # per direction, (T, K, B, H): the cell's saved activations
     zones: list = None   # per direction, zoneout (S, T, B, H) in the direction's time, or None
     candidates: list = None  # per direction, (S, T+1, B, H): the states the cell computed, before zoneout
+    masks: list = None   # per direction, the recurrent dropout mask (B, H), or None
+    inputs: list = None  # per direction, (T, B, H): what weight_hh saw, h ⊙ mask; or None
 
 
 def _reverse_index(steps, batch, lengths):
@@ -77,6 +79,11 @@ def _in_direction(array, direction, reverse):
 def _no_zoneout(dtype):
     """The empty (S, T, B, H) arrays the loops take when there is no zoneout."""
     return np.empty((0, 1, 0, 0), dtype)
+
+
+def _no_mask(dtype):
+    """The empty (B, H) mask and (T, B, H) recurrent inputs the loops take without recurrent dropout."""
+    return np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype)
 
 
 def _zone(zoneout, state_count, shape, dtype, order, direction, reverse):
@@ -97,7 +104,7 @@ def _segment_index(direction, reverse, t0, t1):
     return slice(t0, t1) if direction == 0 else (reverse[0][t0:t1], reverse[1][t0:t1])
 
 
-def forward_layer(kernels, params, x, state, lengths, keep_tape=True, zoneout=None):
+def forward_layer(kernels, params, x, state, lengths, keep_tape=True, zoneout=None, recurrent=None):
     """Run one layer, every direction, forward.
 
     Parameters
@@ -115,6 +122,8 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, zoneout=No
     zoneout : list of pair, per direction, optional
         Zoneout indicators for h and c (:mod:`fastlstm.regularisation`): each (T, B, H) in
         natural time, a 0-d array (inference: the probability), or None.
+    recurrent : list of (ndarray (B, H) or None), per direction, optional
+        Recurrent dropout masks: ``weight_hh`` sees h ⊙ mask.
 
     Returns
     -------
@@ -123,10 +132,10 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, zoneout=No
     tape : LayerTape, or None
     """
     with single_threaded_blas():
-        return _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout)
+        return _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout, recurrent)
 
 
-def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
+def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout, recurrent):
     forward_loop, _ = _loops_for(kernels)
     steps, batch, inputs = x.shape
     directions = len(params)
@@ -150,7 +159,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
 
     y = buffers.empty((steps, batch, directions * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
-    finals, all_states, all_saved, zones, all_candidates = [], [], [], [], []
+    finals, all_states, all_saved, zones, all_candidates, masks, all_inputs = [], [], [], [], [], [], []
     for direction, p in enumerate(params):
         state_count = len(state[direction])
         zone, candidates = _no_zoneout(dtype), _no_zoneout(dtype)
@@ -160,6 +169,13 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
                 # padded rows are multiplied by zero gradients: no stale NaNs there
                 candidates = (buffers.empty if lengths is None else buffers.zeros)(
                     (state_count, steps + 1, batch, hidden), dtype)
+        mask, recurrent_inputs = _no_mask(dtype)
+        if recurrent is not None and recurrent[direction] is not None:
+            mask = np.ascontiguousarray(recurrent[direction] if order is None else recurrent[direction][order],
+                                        dtype=dtype)
+            # padded rows meet zero gradients in the weight gradient: no stale NaNs there
+            recurrent_inputs = (buffers.empty if lengths is None else buffers.zeros)(
+                (steps if keep_tape else 1, batch, hidden), dtype)
         states = buffers.empty((state_count, steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
@@ -175,7 +191,8 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
             xproj_segment = xproj[:t1 - t0]
             matmul(x_rows.reshape(-1, inputs), p["weight_ih"].T, xproj_segment.reshape(-1, gate_width), chunks)
             xproj_segment += bias
-            forward_loop(xproj_segment, states, saved, weights, work, bounds, active, t0, t1, zone, candidates)
+            forward_loop(xproj_segment, states, saved, weights, work, bounds, active, t0, t1, zone, candidates,
+                         mask, recurrent_inputs)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
@@ -185,8 +202,10 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, zoneout):
         all_saved.append(saved)
         zones.append(zone if zone.shape[0] else None)
         all_candidates.append(candidates if candidates.shape[0] else None)
+        masks.append(mask if mask.shape[0] else None)
+        all_inputs.append(recurrent_inputs if mask.shape[0] else None)
     tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_saved, zones,
-                     all_candidates) if keep_tape else None
+                     all_candidates, masks, all_inputs) if keep_tape else None
     return _unsort(y, order, axis=1), _unsort_states(finals, order), tape
 
 
@@ -287,6 +306,9 @@ def _backward_layer(tape, dy, dstate):
             skipped = np.empty((zone.shape[0], batch, hidden), dtype)
             dy_dir = np.array(dy_dir)   # the loop folds its rows into the state gradient
         loop_states = new_states if kernels.step_backward_reads_new_state else states
+        mask, recurrent_inputs = _no_mask(dtype)
+        if tape.masks[direction] is not None:
+            mask, recurrent_inputs = tape.masks[direction], tape.inputs[direction]
         weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -301,8 +323,9 @@ def _backward_layer(tape, dy, dstate):
             dgx_segment = dgx[:t1 - t0]
             dgx_segment[...] = 0
             backward_loop(dy_dir, loop_states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0,
-                          t1, zone, skipped)
-            _accumulate(direction_grads, kernels.recurrent_gradients(dgx_segment, states, saved, t0, t1))
+                          t1, zone, skipped, mask, recurrent_inputs)
+            _accumulate(direction_grads, kernels.recurrent_gradients(
+                dgx_segment, states[0] if tape.masks[direction] is None else tape.inputs[direction], saved, t0, t1))
             _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1, new_states))
             _accumulate(direction_grads, _input_gradients(
                 dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),

@@ -26,11 +26,11 @@ from .units import pack_backward_panels
 ONE = 1.0
 
 
-def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, source, tape, weights, work):
     w_hh, b_hn = weights
     batch, hidden = states.shape[2], states.shape[3]
     width = u1 - u0
-    project(states[0, t, :rows], w_hh, 3, u0, u1, work[0], batch)
+    project(source[:rows], w_hh, 3, u0, u1, work[0], batch)
     p_r, p_z = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
     p_n = gate_block(work[0], batch, hidden, 2, u0, u1, rows)
     b_n = b_hn[u0:u1]
@@ -52,12 +52,13 @@ def gru_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
             hn_out[k] = hn
 
 
-def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
+def gru_step_backward(phase, t, rows, u0, u1, dy, states, source, mask, tape, dnext, dprev, dgates, weights,
+                      work):
     (panels,) = weights
     recurrent_gradient, dh_work = work
     hidden = states.shape[3]
     if phase == 1:
-        backproject(recurrent_gradient[:rows], panels, u0, u1, dh_work, dprev[0], True)
+        backproject(recurrent_gradient[:rows], panels, u0, u1, dh_work, dprev[0], True, mask)
         return
     width = u1 - u0
     for b in range(rows):
@@ -83,17 +84,17 @@ def gru_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dg
             dh_prev_out[k] = dh * z
 
 
-def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, source, tape, weights, work):
     w_rz, w_n = weights
     batch, hidden = states.shape[2], states.shape[3]
     width = u1 - u0
     if phase == 0:
-        project(states[0, t, :rows], w_rz, 2, u0, u1, work[0], batch)
+        project(source[:rows], w_rz, 2, u0, u1, work[0], batch)
         p_r, p_z = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
         for b in range(rows):
             x_row, p_r_row, p_z_row = xproj[b], p_r[b], p_z[b]
             x_r, x_z = x_row[u0:u1], x_row[hidden + u0:hidden + u1]
-            h_prev = states[0, t, b, u0:u1]
+            h_prev = source[b, u0:u1]
             r_out, z_out, rh_out = tape[slot, 0, b, u0:u1], tape[slot, 1, b, u0:u1], tape[slot, 3, b, u0:u1]
             for k in range(width):
                 r = sigmoid(x_r[k] + p_r_row[k])
@@ -113,8 +114,8 @@ def gru_reset_before_step_forward(phase, t, slot, rows, u0, u1, xproj, states, t
             h_out[k] = n + z_row[k] * (h_prev[k] - n)
 
 
-def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights,
-                                   work):
+def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, source, mask, tape, dnext, dprev, dgates,
+                                   weights, work):
     panels_rz, panels_n = weights
     da_n_rows, da_rz, d_rh_work, dh_work = work
     hidden = states.shape[3]
@@ -138,17 +139,21 @@ def gru_reset_before_step_backward(phase, t, rows, u0, u1, dy, states, tape, dne
                 dh_prev_out[k] = dh * z
     elif phase == 1:
         d_rh = backproject_block(da_n_rows[:rows], panels_n, u0, u1, d_rh_work, dy.shape[1])
+        masked = mask.shape[0] > 0
         for b in range(rows):
-            r_row, h_prev, d_rh_row = tape[t, 0, b, u0:u1], states[0, t, b, u0:u1], d_rh[b]
+            r_row, h_prev, d_rh_row = tape[t, 0, b, u0:u1], source[b, u0:u1], d_rh[b]
             dx_r, da_r_out, dh_prev_out = dgates[b, u0:u1], da_rz[b, u0:u1], dprev[0, b, u0:u1]
             for k in range(width):
                 r = r_row[k]
                 da_r = d_rh_row[k] * h_prev[k] * r * (ONE - r)
                 dx_r[k] = da_r
                 da_r_out[k] = da_r
-                dh_prev_out[k] += d_rh_row[k] * r
+                if masked:
+                    dh_prev_out[k] += d_rh_row[k] * r * mask[b, u0 + k]
+                else:
+                    dh_prev_out[k] += d_rh_row[k] * r
     else:
-        backproject(da_rz[:rows], panels_rz, u0, u1, dh_work, dprev[0], True)
+        backproject(da_rz[:rows], panels_rz, u0, u1, dh_work, dprev[0], True, mask)
 
 
 class GRUKernels(CellKernels):
@@ -175,11 +180,11 @@ class GRUKernels(CellKernels):
     def backward_work(self, batch, hidden, dtype):
         return (np.empty((batch, 3 * hidden), dtype),) + super().backward_work(batch, hidden, dtype)
 
-    def recurrent_gradients(self, dgx, states, tape, t0, t1):
+    def recurrent_gradients(self, dgx, inputs, tape, t0, t1):
         """Rows of r and z take dgx's gradients; rows of n take r ⊙ da_n, formed block by block."""
-        hidden = states.shape[3]
+        hidden = inputs.shape[2]
         rows = dgx.reshape(-1, 3 * hidden)
-        h_prev = states[0, t0:t1].reshape(-1, hidden)
+        h_prev = inputs[t0:t1].reshape(-1, hidden)
         chunks = chunk_count(len(rows))
         weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
         weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, h_prev, tape[t0:t1], 0, chunks)
@@ -214,12 +219,12 @@ class GRUResetBeforeKernels(CellKernels):
         return (np.empty((batch, hidden), dtype), np.empty((batch, 2 * hidden), dtype),
                 np.empty(batch * hidden, dtype), np.empty(batch * hidden, dtype))
 
-    def recurrent_gradients(self, dgx, states, tape, t0, t1):
+    def recurrent_gradients(self, dgx, inputs, tape, t0, t1):
         """Rows of r and z see h_{t−1}; rows of n see r ⊙ h_{t−1} (on the tape)."""
-        hidden = states.shape[3]
+        hidden = inputs.shape[2]
         rows = dgx.reshape(-1, 3 * hidden)
         chunks = chunk_count(len(rows))
-        h_prev = states[0, t0:t1].reshape(-1, hidden)
+        h_prev = inputs[t0:t1].reshape(-1, hidden)
         reset_h = np.ascontiguousarray(tape[t0:t1, 3]).reshape(-1, hidden)
         weight_rz, bias_rz = weight_gradient(rows, 0, 2 * hidden, h_prev, NO_SCALE[rows.dtype], 0, chunks)
         weight_n, bias_n = weight_gradient(rows, 2 * hidden, 3 * hidden, reset_h, NO_SCALE[rows.dtype], 0, chunks)

@@ -16,13 +16,23 @@ FORWARD_PHASES = 1
 BACKWARD_PHASES = 1
 
 
-def step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):  # pragma: no cover
+def step_forward(phase, t, slot, rows, u0, u1, xproj, states, source, tape, weights,
+                 work):  # pragma: no cover
     raise NotImplementedError("bound by specialise()")
 
 
-def step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights,
+def step_backward(phase, t, rows, u0, u1, dy, states, source, mask, tape, dnext, dprev, dgates, weights,
                   work):  # pragma: no cover
     raise NotImplementedError("bound by specialise()")
+
+
+@njit(cache=True, error_model="numpy")
+def mask_recurrent_input(t, running, u0, u1, states, mask, out):
+    """Recurrent dropout before step t: out (B, H) = h_{t−1} ⊙ mask, units [u0, u1) of the running rows."""
+    for b in range(running):
+        h, m, o = states[0, t, b], mask[b], out[b]
+        for u in range(u0, u1):
+            o[u] = h[u] * m[u]
 
 
 @njit(cache=True, error_model="numpy")
@@ -75,7 +85,7 @@ def add_skipped_gradient(running, u0, u1, dprev, skipped):
                 dprev[k, b, u] += skipped[k, b, u]
 
 
-def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zone, candidates):
+def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zone, candidates, mask, inputs):
     """Run steps ``t0`` … ``t1 − 1`` forward.
 
     xproj (t1 − t0, B, G·H) those steps' input projections (step t in xproj[t − t0]);
@@ -85,7 +95,8 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zon
     step t the rows still running are the first active[t]; the others carry their state
     unchanged and cost no work. Zoneout: zone (S, T, B, H) in the direction's time, or
     empty (no zoneout); candidates (S, T+1, B, H) receives the cell's new states (or is
-    empty, in inference).
+    empty, in inference). Recurrent dropout: mask (B, H), or empty; inputs (T, B, H), or
+    (1, B, H) for inference, receives what ``weight_hh`` sees at each step, h ⊙ mask.
     """
     batch = states.shape[2]
     blocks = bounds.shape[0] - 1
@@ -93,10 +104,15 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zon
     for t in range(t0, t1):
         running = active[t]
         if running > 0:
+            source = states[0, t]
+            if mask.shape[0] > 0:
+                source = inputs[t * keep]
+                for block in prange(blocks):
+                    mask_recurrent_input(t, running, bounds[block], bounds[block + 1], states, mask, source)
             for phase in range(FORWARD_PHASES):
                 for block in prange(blocks):
                     step_forward(phase, t, t * keep, running, bounds[block], bounds[block + 1],
-                                 xproj[t - t0], states, tape, weights, work)
+                                 xproj[t - t0], states, source, tape, weights, work)
             if zone.shape[0] > 0:
                 for block in prange(blocks):
                     zone_out_block(t, running, bounds[block], bounds[block + 1], states, zone, candidates)
@@ -104,7 +120,8 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zon
             states[:, t + 1, running:] = states[:, t, running:]
 
 
-def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1, zone, skipped):
+def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1, zone, skipped, mask,
+                  inputs):
     """Run steps ``t1 − 1`` down to ``t0`` backward.
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
@@ -113,7 +130,8 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
     on entry, receives the gradients of those steps' gate pre-activations (step t in
     dgx[t − t0]); rows past a sequence's end stay zero and pass the state gradient through.
     Zoneout: zone as in :func:`forward_loop` (or empty), skipped (S, B, H) a workspace, and
-    dy then the loop's own copy (its rows are folded into the state gradient).
+    dy then the loop's own copy (its rows are folded into the state gradient). Recurrent
+    dropout: mask and inputs as the forward left them (or empty).
     """
     batch = dy.shape[1]
     blocks = bounds.shape[0] - 1
@@ -127,10 +145,11 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
             if zoned:
                 for block in prange(blocks):
                     split_zoneout_gradient(t, running, bounds[block], bounds[block + 1], dy, dnext, zone, skipped)
+            source = inputs[t] if mask.shape[0] > 0 else states[0, t]
             for phase in range(BACKWARD_PHASES):
                 for block in prange(blocks):
                     step_backward(phase, t, running, bounds[block], bounds[block + 1],
-                                  dy, states, tape, dnext, dprev, dgates, weights, work)
+                                  dy, states, source, mask, tape, dnext, dprev, dgates, weights, work)
             if zoned:
                 for block in prange(blocks):
                     add_skipped_gradient(running, bounds[block], bounds[block + 1], dprev, skipped)

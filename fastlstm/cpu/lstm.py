@@ -18,11 +18,11 @@ PEEPHOLE = False
 ONE = 1.0
 
 
-def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, source, tape, weights, work):
     w_hh, peep = weights
     batch, hidden = states.shape[2], states.shape[3]
     width = u1 - u0
-    project(states[0, t, :rows], w_hh, 4, u0, u1, work[0], batch)
+    project(source[:rows], w_hh, 4, u0, u1, work[0], batch)
     p_i, p_f = gate_block(work[0], batch, hidden, 0, u0, u1, rows), gate_block(work[0], batch, hidden, 1, u0, u1, rows)
     p_g, p_o = gate_block(work[0], batch, hidden, 2, u0, u1, rows), gate_block(work[0], batch, hidden, 3, u0, u1, rows)
     w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]
@@ -60,11 +60,12 @@ def lstm_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights
             tanh_c_out[k] = tanh_c
 
 
-def lstm_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
+def lstm_step_backward(phase, t, rows, u0, u1, dy, states, source, mask, tape, dnext, dprev, dgates, weights,
+                       work):
     panels, peep = weights
     hidden = states.shape[3]
     if phase == 1:
-        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False)
+        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False, mask)
         return
     width = u1 - u0
     w_ci, w_cf, w_co = peep[0, u0:u1], peep[1, u0:u1], peep[2, u0:u1]

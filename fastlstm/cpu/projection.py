@@ -102,13 +102,17 @@ def backproject_block(dgates, panels, u0, u1, work_flat, batch):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def backproject(dgates, panels, u0, u1, work_flat, dh, accumulate):
+def backproject(dgates, panels, u0, u1, work_flat, dh, accumulate, mask):
     """Block ``[u0, u1)``'s columns of ``dgates @ W``: the gradient reaching ``h_{t−1}``.
 
     ``dh`` (B, H): columns [u0, u1) of its first ``dgates.shape[0]`` rows receive the
-    result of :func:`backproject_block`, added to what is there when ``accumulate``.
+    result of :func:`backproject_block`, added to what is there when ``accumulate``;
+    times ``mask`` (B, H) first when it is not empty (recurrent dropout: W saw h ⊙ mask).
     """
     block = backproject_block(dgates, panels, u0, u1, work_flat, dh.shape[0])
+    if mask.shape[0] > 0:
+        for b in range(block.shape[0]):
+            block[b] *= mask[b, u0:u1]
     for b in range(block.shape[0]):
         if accumulate:
             dh[b, u0:u1] += block[b]

@@ -13,11 +13,11 @@ ONE = 1.0
 ZERO = 0.0
 
 
-def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights, work):
+def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, source, tape, weights, work):
     (w_hh,) = weights
     batch, hidden = states.shape[2], states.shape[3]
     width = u1 - u0
-    project(states[0, t, :rows], w_hh, 1, u0, u1, work[0], batch)
+    project(source[:rows], w_hh, 1, u0, u1, work[0], batch)
     proj = gate_block(work[0], batch, hidden, 0, u0, u1, rows)
     for b in range(rows):
         x_row, p_row, h_out = xproj[b, u0:u1], proj[b], states[0, t + 1, b, u0:u1]
@@ -29,10 +29,11 @@ def rnn_step_forward(phase, t, slot, rows, u0, u1, xproj, states, tape, weights,
                 h_out[k] = tanh(a)
 
 
-def rnn_step_backward(phase, t, rows, u0, u1, dy, states, tape, dnext, dprev, dgates, weights, work):
+def rnn_step_backward(phase, t, rows, u0, u1, dy, states, source, mask, tape, dnext, dprev, dgates, weights,
+                      work):
     (panels,) = weights
     if phase == 1:
-        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False)
+        backproject(dgates[:rows], panels, u0, u1, work[0], dprev[0], False, mask)
         return
     width = u1 - u0
     for b in range(rows):
