@@ -15,8 +15,8 @@ import numpy as np
 
 import fastlstm
 
-# Every regulariser the cpu backend runs (recurrent_dropout is not in its kernels yet).
 REGULARISERS = {"dropout": dict(dropout=0.3), "input_dropout": dict(input_dropout=0.3),
+                "recurrent_dropout": dict(recurrent_dropout=0.3),
                 "weight_dropout": dict(weight_dropout=0.3), "zoneout": dict(zoneout=0.3),
                 "zoneout + zoneout_cell": dict(zoneout=0.3, zoneout_cell=0.3)}
 

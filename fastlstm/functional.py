@@ -181,6 +181,8 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     if masks is None:
         masks = draw_masks(config, steps, batch, training, rng if rng is not None else np.random.default_rng())
     _check_regularisation(config, backend, masks)
+    if masks is not None:
+        masks = masks.as_dtype(config.dtype)
 
     final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
     layer_input, layer_tapes = x, []

@@ -101,6 +101,16 @@ class Masks:
     weights: list
     zoneout: list
 
+    def as_dtype(self, dtype):
+        """These masks in ``dtype`` (a replay may run at another precision than the draw)."""
+        def cast(value):
+            if value is None:
+                return None
+            if isinstance(value, (list, tuple)):
+                return type(value)(cast(v) for v in value)
+            return np.asarray(value).astype(dtype, copy=False)
+        return Masks(*(cast(getattr(self, f.name)) for f in fields(self)))
+
     def layer_in_the_loop(self, layer):
         """The per-direction recurrent masks and zoneout of ``layer``, or (None, None)."""
         recurrent, zoneout = self.recurrent[layer], self.zoneout[layer]

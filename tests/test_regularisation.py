@@ -3,11 +3,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastlstm
 from fastlstm import functional
 from fastlstm.regularisation import RATES, draw_masks, make_regularisation
-from support import CELL_VARIANTS, make_problem, numeric_gradient, with_backend
+from support import CELL_VARIANTS, assert_matches_reference, make_problem, numeric_gradient, with_backend
 
 ALL_ON = dict(dropout=0.3, input_dropout=0.25, recurrent_dropout=0.35, zoneout=0.3, weight_dropout=0.2)
 
@@ -249,3 +251,41 @@ def test_cpu_one_in_loop_regulariser_matches_the_reference(variant, rates):
     for g, e in zip([y_cpu, *final_cpu, got[0], *got[1], *got[2].values()],
                     [y, *final, expected[0], *expected[1], *expected[2].values()]):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+@settings(max_examples=max(4, settings().max_examples // 4))
+@given(data=st.data())
+def test_cpu_matches_the_reference_with_random_rates_and_options(variant, data):
+    """Hypothesis: any rates, shapes, lengths, stacks and directions, float32 or float64, training
+    or inference: given the reference's masks, the cpu backend's forward and backward match."""
+    steps, batch = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    lengths = data.draw(st.one_of(st.none(), st.lists(st.integers(0, steps), min_size=batch, max_size=batch)))
+    problem = make_problem(variant, steps, batch, data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6)), dtype,
+                           data.draw(st.integers(0, 2**32 - 1)), lengths=None if lengths is None else np.array(lengths),
+                           num_layers=data.draw(st.integers(1, 2)), bidirectional=data.draw(st.booleans()),
+                           batch_first=data.draw(st.booleans()), param_scale=data.draw(st.sampled_from([1.0, 3.0])))
+    names = [n for n in RATES if n != "zoneout_cell" or variant.startswith("lstm")]
+    rates = {n: data.draw(st.sampled_from([0.0, 0.2, 0.5, 0.9])) for n in names}
+    args = (problem["params"], problem["x"], problem["state"], problem["lengths"])
+    y, final, tape = functional.forward(_regularised(problem, "reference", **rates), *args,
+                                        training=data.draw(st.booleans()), rng=np.random.default_rng(0))
+    dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+    expected = _flat(y, final, dx, dstate0, grads)
+    y, final, tape_cpu = functional.forward(_regularised(problem, "cpu", **rates), *args, masks=tape.masks)
+    result = _flat(y, final, *functional.backward(tape_cpu, problem["dy"], problem["dstate"]))
+    naive = None
+    if dtype == np.float32:   # float32's own error on this problem, for the tolerance
+        y, final, tape32 = functional.forward(_regularised(problem, "reference-float32", **rates), *args,
+                                              masks=tape.masks)
+        naive = _flat(y, final, *functional.backward(tape32, problem["dy"], problem["dstate"]))
+    assert_matches_reference(result, expected, dtype, naive)
+
+
+def _flat(y, final, dx, dstate0, grads):
+    out = {"y": y, "dx": dx}
+    out.update({f"final[{k}]": s for k, s in enumerate(_parts(final))})
+    out.update({f"dstate0[{k}]": s for k, s in enumerate(_parts(dstate0))})
+    out.update({f"grad[{k}]": v for k, v in grads.items()})
+    return out
