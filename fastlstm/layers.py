@@ -10,6 +10,30 @@ from .config import init_parameters, make_config
 from .regularisation import make_regularisation
 
 
+_REGULARISERS = """    dropout : float in [0, 1)
+        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
+    input_dropout, recurrent_dropout : float in [0, 1)
+        Variational dropout of the layer input and of the state feeding the gates: one mask
+        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
+    zoneout : float in [0, 1)
+        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
+    weight_dropout : float in [0, 1)
+        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
+"""
+_REGULARISERS_NOTE = """
+    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
+    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
+"""
+
+
+def _documents_regularisers(cls):
+    """Fill the ``{regularisers}`` line of a layer's docstring with the shared parameters."""
+    head, rest = cls.__doc__.split("    {regularisers}\n")
+    parameters, calls = rest.split("\n    Calls:", 1)
+    cls.__doc__ = head + _REGULARISERS + parameters + _REGULARISERS_NOTE + "\n    Calls:" + calls
+    return cls
+
+
 class _RecurrentLayer:
     """Parameters, the tape of the last forward, and the gradients of the last backward."""
 
@@ -114,6 +138,7 @@ class _RecurrentLayer:
                 f"cell={c.cell.label!r}, dtype={c.dtype.__name__!r}, backend={c.backend!r})")
 
 
+@_documents_regularisers
 class LSTM(_RecurrentLayer):
     """Long short-term memory layer, optionally with peephole connections.
 
@@ -128,20 +153,9 @@ class LSTM(_RecurrentLayer):
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
         Seed of the U(−1/√H, 1/√H) initialisation and of the regularisers' masks.
-    dropout : float in [0, 1)
-        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
-    input_dropout, recurrent_dropout : float in [0, 1)
-        Variational dropout of the layer input and of the state feeding the gates: one mask
-        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
-    zoneout : float in [0, 1)
-        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
+    {regularisers}
     zoneout_cell : float in [0, 1)
-        The same for the cell state c.
-    weight_dropout : float in [0, 1)
-        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
-
-    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
-    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
+        Zoneout of the cell state c.
 
     Calls: ``y, (h_n, c_n) = lstm(x, state=None)`` and
     ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.
@@ -157,6 +171,7 @@ class LSTM(_RecurrentLayer):
                          zoneout_cell=zoneout_cell, weight_dropout=weight_dropout)
 
 
+@_documents_regularisers
 class GRU(_RecurrentLayer):
     """Gated recurrent unit layer.
 
@@ -172,18 +187,7 @@ class GRU(_RecurrentLayer):
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
         Seed of the initialisation and of the regularisers' masks.
-    dropout : float in [0, 1)
-        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
-    input_dropout, recurrent_dropout : float in [0, 1)
-        Variational dropout of the layer input and of the state feeding the gates: one mask
-        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
-    zoneout : float in [0, 1)
-        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
-    weight_dropout : float in [0, 1)
-        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
-
-    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
-    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
+    {regularisers}
 
     Calls: ``y, h_n = gru(x, state=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``;
     states are (num_layers·D, B, H).
@@ -198,6 +202,7 @@ class GRU(_RecurrentLayer):
                          weight_dropout=weight_dropout)
 
 
+@_documents_regularisers
 class RNN(_RecurrentLayer):
     """Plain (Elman) recurrent layer, h' = act(W_ih x + b_ih + W_hh h + b_hh).
 
@@ -213,18 +218,7 @@ class RNN(_RecurrentLayer):
     backend : {"cpu", "reference", "cuda"}
     seed : int or None
         Seed of the initialisation and of the regularisers' masks.
-    dropout : float in [0, 1)
-        Dropout on each layer's output but the last's (PyTorch's ``dropout``).
-    input_dropout, recurrent_dropout : float in [0, 1)
-        Variational dropout of the layer input and of the state feeding the gates: one mask
-        per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
-    zoneout : float in [0, 1)
-        Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
-    weight_dropout : float in [0, 1)
-        DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
-
-    Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
-    ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
+    {regularisers}
 
     Calls: ``y, h_n = rnn(x, state=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.
     """
