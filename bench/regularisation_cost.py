@@ -4,7 +4,7 @@
     python bench/regularisation_cost.py --steps 30   # quicker
 
 Each sample is the mean time of a block of back-to-back training steps (forward with fresh
-masks, backward) lasting at least 0.3 s; the plain layer and the regularised one alternate
+masks, backward) lasting at least a second; the plain layer and the regularised one alternate
 block by block, and the ratio is the median over rounds of regularised / plain.
 """
 import argparse
@@ -41,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--block-seconds", type=float, default=1.0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.steps, args.batch, args.hidden)).astype(np.float32)
@@ -55,8 +56,8 @@ def main(argv=None):
             _step(layer, x, dy)
         ratios, times = [], []
         for _ in range(args.rounds):
-            base = _block(lambda: _step(plain, x, dy), 0.3)
-            cost = _block(lambda: _step(regularised, x, dy), 0.3)
+            base = _block(lambda: _step(plain, x, dy), args.block_seconds)
+            cost = _block(lambda: _step(regularised, x, dy), args.block_seconds)
             ratios.append(cost / base)
             times.append((base, cost))
         base_ms = statistics.median(t[0] for t in times) * 1e3

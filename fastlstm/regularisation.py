@@ -119,14 +119,11 @@ class Masks:
         return recurrent, zoneout
 
 
-def _uniform(rng, shape):
-    """U[0, 1) draws; float32 ones (twice as fast to draw) are fine grained enough for a mask."""
-    return rng.random(shape, dtype=np.float32)
-
-
 def _keep(rng, p, shape, dtype):
-    """An inverted-scaled keep-mask: 1/(1 − p) with probability 1 − p, else 0."""
-    return ((_uniform(rng, shape) >= p) / (1.0 - p)).astype(dtype)
+    """An inverted-scaled keep-mask: 0 with probability p, else 1/(1 − p)."""
+    from .bernoulli import bernoulli   # Numba: loaded on the first regularised call only
+
+    return bernoulli(rng, p, shape, 0.0, 1.0 / (1.0 - p), dtype)
 
 
 def _zoneout(rng, p, shape, dtype, training):
@@ -134,7 +131,9 @@ def _zoneout(rng, p, shape, dtype, training):
         return None
     if not training:
         return np.asarray(p, dtype)
-    return (_uniform(rng, shape) < p).astype(dtype)
+    from .bernoulli import bernoulli
+
+    return bernoulli(rng, p, shape, 1.0, 0.0, dtype)
 
 
 def draw_masks(config, steps, batch, training, rng):

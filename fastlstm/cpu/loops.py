@@ -109,13 +109,14 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zon
                 source = inputs[t * keep]
                 for block in prange(blocks):
                     mask_recurrent_input(t, running, bounds[block], bounds[block + 1], states, mask, source)
+            zoned = zone.shape[0] > 0
             for phase in range(FORWARD_PHASES):
                 for block in prange(blocks):
                     step_forward(phase, t, t * keep, running, bounds[block], bounds[block + 1],
                                  xproj[t - t0], states, source, tape, weights, work)
-            if zone.shape[0] > 0:
-                for block in prange(blocks):
-                    zone_out_block(t, running, bounds[block], bounds[block + 1], states, zone, candidates)
+                    # the block's own units only: no barrier needed before the next step's
+                    if zoned and phase == FORWARD_PHASES - 1:
+                        zone_out_block(t, running, bounds[block], bounds[block + 1], states, zone, candidates)
         if running < batch:
             states[:, t + 1, running:] = states[:, t, running:]
 
@@ -142,16 +143,17 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
         running = active[t]
         if running > 0:
             zoned = zone.shape[0] > 0
-            if zoned:
-                for block in prange(blocks):
-                    split_zoneout_gradient(t, running, bounds[block], bounds[block + 1], dy, dnext, zone, skipped)
             source = inputs[t] if mask.shape[0] > 0 else states[0, t]
             for phase in range(BACKWARD_PHASES):
                 for block in prange(blocks):
+                    # zoneout's split and sum touch the block's own units, which the first
+                    # phase reads and the last writes: they share those phases' regions
+                    if zoned and phase == 0:
+                        split_zoneout_gradient(t, running, bounds[block], bounds[block + 1], dy, dnext, zone,
+                                               skipped)
                     step_backward(phase, t, running, bounds[block], bounds[block + 1],
                                   dy, states, source, mask, tape, dnext, dprev, dgates, weights, work)
-            if zoned:
-                for block in prange(blocks):
-                    add_skipped_gradient(running, bounds[block], bounds[block + 1], dprev, skipped)
+                    if zoned and phase == BACKWARD_PHASES - 1:
+                        add_skipped_gradient(running, bounds[block], bounds[block + 1], dprev, skipped)
         if running < batch:
             dprev[:, running:] = dnext[:, running:]
