@@ -73,11 +73,13 @@ class CUDABackend:
     def is_device_array(self, value):
         return self.arrays.is_device_array(value)
 
-    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True):
+    in_the_loop_regularisation = ("recurrent_dropout", "zoneout")
+
+    def forward_layer(self, cell, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
         from .cuda.compiled import kernels_for
         from .cuda.driver import forward_layer
 
-        return forward_layer(kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape)
+        return forward_layer(kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, recurrent, zoneout)
 
     def backward_layer(self, tape, dy, dstate):
         from .cuda.driver import backward_layer

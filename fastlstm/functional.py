@@ -113,9 +113,6 @@ def _check_regularisation(config, backend, masks):
         return
     if not isinstance(masks, Masks):
         raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
-    if config.backend == "cuda":
-        raise NotImplementedError("backend 'cuda': dropout, zoneout and DropConnect are not implemented on the GPU "
-                                  "yet; use backend='cpu' or 'reference', or set the rates to 0")
     supported = getattr(backend, "in_the_loop_regularisation", ())
     recurrent = any(m is not None for layer in masks.recurrent for m in layer)
     if recurrent and "recurrent_dropout" not in supported:
@@ -123,9 +120,9 @@ def _check_regularisation(config, backend, masks):
                                   "yet; use backend='reference'")
 
 
-def _times(value, mask):
+def _times(arrays, value, mask):
     """value ⊙ mask, or value when there is no mask (a new array: inputs are never modified)."""
-    return value if mask is None else value * mask
+    return value if mask is None else arrays.times(value, mask)
 
 
 def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=True, training=False, rng=None,
@@ -192,8 +189,9 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
         if masks is not None:
             for d, weight_mask in enumerate(masks.weights[layer]):
                 if weight_mask is not None:
-                    layer_params[d] = dict(layer_params[d], weight_hh=layer_params[d]["weight_hh"] * weight_mask)
-            layer_input = _times(layer_input, masks.inputs[layer])
+                    layer_params[d] = dict(layer_params[d],
+                                          weight_hh=arrays.times(layer_params[d]["weight_hh"], weight_mask))
+            layer_input = _times(arrays, layer_input, masks.inputs[layer])
             recurrent, zoneout = masks.layer_in_the_loop(layer)
             if recurrent is not None:
                 in_the_loop = dict(recurrent=recurrent, zoneout=zoneout)
@@ -205,7 +203,7 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
                 arrays.assign(final[k], layer * config.directions + direction, s)
         layer_input = arrays.as_dtype(y, config.dtype)
         if masks is not None:
-            layer_input = _times(layer_input, masks.outputs[layer])
+            layer_input = _times(arrays, layer_input, masks.outputs[layer])
         layer_tapes.append(layer_tape)
     y = arrays.time_major(layer_input) if config.batch_first else layer_input
     y, final = arrays.result(y, on_device), tuple(arrays.result(s, on_device) for s in final)
@@ -257,14 +255,15 @@ def backward(tape: Tape, dy, dstate=None):
     for layer in reversed(range(config.num_layers)):
         dstate_layer = None if dfinal is None else _per_direction(config, dfinal, layer)
         if masks is not None:
-            d_output = _times(d_output, masks.outputs[layer])
+            d_output = _times(arrays, d_output, masks.outputs[layer])
         d_input, layer_dstate0, layer_grads = backend.backward_layer(
             tape.layer_tapes[layer], d_output, dstate_layer)
         if masks is not None:
-            d_input = _times(d_input, masks.inputs[layer])
+            d_input = _times(arrays, d_input, masks.inputs[layer])
             for direction, weight_mask in enumerate(masks.weights[layer]):
                 if weight_mask is not None:
-                    layer_grads[direction]["weight_hh"] = layer_grads[direction]["weight_hh"] * weight_mask
+                    layer_grads[direction]["weight_hh"] = arrays.times(layer_grads[direction]["weight_hh"],
+                                                                       weight_mask)
         for direction in range(config.directions):
             for k, d in enumerate(layer_dstate0[direction]):
                 arrays.assign(dinitial[k], layer * config.directions + direction, d)

@@ -64,6 +64,10 @@ class HostArrays:
         """(B, T, F) → a C-contiguous (T, B, F), or back (the same swap)."""
         return np.ascontiguousarray(array.transpose(1, 0, 2))
 
+    def times(self, array, mask):
+        """array ⊙ mask (broadcast over the leading axes), a new array."""
+        return array * mask
+
     def result(self, array, on_device):
         """What the caller gets back: the array itself."""
         return array

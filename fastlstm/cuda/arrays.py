@@ -90,6 +90,14 @@ def _fill_zero(dst):
         dst[index] = 0
 
 
+def _times_repeated(src, mask, dst):
+    """dst[i] = src[i] · mask[i mod mask.size] over flat C-contiguous arrays: the mask repeats
+    over src's leading axes."""
+    index = cuda.grid(1)
+    if index < dst.size:
+        dst[index] = src[index] * mask[index % mask.size]
+
+
 _COPY_FUNCTIONS = {1: _copy_1d, 2: _copy_2d, 3: _copy_3d}
 _KERNELS: dict = {}
 
@@ -396,6 +404,33 @@ def zeros(shape, dtype):
     return result
 
 
+def times(array, mask):
+    """array ⊙ mask, the mask repeated over ``array``'s leading axes, as a new device array.
+
+    Parameters
+    ----------
+    array : DeviceNDArray, C-contiguous, shape (..., *mask.shape)
+        Not modified.
+    mask : ndarray or DeviceNDArray, shape ``array.shape[k:]`` for some k
+        Host masks are copied in.
+
+    Returns
+    -------
+    DeviceNDArray, shape and dtype of ``array``
+    """
+    cuda_module = _require_module()
+    mask_shape = tuple(np.shape(mask))
+    if tuple(array.shape[len(array.shape) - len(mask_shape):]) != mask_shape:
+        raise ValueError(f"mask: expected the trailing shape of {tuple(array.shape)}, got {mask_shape}")
+    if not is_device_array(mask):
+        mask = cuda_module.to_device(np.ascontiguousarray(mask, dtype=array.dtype))
+    result = cuda_module.device_array(array.shape, array.dtype)
+    if result.size:
+        _launch(_times_repeated, result.size, array.reshape(array.size), mask.reshape(mask.size),
+                result.reshape(result.size))
+    return result
+
+
 def to_host(array):
     """The device ``array`` copied into a new NumPy array.
 
@@ -431,7 +466,8 @@ def ptx_signatures(dtype):
         The kernels' Python functions (what their dispatchers' ``.py_func`` is), each
         with ``void(src, dst)``: ``src`` of float32, float64, int64 and bool in the general
         'A' layout plus a C-contiguous one of ``dtype`` (1-, 2- and 3-d), ``dst`` a
-        C-contiguous array of ``dtype``; and the zero fill, ``void(dst)``.
+        C-contiguous array of ``dtype``; the zero fill, ``void(dst)``; and the masked copy,
+        ``void(src, mask, dst)``, all flat C-contiguous arrays of ``dtype``.
     """
     from numba.core import types
 
@@ -444,4 +480,6 @@ def ptx_signatures(dtype):
             entries.append((function, types.void(types.Array(source, ndim, "A"), dst)))
         entries.append((function, types.void(types.Array(dst_type, ndim, "C"), dst)))
     entries.append((_fill_zero, types.void(types.Array(dst_type, 1, "C"))))
+    flat = types.Array(dst_type, 1, "C")
+    entries.append((_times_repeated, types.void(flat, flat, flat)))
     return entries

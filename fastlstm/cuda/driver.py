@@ -12,6 +12,9 @@ Everything stays on the device; arrays are numba device arrays, C-contiguous, of
 layer's dtype. Lengths are handled in the kernels: a finished sequence carries its state,
 its outputs and gradients are zero, and the reverse direction reads each sequence from its
 own last valid step.
+
+Recurrent dropout and zoneout run inside the loops (:mod:`.recurrent`): each direction's
+mask and indicators are copied in once per call, empty arrays where a regulariser is off.
 """
 import os
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ class LayerTape:
     states: list       # per direction, (S, T+1, B, H), in the direction's own time
     tapes: list        # per direction, (K, T, B, H), the cell's saved activations
     forward_loop: plan.LoopPlan
+    regularisers: list = None             # per direction, (mask, zone_h, zone_c, candidates) or None
     backward_loop: plan.LoopPlan = None   # set by the backward
 
 
@@ -100,6 +104,37 @@ def _lengths(lengths, batch, steps):
     return _full_lengths[batch, steps]
 
 
+def _empty(ndim, dtype):
+    """A size-0 device array: a regulariser that is off."""
+    return cuda.device_array((0,) * ndim, dtype)
+
+
+def _regularisers(kernels, recurrent, zoneout, direction, steps, batch, hidden, keep_tape):
+    """One direction's (mask, zone_h, zone_c, candidates) as the loops take them.
+
+    ``recurrent``: per direction, a (B, H) mask or None; ``zoneout``: per direction, (d_h, d_c),
+    each (T, B, H), 0-d (the expectation) or None. Candidates are kept (training with a tape)
+    where the backward reads the new state before zoneout: the RNN's h, the peephole LSTM's c.
+    """
+    dtype, cell = kernels.dtype, kernels.cell
+    mask = None if recurrent is None else recurrent[direction]
+    mask = _empty(2, dtype) if mask is None else arrays.to_device("recurrent mask", mask, dtype)
+    zones = (None, None) if zoneout is None else zoneout[direction]
+    on_device = []
+    for d in zones:
+        if d is None:
+            on_device.append(_empty(3, dtype))
+        else:
+            on_device.append(arrays.to_device("zoneout", np.reshape(d, np.shape(d) if np.ndim(d) else (1, 1, 1)),
+                                              dtype))
+    zone_h, zone_c = on_device
+    needs_candidates = (cell.kind == "rnn" and zones[0] is not None) or \
+        (cell.kind == "lstm" and cell.peephole and zones[1] is not None)
+    candidates = cuda.device_array((steps, batch, hidden), dtype) if keep_tape and needs_candidates \
+        else _empty(3, dtype)
+    return mask, zone_h, zone_c, candidates
+
+
 def _run_loop(kernels, which, loop, steps, phases, args, reverse=False):
     """Launch a layer's recurrent loop as ``loop`` says: one cooperative launch, or one per phase of each step."""
     if steps == 0:
@@ -114,7 +149,7 @@ def _run_loop(kernels, which, loop, steps, phases, args, reverse=False):
             step(t, phase, *args, loop.lanes)
 
 
-def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
+def forward_layer(kernels, params, x, state, lengths, keep_tape=True, recurrent=None, zoneout=None):
     """Run one layer, every direction, forward.
 
     Parameters
@@ -128,6 +163,10 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
     lengths : ndarray of int64, shape (B,), or None
     keep_tape : bool
         ``False``: inference; one tape slot is reused and the tape is ``None``.
+    recurrent : list of (ndarray (B, H) or None), per direction, optional
+        Recurrent dropout's keep-masks (:mod:`fastlstm.regularisation`).
+    zoneout : list of pair, per direction, optional
+        Zoneout's indicators for h and c: each (T, B, H) in natural time, 0-d (p), or None.
 
     Returns
     -------
@@ -153,22 +192,24 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True):
                 xproj.reshape(steps * batch, directions * gate_width), bias=bias)
 
     y = cuda.device_array((steps, batch, directions * hidden), dtype)
-    finals, all_states, all_tapes = [], [], []
+    finals, all_states, all_tapes, all_regularisers = [], [], [], []
     for direction, p in enumerate(params):
         states = cuda.device_array((len(state[direction]), steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0].copy_to_device(s)
         tape = cuda.device_array((layout.tape_planes, steps if keep_tape else 1, batch, hidden), dtype)
+        regularisers = _regularisers(kernels, recurrent, zoneout, direction, steps, batch, hidden, keep_tape)
         args = (xproj, states, tape, y, lengths, p["weight_hh"].reshape(-1), _vectors(kernels, p, hidden, dtype),
-                direction, 1 if keep_tape else 0)
+                direction, 1 if keep_tape else 0) + regularisers
         loop = _loop_plan(kernels, "forward_persistent", args, batch, hidden)
         _run_loop(kernels, "forward", loop, steps, layout.forward_phases, args)
         finals.append(tuple(_copy(states[k, steps], dtype) for k in range(states.shape[0])))
         all_states.append(states)
         all_tapes.append(tape)
+        all_regularisers.append(regularisers)
     if not keep_tape:
         return y, finals, None
-    return y, finals, LayerTape(kernels, params, x, lengths, w_ih, all_states, all_tapes, loop)
+    return y, finals, LayerTape(kernels, params, x, lengths, w_ih, all_states, all_tapes, loop, all_regularisers)
 
 
 def _copy(array, dtype):
@@ -211,17 +252,20 @@ def backward_layer(tape, dy, dstate):
                 carry[k].copy_to_device(dstate[direction][k])
         dgh = cuda.device_array((steps, batch, gate_width), dtype)
         w_t = arrays.to_device("weight_hh", gemm.transposed(p["weight_hh"]), dtype).reshape(-1)
+        regularisers = tape.regularisers[direction]
+        mask, candidates = regularisers[0], regularisers[3]
         args = (dy, states, saved, dgh, dgx, carry, tape.lengths, w_t, _vectors(kernels, p, hidden, dtype),
-                direction)
+                direction) + regularisers
         loop = _loop_plan(kernels, "backward_persistent", args, batch, hidden)
         tape.backward_loop = loop
         _run_loop(kernels, "backward", loop, steps, layout.backward_phases, args, reverse=True)
         finish = plan.per_step(1, batch, hidden, dtype.itemsize, "")
         if steps > 0:
-            kernels.backward_finish[finish.blocks, finish.threads, 0, finish.shared_bytes](dgh, carry, w_t,
+            kernels.backward_finish[finish.blocks, finish.threads, 0, finish.shared_bytes](dgh, carry, w_t, mask,
                                                                                           finish.lanes)
         dstates0.append(tuple(carry[k] for k in range(state_count)))
-        grads.append(_recurrent_gradients(kernels, dgh.reshape(rows, gate_width), states, saved, hidden, dtype))
+        grads.append(_recurrent_gradients(kernels, dgh.reshape(rows, gate_width), states, saved, mask, candidates,
+                                          hidden, dtype))
 
     dgx_rows = dgx.reshape(rows, directions * gate_width)
     dx = cuda.device_array((steps, batch, inputs), dtype)
@@ -237,12 +281,17 @@ def backward_layer(tape, dy, dstate):
     return dx, dstates0, grads
 
 
-def _recurrent_gradients(kernels, dgh, states, saved, hidden, dtype):
-    """weight_hh, bias_hh and the peepholes from one direction's (T·B, G·H) gate gradients."""
+def _recurrent_gradients(kernels, dgh, states, saved, mask, candidates, hidden, dtype):
+    """weight_hh, bias_hh and the peepholes from one direction's (T·B, G·H) gate gradients;
+    weight_hh saw h ⊙ mask (a (B, H) recurrent-dropout mask, or none when empty) and the peephole
+    on o the candidate c (before zoneout) where ``candidates`` holds it."""
     cell, layout = kernels.cell, kernels.layout
     steps, batch = states.shape[1] - 1, states.shape[2]
     rows = steps * batch
-    h_prev = states[0, :steps].reshape(rows, hidden)
+    h_prev = states[0, :steps]
+    if mask.size:
+        h_prev = arrays.times(h_prev, mask)
+    h_prev = h_prev.reshape(rows, hidden)
     dw_hh = cuda.device_array((layout.gates * hidden, hidden), dtype)
     if cell.kind == "gru" and not cell.reset_after:
         gemm.matmul(gemm.transposed(dgh[:, :2 * hidden]), h_prev, dw_hh[:2 * hidden])
@@ -254,7 +303,7 @@ def _recurrent_gradients(kernels, dgh, states, saved, hidden, dtype):
     grads = {"weight_hh": dw_hh, "bias_hh": db_hh}
     if cell.kind == "lstm" and cell.peephole:
         c_prev = states[1, :steps].reshape(rows, hidden)
-        c_new = states[1, 1:].reshape(rows, hidden)
+        c_new = (candidates if candidates.size else states[1, 1:]).reshape(rows, hidden)
         for name, gate, c in (("weight_ci", 0, c_prev), ("weight_cf", 1, c_prev), ("weight_co", 3, c_new)):
             grads[name] = cuda.device_array(hidden, dtype)
             gemm.column_dots(dgh[:, gate * hidden:(gate + 1) * hidden], c, grads[name])

@@ -61,5 +61,8 @@ class DeviceArrays:
     def time_major(self, array):
         return arrays.batch_major(array)
 
+    def times(self, array, mask):
+        return arrays.times(array, mask)
+
     def result(self, array, on_device):
         return array if on_device else arrays.to_host(array)
