@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastlstm check`` and ``python -m fastlstm bench``."""
+"""Command line: ``python -m fastlstm demo``, ``check`` and ``bench``."""
 import argparse
 import sys
 
@@ -6,6 +6,16 @@ import sys
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastlstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="train an LSTM forecaster on yearly sunspots and plot its forecast",
+                               description="Train an LSTM on the yearly sunspot numbers 1700-2008 (NOAA, public "
+                                           "domain, shipped in the package), forecast the test years one year "
+                                           "ahead, print its error next to naive forecasts' and write a plot.")
+    demo.add_argument("--epochs", type=int, default=150)
+    demo.add_argument("--hidden-size", type=int, default=32)
+    demo.add_argument("--test-years", type=int, default=60)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--plot", default="sunspots_forecast.png", help="PNG to write (default: %(default)s)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     check = commands.add_parser("check", help="run every available backend against the reference")
     check.add_argument("--steps", type=int, default=20)
     check.add_argument("--batch", type=int, default=8)
@@ -19,6 +29,15 @@ def main(argv=None):
 
     add_bench_arguments(bench)
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run as run_demo
+
+        try:
+            run_demo(args.epochs, args.hidden_size, args.test_years, seed=args.seed, plot=args.plot,
+                     progress=not args.no_progress)
+        except ValueError as error:
+            demo.error(str(error))
+        return 0
     if args.command == "check":
         from .check import check as run_check
 

@@ -31,10 +31,15 @@ class ReferenceBackend:
 
         return reference.forward_layer(cell, params, x, state, lengths, self.arithmetic, recurrent, zoneout)
 
-    def backward_layer(self, tape, dy, dstate):
+    def backward_layer(self, tape, dy, dstate, norms=None):
         from . import reference
 
-        return reference.backward_layer(tape, dy, dstate)
+        return reference.backward_layer(tape, dy, dstate, norms)
+
+    def gate_activations(self, tape):
+        from .introspection import reference_gate_activations
+
+        return reference_gate_activations(tape)
 
 
 class CPUBackend:
@@ -51,10 +56,15 @@ class CPUBackend:
         return cpu.forward_layer(cpu.kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, zoneout,
                                  recurrent)
 
-    def backward_layer(self, tape, dy, dstate):
+    def backward_layer(self, tape, dy, dstate, norms=None):
         from . import cpu
 
-        return cpu.backward_layer(tape, dy, dstate)
+        return cpu.backward_layer(tape, dy, dstate, norms)
+
+    def gate_activations(self, tape):
+        from .introspection import cpu_gate_activations
+
+        return cpu_gate_activations(tape)
 
 
 class CUDABackend:
@@ -81,10 +91,18 @@ class CUDABackend:
 
         return forward_layer(kernels_for(cell, x.dtype), params, x, state, lengths, keep_tape, recurrent, zoneout)
 
-    def backward_layer(self, tape, dy, dstate):
+    def backward_layer(self, tape, dy, dstate, norms=None):
         from .cuda.driver import backward_layer
 
+        if norms is not None:
+            raise NotImplementedError("backend 'cuda': state_gradient_norms are not recorded by the GPU loops "
+                                      "yet; use backend='cpu' or 'reference' for gradient-flow introspection")
         return backward_layer(tape, dy, dstate)
+
+    def gate_activations(self, tape):
+        from .introspection import cuda_gate_activations
+
+        return cuda_gate_activations(tape)
 
 
 def _host_only(value):

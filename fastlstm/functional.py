@@ -212,7 +212,7 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes, masks)
 
 
-def backward(tape: Tape, dy, dstate=None):
+def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
     """Backpropagate through the forward that produced ``tape``.
 
     Parameters
@@ -222,6 +222,9 @@ def backward(tape: Tape, dy, dstate=None):
         Gradient of the loss with respect to ``y``; entries past a sequence's end are ignored.
     dstate : array_like or pair of array_like, optional
         Gradient with respect to the final state, shaped like it; ``None`` means zeros.
+    state_gradient_norms : bool, default False
+        Also return ‖∂L/∂h_t‖ for every layer, direction, step and sequence (gradient-flow
+        introspection, :mod:`fastlstm.introspection`; cpu and reference backends).
 
     Returns
     -------
@@ -230,6 +233,10 @@ def backward(tape: Tape, dy, dstate=None):
         Gradient with respect to the initial state.
     grads : dict of ndarray
         Gradient of every parameter, keyed like ``params``.
+    norms : ndarray, shape (num_layers, D, T, B), float64; only with ``state_gradient_norms``
+        The Euclidean norm over the hidden units of the gradient of the loss with respect to
+        each layer-direction's output state h_t (through every later step, before zoneout's
+        split), in natural time; NaN past each sequence's end.
 
     With ``backend="cuda"``, results are device arrays when ``dy`` is one and NumPy arrays
     otherwise.
@@ -252,12 +259,14 @@ def backward(tape: Tape, dy, dstate=None):
     grads = {}
     d_output = dy
     masks = tape.masks
+    norms = np.full((config.num_layers, config.directions, tape.steps, tape.batch), np.nan) \
+        if state_gradient_norms else None
     for layer in reversed(range(config.num_layers)):
         dstate_layer = None if dfinal is None else _per_direction(config, dfinal, layer)
         if masks is not None:
             d_output = _times(arrays, d_output, masks.outputs[layer])
         d_input, layer_dstate0, layer_grads = backend.backward_layer(
-            tape.layer_tapes[layer], d_output, dstate_layer)
+            tape.layer_tapes[layer], d_output, dstate_layer, norms=None if norms is None else norms[layer])
         if masks is not None:
             d_input = _times(arrays, d_input, masks.inputs[layer])
             for direction, weight_mask in enumerate(masks.weights[layer]):
@@ -274,4 +283,6 @@ def backward(tape: Tape, dy, dstate=None):
     grads = {name: grads[name] for name in config.parameter_shapes()}
     dx = arrays.time_major(d_output) if config.batch_first else d_output
     dinitial = tuple(arrays.result(d, on_device) for d in dinitial)
+    if norms is not None:
+        return arrays.result(dx, on_device), _public_state(config, dinitial), grads, norms
     return arrays.result(dx, on_device), _public_state(config, dinitial), grads

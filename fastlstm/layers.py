@@ -47,6 +47,7 @@ class _RecurrentLayer:
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.training = True
         self.grads = None
+        self.state_gradient_norms = None
         self._tape = None
         self._inference = False
 
@@ -77,6 +78,14 @@ class _RecurrentLayer:
         if not isinstance(value, dict):
             raise TypeError(f"params: expected a dict of arrays, got {type(value).__name__}")
         self._params = dict(value)
+
+    @property
+    def tape(self):
+        """The :class:`fastlstm.functional.Tape` of the last forward; None after ``tape=False``.
+
+        :mod:`fastlstm.introspection` reads the gate values from it.
+        """
+        return self._tape
 
     def __call__(self, x, state=None, lengths=None, *, tape=True, training=None, rng=None):
         return self.forward(x, state, lengths, tape=tape, training=training, rng=rng)
@@ -109,13 +118,16 @@ class _RecurrentLayer:
                                                         training=training, rng=self.rng if rng is None else rng)
         return y, final_state
 
-    def backward(self, dy, dstate=None):
+    def backward(self, dy, dstate=None, *, state_gradient_norms=False):
         """Gradients of the last forward; sets (does not accumulate) :attr:`grads`.
 
         Parameters
         ----------
         dy : array_like, the shape of the last forward's ``y``
         dstate : optional gradient with respect to the final state, shaped like it
+        state_gradient_norms : bool, default False
+            Also set :attr:`state_gradient_norms`: ‖∂L/∂h_t‖, shape (num_layers, D, T, B),
+            NaN past each sequence's end (:mod:`fastlstm.introspection`).
 
         Returns
         -------
@@ -128,7 +140,11 @@ class _RecurrentLayer:
         if self._tape is None:
             raise RuntimeError("backward: call forward first; there is no forward to differentiate")
         self.grads = None  # the previous gradients are not kept alive through this backward
-        dx, dstate0, self.grads = functional.backward(self._tape, dy, dstate)
+        self.state_gradient_norms = None
+        results = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
+        dx, dstate0, self.grads = results[:3]
+        if state_gradient_norms:
+            self.state_gradient_norms = results[3]
         return dx, dstate0
 
     def __repr__(self):

@@ -210,7 +210,7 @@ def _rnn_step_back(p, s, dh, grads, nonlinearity, mask):
     return da @ p["weight_ih"], (_masked(da @ p["weight_hh"], mask),)
 
 
-def backward(tape, dy, dstate=None):
+def backward(tape, dy, dstate=None, norms=None):
     """Backpropagate through one layer-direction forward.
 
     Parameters
@@ -221,6 +221,9 @@ def backward(tape, dy, dstate=None):
         Gradient of the loss with respect to ``y``.
     dstate : tuple of ndarray or None
         Gradient with respect to the final state (each (B, H)); ``None`` means zeros.
+    norms : ndarray, shape (T, B), optional
+        Receives ‖∂L/∂h_t‖ at every step: the gradient reaching the state after step t from
+        the later steps, plus dy[t].
 
     Returns
     -------
@@ -241,6 +244,8 @@ def backward(tape, dy, dstate=None):
     dx = np.zeros((T, B, p["weight_ih"].shape[1]), dtype)
     mask, zoneout = tape.get("mask"), tape.get("zoneout", (None, None))
     for t in reversed(range(T)):
+        if norms is not None:
+            norms[t] = np.linalg.norm(dstate[0] + dy[t], axis=-1)
         through, skipped = _zoneout_backward((dstate[0] + dy[t],) + tuple(dstate[1:]), zoneout, t)
         if cell.kind == "lstm":
             dx[t], dstate = _lstm_step_back(p, steps[t], through[0], through[1], grads, cell.peephole, mask)
@@ -334,7 +339,7 @@ def forward_layer(cell, params, x, state, lengths=None, dtype=np.float64, recurr
                            dtype=dtype)
 
 
-def backward_layer(tape, dy, dstate=None):
+def backward_layer(tape, dy, dstate=None, norms=None):
     """Backpropagate through :func:`forward_layer`.
 
     Parameters
@@ -342,6 +347,8 @@ def backward_layer(tape, dy, dstate=None):
     tape : dict, from :func:`forward_layer`
     dy : ndarray, shape (T, B, D·H); entries past a sequence's end are ignored
     dstate : list of tuple of ndarray, per direction, each (B, H); or None (zeros)
+    norms : ndarray, shape (D, T, B), optional
+        Receives ‖∂L/∂h_t‖ of every valid step, in natural time (see :func:`backward`).
 
     Returns
     -------
@@ -359,7 +366,10 @@ def backward_layer(tape, dy, dstate=None):
             if direction == 1:
                 dy_seq = dy_seq[::-1]
             dfinal = None if dstate is None else tuple(d[rows] for d in dstate[direction])
-            dx_seq, dstate0_seq, grads_seq = backward(tape_seq, dy_seq, dfinal)
+            norms_seq = None if norms is None else np.empty((n, dy_seq.shape[1]))
+            dx_seq, dstate0_seq, grads_seq = backward(tape_seq, dy_seq, dfinal, norms_seq)
+            if norms is not None:
+                norms[direction, :n, rows] = norms_seq if direction == 0 else norms_seq[::-1]
             dx[:n, rows] += dx_seq if direction == 0 else dx_seq[::-1]
             if dstate0 is None:
                 dstate0 = [np.zeros((tape["batch"], hidden), dtype) for _ in dstate0_seq]

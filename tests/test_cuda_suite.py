@@ -19,7 +19,7 @@ TESTS = Path(__file__).parent
 
 def test_cuda_suite_under_the_simulator():
     environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTLSTM_CUDA_TESTS="1",
-                       FASTLSTM_EXAMPLES=os.environ.get("FASTLSTM_CUDA_EXAMPLES", "3"))
+                       FASTLSTM_EXAMPLES=os.environ.get("FASTLSTM_CUDA_EXAMPLES", "2"))
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "cuda")],
         cwd=TESTS.parent, env=environment, capture_output=True, text=True, timeout=1500)

@@ -16,5 +16,5 @@ def test_readme_quick_start_has_two_commands():
     text = README.read_text()
     quick = text.split("## Quick start", 1)[1].split("```", 2)[1]
     commands = [line for line in quick.splitlines() if line.strip()]
-    assert commands == ['pip install . && python -m fastlstm check',
+    assert commands == ['pip install . && python -m fastlstm demo',
                         'pip install ".[test]" && python -m pytest']

@@ -257,7 +257,7 @@ def _unsort_states(per_direction, order):
     return [tuple(_unsort(s, order, axis=0) for s in states) for states in per_direction]
 
 
-def backward_layer(tape, dy, dstate):
+def backward_layer(tape, dy, dstate, norms=None):
     """Backpropagate through one layer's forward.
 
     Parameters
@@ -265,6 +265,8 @@ def backward_layer(tape, dy, dstate):
     tape : LayerTape
     dy : ndarray, shape (T, B, D·H); entries past a sequence's end are ignored
     dstate : list of tuple of ndarray, per direction, each (B, H); or None
+    norms : ndarray, shape (D, T, B), optional
+        Receives ‖∂L/∂h_t‖ of every step in natural time, NaN past each sequence's end.
 
     Returns
     -------
@@ -273,10 +275,10 @@ def backward_layer(tape, dy, dstate):
     grads : list of dict of ndarray, per direction
     """
     with single_threaded_blas():
-        return _backward_layer(tape, dy, dstate)
+        return _backward_layer(tape, dy, dstate, norms)
 
 
-def _backward_layer(tape, dy, dstate):
+def _backward_layer(tape, dy, dstate, norms):
     kernels, x, order = tape.kernels, tape.x, tape.order
     _, backward_loop = _loops_for(kernels)
     steps, batch, inputs = x.shape
@@ -310,6 +312,7 @@ def _backward_layer(tape, dy, dstate):
         if tape.masks[direction] is not None:
             mask, recurrent_inputs = tape.masks[direction], tape.inputs[direction]
         weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
+        loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)
@@ -323,7 +326,7 @@ def _backward_layer(tape, dy, dstate):
             dgx_segment = dgx[:t1 - t0]
             dgx_segment[...] = 0
             backward_loop(dy_dir, loop_states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0,
-                          t1, zone, skipped, mask, recurrent_inputs)
+                          t1, zone, skipped, mask, recurrent_inputs, loop_norms)
             _accumulate(direction_grads, kernels.recurrent_gradients(
                 dgx_segment, states[0] if tape.masks[direction] is None else tape.inputs[direction], saved, t0, t1))
             _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1, new_states))
@@ -332,4 +335,6 @@ def _backward_layer(tape, dy, dstate):
                 chunks))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
+        if norms is not None:
+            norms[direction] = _unsort(_in_direction(loop_norms, direction, tape.reverse), order, axis=1)
     return _unsort(dx, order, axis=1), _unsort_states(dstates0, order), grads

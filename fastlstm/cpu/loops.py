@@ -10,6 +10,7 @@ during the loop; the BLAS library is held to one thread meanwhile (see ``threads
 ``step_forward``, ``step_backward`` and the phase counts below are placeholders that
 every specialised copy rebinds to a cell's compiled step functions.
 """
+import numpy as np
 from numba import njit, prange
 
 FORWARD_PHASES = 1
@@ -77,6 +78,19 @@ def split_zoneout_gradient(t, running, u0, u1, dy, dnext, zone, skipped):
 
 
 @njit(cache=True, error_model="numpy")
+def record_state_gradient(t, running, dy, dnext, norms):
+    """Before backward step t: norms[t, b] = ‖∂L/∂h_t‖ of each running row, the gradient from
+    the later steps plus dy[t] (introspection; the loops pass an empty ``norms`` otherwise)."""
+    for b in range(running):
+        g_row, dy_row = dnext[0, b], dy[t, b]
+        total = 0.0
+        for u in range(g_row.shape[0]):
+            g = g_row[u] + dy_row[u]
+            total += g * g
+        norms[t, b] = np.sqrt(total)
+
+
+@njit(cache=True, error_model="numpy")
 def add_skipped_gradient(running, u0, u1, dprev, skipped):
     """After backward step t: the part of the gradient that zoneout sent past the step."""
     for k in range(skipped.shape[0]):
@@ -122,7 +136,7 @@ def forward_loop(xproj, states, tape, weights, work, bounds, active, t0, t1, zon
 
 
 def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active, t0, t1, zone, skipped, mask,
-                  inputs):
+                  inputs, norms):
     """Run steps ``t1 − 1`` down to ``t0`` backward.
 
     dstates (2, S, B, H) is a pair of state-gradient buffers used alternately; on entry
@@ -132,7 +146,8 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
     dgx[t − t0]); rows past a sequence's end stay zero and pass the state gradient through.
     Zoneout: zone as in :func:`forward_loop` (or empty), skipped (S, B, H) a workspace, and
     dy then the loop's own copy (its rows are folded into the state gradient). Recurrent
-    dropout: mask and inputs as the forward left them (or empty).
+    dropout: mask and inputs as the forward left them (or empty). norms: (T, B) receives each
+    step's ‖∂L/∂h_t‖ (:func:`record_state_gradient`), or is empty.
     """
     batch = dy.shape[1]
     blocks = bounds.shape[0] - 1
@@ -142,6 +157,8 @@ def backward_loop(dy, states, tape, dstates, dgx, weights, work, bounds, active,
         dgates = dgx[t - t0]
         running = active[t]
         if running > 0:
+            if norms.shape[0] > 0:
+                record_state_gradient(t, running, dy, dnext, norms)
             zoned = zone.shape[0] > 0
             source = inputs[t] if mask.shape[0] > 0 else states[0, t]
             for phase in range(BACKWARD_PHASES):
