@@ -94,10 +94,7 @@ class CUDABackend:
     def backward_layer(self, tape, dy, dstate, norms=None):
         from .cuda.driver import backward_layer
 
-        if norms is not None:
-            raise NotImplementedError("backend 'cuda': state_gradient_norms are not recorded by the GPU loops "
-                                      "yet; use backend='cpu' or 'reference' for gradient-flow introspection")
-        return backward_layer(tape, dy, dstate)
+        return backward_layer(tape, dy, dstate, norms)
 
     def gate_activations(self, tape):
         from .introspection import cuda_gate_activations

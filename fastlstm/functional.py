@@ -224,7 +224,7 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
         Gradient with respect to the final state, shaped like it; ``None`` means zeros.
     state_gradient_norms : bool, default False
         Also return ‖∂L/∂h_t‖ for every layer, direction, step and sequence (gradient-flow
-        introspection, :mod:`fastlstm.introspection`; cpu and reference backends).
+        introspection, :mod:`fastlstm.introspection`).
 
     Returns
     -------

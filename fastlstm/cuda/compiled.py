@@ -19,8 +19,9 @@ from . import recurrent
 _CELLMATH = ("lstm_forward", "lstm_backward", "gru_candidate", "gru_backward", "sigmoid_gradient",
              "rnn_forward", "rnn_backward")
 _HELPERS = ("time_of", "carry_state", "clear_gradients", "store_gradient", "incoming_gradient",
-            "padded_forward", "mask_at", "zone_at", "zone_out", "zone_split", "keep_candidate", "block_units",
-            "forward_gates", "backward_rows", "lane_dot", "lane_dot_masked", "project_gates", "sum_lanes")
+            "padded_forward", "mask_at", "zone_at", "zone_out", "zone_split", "record_gradient", "keep_candidate",
+            "block_units", "forward_gates", "backward_rows", "lane_dot", "lane_dot_masked", "project_gates",
+            "sum_lanes")
 _ROUNDS = ("forward_round", "backward_round")
 _KERNELS = ("forward_persistent", "forward_step", "backward_persistent", "backward_step", "backward_finish")
 
@@ -106,10 +107,11 @@ class CellKernels:
         a1, a2, a3, a4 = (types.Array(real, ndim, "C") for ndim in (1, 2, 3, 4))
         lengths = types.Array(types.int64, 1, "C")
         # forward: xproj states tape y lengths weight_hh vectors direction keep; backward: dy states tape dgh
-        # dgx carry lengths weight_hhᵀ vectors direction; both then mask zone_h zone_c candidates
+        # dgx carry lengths weight_hhᵀ vectors direction; both then mask zone_h zone_c candidates, and the
+        # backward the record of its state gradients
         regularisers = (a2, a3, a3, a3)
         forward = (a3, a4, a4, a3, lengths, a1, a2, index, index) + regularisers
-        backward = (a3, a4, a4, a3, a3, a3, lengths, a1, a2, index) + regularisers
+        backward = (a3, a4, a4, a3, a3, a3, lengths, a1, a2, index) + regularisers + (a3,)
         arguments = {
             "forward_persistent": forward + (index, index),
             "forward_step": (index, index) + forward + (index,),

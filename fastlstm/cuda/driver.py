@@ -218,7 +218,7 @@ def _copy(array, dtype):
     return out
 
 
-def backward_layer(tape, dy, dstate):
+def backward_layer(tape, dy, dstate, norms=None):
     """Backpropagate through one layer's forward.
 
     Parameters
@@ -226,6 +226,8 @@ def backward_layer(tape, dy, dstate):
     tape : LayerTape
     dy : device array, shape (T, B, D·H); entries past a sequence's end are ignored
     dstate : list of tuple of device arrays, per direction, each (B, H); or None
+    norms : ndarray, shape (D, T, B), optional
+        Receives ‖∂L/∂h_t‖ of every step in natural time (host memory), NaN past each end.
 
     Returns
     -------
@@ -254,8 +256,9 @@ def backward_layer(tape, dy, dstate):
         w_t = arrays.to_device("weight_hh", gemm.transposed(p["weight_hh"]), dtype).reshape(-1)
         regularisers = tape.regularisers[direction]
         mask, candidates = regularisers[0], regularisers[3]
+        record = _empty(3, dtype) if norms is None else arrays.zeros((steps, batch, hidden), dtype)
         args = (dy, states, saved, dgh, dgx, carry, tape.lengths, w_t, _vectors(kernels, p, hidden, dtype),
-                direction) + regularisers
+                direction) + regularisers + (record,)
         loop = _loop_plan(kernels, "backward_persistent", args, batch, hidden)
         tape.backward_loop = loop
         _run_loop(kernels, "backward", loop, steps, layout.backward_phases, args, reverse=True)
@@ -266,6 +269,8 @@ def backward_layer(tape, dy, dstate):
         dstates0.append(tuple(carry[k] for k in range(state_count)))
         grads.append(_recurrent_gradients(kernels, dgh.reshape(rows, gate_width), states, saved, mask, candidates,
                                           hidden, dtype))
+        if norms is not None:
+            norms[direction] = _record_norms(record.copy_to_host(), tape.lengths.copy_to_host())
 
     dgx_rows = dgx.reshape(rows, directions * gate_width)
     dx = cuda.device_array((steps, batch, inputs), dtype)
@@ -279,6 +284,12 @@ def backward_layer(tape, dy, dstate):
         direction_grads["weight_ih"] = dw_ih[block]
         direction_grads["bias_ih"] = db_ih[block]
     return dx, dstates0, grads
+
+
+def _record_norms(record, lengths):
+    """(T, B): the norm over the units of each recorded state gradient, NaN past each sequence's end."""
+    valid = np.arange(record.shape[0])[:, None] < lengths[None, :]
+    return np.where(valid, np.sqrt(np.sum(np.square(record, dtype=np.float64), axis=-1)), np.nan)
 
 
 def _recurrent_gradients(kernels, dgh, states, saved, mask, candidates, hidden, dtype):

@@ -39,6 +39,9 @@ empty array when off, so that the plain loop's arithmetic is untouched:
   cell and d·g skips to the previous state.
 - ``candidates``, (T, B, H) or (0, 0, 0): the cell's new state before zoneout where the
   backward reads it (the RNN's h for its derivative, the peephole LSTM's c for ∂weight_co).
+
+Introspection: ``record``, (T, B, H) or (0, 0, 0), receives the gradient reaching each valid
+step's h (natural time) when ``state_gradient_norms`` are asked for.
 """
 from numba import cuda
 
@@ -61,7 +64,7 @@ def forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, 
 
 
 def backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors, direction,
-                  zone_h, zone_c, candidates):  # pragma: no cover
+                  zone_h, zone_c, candidates, record):  # pragma: no cover
     raise NotImplementedError("bound per cell")
 
 
@@ -154,7 +157,8 @@ def forward_round(phase, t, item, items, width, u0, w, unit_stride, gate_stride,
 
 
 def backward_round(phase, t, item, items, width, u0, w, partial, scratch, lanes,
-                   dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates):
+                   dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates,
+                   record):
     """As :func:`forward_round`, backward: the weights of unit ``u0 + item % width`` at
     ``(item % width) · G·H``. Phase 0's projection reached h ⊙ mask: times the unit's mask."""
     hidden = states.shape[3]
@@ -173,7 +177,7 @@ def backward_round(phase, t, item, items, width, u0, w, partial, scratch, lanes,
         keep = mask_at(mask, b, u0 + c)
         projected = partial[at] * keep if phase == 0 else partial[at]
         backward_unit(phase, t, b, u0 + c, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates)
+                      direction, zone_h, zone_c, candidates, record)
     cuda.syncthreads()
 
 
@@ -205,6 +209,12 @@ def zone_split(zone, tt, b, u, gradient):
         return gradient, ZERO
     d = zone_at(zone, tt, b, u)
     return (ONE - d) * gradient, d * gradient
+
+
+def record_gradient(record, tt, b, u, dh):
+    """Keep the gradient reaching h at natural time tt, for ‖∂L/∂h_t‖ (introspection)."""
+    if record.shape[0] > 0:
+        record[tt, b, u] = dh
 
 
 def keep_candidate(candidates, slot, b, u, value):
@@ -288,11 +298,12 @@ def lstm_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vect
 
 
 def lstm_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                       direction, zone_h, zone_c, candidates):
+                       direction, zone_h, zone_c, candidates, record):
     hidden = states.shape[3]
     dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
     if tt < 0:
         return
+    record_gradient(record, tt, b, u, dh)
     dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
     dc, dc_skipped = zone_split(zone_c, tt, b, u, carry[1, b, u])
     da_i, da_f, da_g, da_o, dc_prev = lstm_backward(
@@ -345,7 +356,7 @@ def gru_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vecto
 
 
 def gru_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates):
+                      direction, zone_h, zone_c, candidates, record):
     """reset_before, phase 1: ``projected`` is the gradient reaching r ⊙ h ⊙ mask, from every
     unit's da_n of phase 0; ``keep`` is the unit's recurrent-dropout mask value."""
     hidden = states.shape[3]
@@ -360,6 +371,7 @@ def gru_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dg
     dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
     if tt < 0:
         return
+    record_gradient(record, tt, b, u, dh)
     dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
     r, z, n = tape[0, t, b, u], tape[1, t, b, u], tape[2, t, b, u]
     da_z, da_n, dh_direct = gru_backward(dh, z, n, states[0, t, b, u])
@@ -389,11 +401,12 @@ def rnn_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vecto
 
 
 def rnn_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates):
+                      direction, zone_h, zone_c, candidates, record):
     hidden = states.shape[3]
     dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
     if tt < 0:
         return
+    record_gradient(record, tt, b, u, dh)
     dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
     h_new = candidates[t, b, u] if candidates.shape[0] > 0 else states[0, t + 1, b, u]
     da = rnn_backward(dh, h_new)
@@ -444,7 +457,7 @@ def forward_step(t, phase, xproj, states, tape, y, lengths, w, vectors, directio
 
 
 def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, mask, zone_h, zone_c,
-                        candidates, units_per_block, lanes):
+                        candidates, record, units_per_block, lanes):
     """Every step backward in one cooperative launch; w_t is weight_hhᵀ, (H, G·H), flattened."""
     hidden, batch = states.shape[3], states.shape[2]
     u0, u1 = block_units(units_per_block, hidden)
@@ -461,18 +474,18 @@ def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors
             for first in range(0, batch * width, groups):
                 backward_round(phase, t, first + cuda.threadIdx.x // lanes, batch * width, width, u0, shared,
                                shared, scratch, lanes, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                               direction, mask, zone_h, zone_c, candidates)
+                               direction, mask, zone_h, zone_c, candidates, record)
             grid.sync()
 
 
 def backward_step(t, phase, dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, mask, zone_h,
-                  zone_c, candidates, lanes):
+                  zone_c, candidates, record, lanes):
     """One phase of backward step t: a lane group per (b, u), weights (weight_hhᵀ) from global memory."""
     hidden, batch = states.shape[3], states.shape[2]
     partial = cuda.shared.array(0, DTYPE)
     item = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + cuda.threadIdx.x // lanes
     backward_round(phase, t, item, batch * hidden, hidden, 0, w_t, partial, 0, lanes, dy, states, tape, dgh,
-                   dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates)
+                   dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates, record)
 
 
 def backward_finish(dgh, carry, w_t, mask, lanes):
