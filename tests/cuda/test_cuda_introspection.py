@@ -26,8 +26,8 @@ def test_cuda_gate_activations_match_the_reference(variant):
 
 @pytest.mark.parametrize("variant", ["lstm_peephole", "gru_reset_before", "rnn_relu"])
 def test_cuda_state_gradient_norms_match_the_reference(variant):
-    """With lengths, two layers, both directions, recurrent dropout and zoneout replayed."""
-    problem = make_problem(variant, 4, 3, 2, 3, np.float64, seed=7, lengths=np.array([4, 0, 3]), num_layers=2,
+    """With lengths, both directions, recurrent dropout and zoneout replayed."""
+    problem = make_problem(variant, 4, 3, 2, 3, np.float64, seed=7, lengths=np.array([4, 0, 3]),
                            bidirectional=True, param_scale=2.0)
     rates = dict(recurrent_dropout=0.3, zoneout=0.4, dropout=0.2)
     norms, masks = [], None
