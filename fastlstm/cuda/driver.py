@@ -130,7 +130,8 @@ def _regularisers(kernels, recurrent, zoneout, direction, steps, batch, hidden, 
     zone_h, zone_c = on_device
     needs_candidates = (cell.kind == "rnn" and zones[0] is not None) or \
         (cell.kind == "lstm" and cell.peephole and zones[1] is not None)
-    candidates = cuda.device_array((steps, batch, hidden), dtype) if keep_tape and needs_candidates \
+    # zeros: padded steps are never written, and ∂weight_co multiplies them by zero gradients
+    candidates = arrays.zeros((steps, batch, hidden), dtype) if keep_tape and needs_candidates \
         else _empty(3, dtype)
     return mask, zone_h, zone_c, candidates
 

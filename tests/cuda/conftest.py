@@ -7,9 +7,30 @@ run as they are. ``tests/test_cuda_suite.py`` starts this process from the main 
 """
 import os
 
+import numpy as np
 import pytest
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+@pytest.fixture(autouse=True)
+def uninitialised_device_memory_is_nan(monkeypatch):
+    """Under the simulator, new device arrays of floats start as NaN instead of whatever the
+    host allocator left there: a kernel that reads memory nobody wrote (even to multiply it by
+    zero) then fails every time, as it might on a GPU, not by chance."""
+    if not SIMULATED:
+        return
+    from numba import cuda
+
+    allocate = cuda.device_array
+
+    def nan_filled(shape, dtype=np.float64, *args, **kwargs):
+        array = allocate(shape, dtype, *args, **kwargs)
+        if np.dtype(dtype).kind == "f" and array.size:
+            array.copy_to_device(np.full(array.shape, np.nan, dtype))
+        return array
+
+    monkeypatch.setattr(cuda, "device_array", nan_filled)
 
 
 def pytest_collection_modifyitems(config, items):
