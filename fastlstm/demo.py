@@ -62,7 +62,7 @@ def run(epochs=150, hidden_size=32, test_years=60, window=40, seed=0, plot="suns
     DemoResult
     """
     from . import LSTM
-    from .training import Adam, SequenceModel, fit, mean_squared_error
+    from .training import Adam, SequenceModel, fit, mean_squared_error, predict
 
     years, values = load_sunspots()
     if not 0 < test_years < len(values) - window - CYCLE:
@@ -86,7 +86,7 @@ def run(epochs=150, hidden_size=32, test_years=60, window=40, seed=0, plot="suns
                   progress=progress)
 
     # one pass over the whole series: the output at year t is the forecast of year t + 1
-    predicted = model(series[:-1, None, None], training=False)[:, 0, 0]
+    predicted = predict(model, series[:-1, None, None])[:, 0, 0]
     forecast = np.square(np.maximum(predicted[split - 1:] * scale + mean, 0.0))
     truth = values[split:]
     naive = {"LSTM": forecast, "last value": values[split - 1:-1],

@@ -105,14 +105,12 @@ def _tape_of(value):
 # ---------------------------------------------------------------- each backend's tape
 
 def _natural_time(values, lengths, direction):
-    """(T, B, H) in a direction's own time, caller's batch order -> natural time, NaN past each end."""
-    steps = values.shape[0]
-    lengths = np.full(values.shape[1], steps) if lengths is None else np.asarray(lengths)
-    t = np.arange(steps)[:, None]
-    valid = t < lengths[None, :]
-    source = np.where(valid, lengths[None, :] - 1 - t, t) if direction == 1 else np.broadcast_to(t, valid.shape)
-    out = values[source, np.arange(values.shape[1])[None, :]].astype(np.float64)
-    out[~valid] = np.nan
+    """(T, B, H) in a direction's own time -> natural time (float64), NaN past each sequence's end."""
+    from .cpu.driver import _reverse_index
+
+    steps, batch = values.shape[:2]
+    out = (values if direction == 0 else values[_reverse_index(steps, batch, lengths)]).astype(np.float64)
+    out[np.arange(steps)[:, None] >= np.asarray(lengths)[None, :]] = np.nan
     return out
 
 

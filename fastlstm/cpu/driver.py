@@ -309,8 +309,10 @@ def _backward_layer(tape, dy, dstate, norms):
             dy_dir = np.array(dy_dir)   # the loop folds its rows into the state gradient
         loop_states = new_states if kernels.step_backward_reads_new_state else states
         mask, recurrent_inputs = _no_mask(dtype)
+        weight_hh_saw = states[0]
         if tape.masks[direction] is not None:
             mask, recurrent_inputs = tape.masks[direction], tape.inputs[direction]
+            weight_hh_saw = recurrent_inputs
         weights, work = kernels.backward_weights(p, bounds), kernels.backward_work(batch, hidden, dtype)
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         direction_grads = {}
@@ -327,8 +329,7 @@ def _backward_layer(tape, dy, dstate, norms):
             dgx_segment[...] = 0
             backward_loop(dy_dir, loop_states, saved, dstates, dgx_segment, weights, work, bounds, tape.active, t0,
                           t1, zone, skipped, mask, recurrent_inputs, loop_norms)
-            _accumulate(direction_grads, kernels.recurrent_gradients(
-                dgx_segment, states[0] if tape.masks[direction] is None else tape.inputs[direction], saved, t0, t1))
+            _accumulate(direction_grads, kernels.recurrent_gradients(dgx_segment, weight_hh_saw, saved, t0, t1))
             _accumulate(direction_grads, kernels.vector_gradients(dgx_segment, states, saved, t0, t1, new_states))
             _accumulate(direction_grads, _input_gradients(
                 dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),

@@ -99,15 +99,12 @@ def fit(model, loss, optimiser, data, epochs=1, clip_norm=None, validation=None,
 
 def evaluate(model, loss, x, target, lengths=None):
     """The loss of ``model`` on (x, target) in inference mode (no dropout, no tape kept)."""
-    output = predict(model, x, lengths)
-    if model.head == "sequence":
-        return loss(output, target, lengths, model.time_axis)[0]
-    return loss(output, target)[0]
+    return model.apply_loss(loss, predict(model, x, lengths), target, lengths)[0]
 
 
 def predict(model, x, lengths=None):
-    """The model's output in inference mode."""
-    return model.forward(x, lengths, training=False)
+    """The model's output in inference mode (no dropout, no tape kept)."""
+    return model.forward(x, lengths, training=False, tape=False)
 
 
 class FlatObjective:

@@ -34,7 +34,6 @@ class SequenceModel:
         self.head = check_choice("head", head, HEADS)
         config = recurrent.config
         self.readout = Linear(config.output_size, out_features, config.dtype.__name__, seed)
-        self._batch = None
 
     @property
     def params(self):
@@ -46,7 +45,7 @@ class SequenceModel:
         """Where time is in the model's inputs and sequence outputs."""
         return 1 if self.recurrent.config.batch_first else 0
 
-    def forward(self, x, lengths=None, training=None, rng=None):
+    def forward(self, x, lengths=None, training=None, rng=None, tape=True):
         """The readout's output: (T, B, O) / (B, T, O) for ``head="sequence"``, (B, O) for ``"final"``.
 
         Parameters
@@ -56,14 +55,15 @@ class SequenceModel:
         training : bool, optional
             Overrides the recurrent layer's train/eval mode for this call (regularisers).
         rng : numpy.random.Generator, optional
+        tape : bool, default True
+            ``False``: inference only, nothing kept for :meth:`backward` (faster, less memory).
         """
-        y, final = self.recurrent(x, lengths=lengths, training=training, rng=rng)
+        y, final = self.recurrent(x, lengths=lengths, tape=tape, training=training, rng=rng)
         if self.head == "sequence":
             return self.readout(y)
         h = final[0] if isinstance(final, tuple) else final
         config = self.recurrent.config
         last = h[-config.directions:]                          # (D, B, H)
-        self._batch = last.shape[1]
         return self.readout(np.concatenate(list(last), axis=-1))
 
     __call__ = forward
@@ -87,7 +87,7 @@ class SequenceModel:
             self.recurrent.backward(d_features, state_gradient_norms=state_gradient_norms)
         else:
             hidden = config.hidden_size
-            dh = np.zeros(config.state_shape(self._batch), config.dtype)
+            dh = np.zeros(config.state_shape(self.recurrent.tape.batch), config.dtype)
             for d in range(config.directions):
                 dh[-config.directions + d] = d_features[:, d * hidden:(d + 1) * hidden]
             dstate = (dh, np.zeros_like(dh)) if config.cell.kind == "lstm" else dh
@@ -97,7 +97,7 @@ class SequenceModel:
                 **{f"readout.{k}": v for k, v in self.readout.grads.items()}}
 
     def _output_shape(self):
-        tape = self.recurrent._tape
+        tape = self.recurrent.tape
         config = self.recurrent.config
         steps, batch = tape.steps, tape.batch
         return (batch, steps, config.output_size) if config.batch_first else (steps, batch, config.output_size)
@@ -108,9 +108,12 @@ class SequenceModel:
         ``loss`` is one of :mod:`fastlstm.training.losses` (``loss(output, target, lengths,
         time_axis)``); with ``head="final"`` lengths only shape the recurrent pass.
         """
-        output = self.forward(x, lengths, training, rng)
-        if self.head == "sequence":
-            value, d_output = loss(output, target, lengths, self.time_axis)
-        else:
-            value, d_output = loss(output, target)
+        value, d_output = self.apply_loss(loss, self.forward(x, lengths, training, rng), target, lengths)
         return value, self.backward(d_output)
+
+    def apply_loss(self, loss, output, target, lengths=None):
+        """``loss`` (one of :mod:`fastlstm.training.losses`) of an output of this model's head:
+        (value, gradient with respect to ``output``); lengths mask the steps of a sequence head."""
+        if self.head == "sequence":
+            return loss(output, target, lengths, self.time_axis)
+        return loss(output, target)
