@@ -18,24 +18,17 @@ import platform
 import statistics
 import sys
 
-import numpy as np
 
-# (cell, hidden, batch, steps, mode, target ratio): input size = hidden.
-SHAPES = [
-    ("LSTM", 256, 1, 150, "inference", 1.0),
-    ("LSTM", 512, 1, 25, "inference", 1.0),
-    ("LSTM", 1024, 4, 25, "inference", 1.0),
-    ("LSTM", 256, 64, 150, "training", 2.0),
-    ("LSTM", 1024, 128, 25, "training", 2.0),
-    ("GRU", 1024, 32, 150, "training", 2.0),
-]
+from fastlstm.benchmark.shapes import CUDNN_SHAPES, select_shapes
+
+TORCH_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
-def _fastlstm_call(torch, cell, hidden, batch, steps, mode):
-    import fastlstm
+def _fastlstm_call(torch, shape):
     from numba import cuda
 
-    layer = getattr(fastlstm, cell)(hidden, hidden, backend="cuda", dtype=np.float32, seed=0)
+    steps, batch, hidden, mode = shape.steps, shape.batch, shape.hidden_size, shape.mode
+    layer = shape.make_layer(backend="cuda", seed=0)
     layer.params = {name: cuda.to_device(value) for name, value in layer.params.items()}
     x = torch.randn(steps, batch, hidden, device="cuda")
     dy = torch.randn(steps, batch, hidden, device="cuda")
@@ -48,8 +41,9 @@ def _fastlstm_call(torch, cell, hidden, batch, steps, mode):
     return train, layer, x
 
 
-def _torch_call(torch, cell, hidden, batch, steps, mode):
-    module = getattr(torch.nn, cell)(hidden, hidden).cuda()
+def _torch_call(torch, shape):
+    steps, batch, hidden, mode = shape.steps, shape.batch, shape.hidden_size, shape.mode
+    module = getattr(torch.nn, TORCH_CLASSES[shape.cell])(shape.input_size, hidden).cuda()
     x = torch.randn(steps, batch, hidden, device="cuda")
     dy = torch.randn(steps, batch, hidden, device="cuda")
     if mode == "inference":
@@ -83,9 +77,8 @@ def _loop_plan(layer, x):
 
 
 def measure(torch, shape, rounds, block_ms):
-    cell, hidden, batch, steps, mode, target = shape
-    ours, layer, x = _fastlstm_call(torch, cell, hidden, batch, steps, mode)
-    theirs = _torch_call(torch, cell, hidden, batch, steps, mode)
+    ours, layer, x = _fastlstm_call(torch, shape)
+    theirs = _torch_call(torch, shape)
     loop = _loop_plan(layer, x)
     for call in (ours, theirs):   # compile, autotune, warm caches
         for _ in range(3):
@@ -97,7 +90,8 @@ def measure(torch, shape, rounds, block_ms):
         samples["fastlstm"].append(_block_ms(torch, ours, calls["fastlstm"]))
         samples["cudnn"].append(_block_ms(torch, theirs, calls["cudnn"]))
     ratios = [a / b for a, b in zip(samples["fastlstm"], samples["cudnn"])]
-    return dict(cell=cell, hidden=hidden, batch=batch, steps=steps, mode=mode, target=target,
+    return dict(id=shape.id, cell=shape.label, hidden=shape.hidden_size, batch=shape.batch,
+                steps=shape.steps, mode=shape.mode, target=shape.target,
                 fastlstm_ms=statistics.median(samples["fastlstm"]),
                 cudnn_ms=statistics.median(samples["cudnn"]),
                 ratio=statistics.median(ratios), loop=loop, samples=samples)
@@ -108,8 +102,7 @@ def profile(torch, shape, calls=20):
     import cProfile
     import pstats
 
-    cell, hidden, batch, steps, mode, _ = shape
-    ours, _, _ = _fastlstm_call(torch, cell, hidden, batch, steps, mode)
+    ours, _, _ = _fastlstm_call(torch, shape)
     ours()
     torch.cuda.synchronize()
     profiler = cProfile.Profile()
@@ -118,7 +111,8 @@ def profile(torch, shape, calls=20):
         ours()
     torch.cuda.synchronize()
     profiler.disable()
-    print(f"host profile, {cell} {hidden}/{batch}/{steps} {mode}, {calls} calls:")
+    print(f"host profile, {shape.label} {shape.hidden_size}/{shape.batch}/{shape.steps} {shape.mode}, "
+          f"{calls} calls:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
@@ -137,10 +131,10 @@ def environment(torch):
 
 
 def markdown(results):
-    lines = ["| cell | H | B | T | mode | fastlstm ms | cuDNN ms | ratio | target | met | loop |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| id | cell | H | B | T | mode | fastlstm ms | cuDNN ms | ratio | target | met | loop |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['cell']} | {r['hidden']} | {r['batch']} | {r['steps']} | {r['mode']} | "
+        lines.append(f"| {r['id']} | {r['cell']} | {r['hidden']} | {r['batch']} | {r['steps']} | {r['mode']} | "
                      f"{r['fastlstm_ms']:.3f} | {r['cudnn_ms']:.3f} | {r['ratio']:.2f} | ≤ {r['target']:.1f} | "
                      f"{'yes' if r['ratio'] <= r['target'] else 'no'} | {r['loop']} |")
     return "\n".join(lines)
@@ -151,8 +145,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--block-ms", type=float, default=200.0, help="length of one timed block")
     parser.add_argument("--json", help="also write every sample to this file")
-    parser.add_argument("--only", type=int, nargs="*", help="indices into the shape list")
-    parser.add_argument("--profile", type=int, help="also print where the host time of this shape's calls goes")
+    parser.add_argument("--only", nargs="*", help="shape ids of fastlstm.benchmark.shapes.CUDNN_SHAPES (g1 …)")
+    parser.add_argument("--profile", help="also print where the host time of this shape id's calls goes")
     args = parser.parse_args(argv)
     import torch
 
@@ -161,16 +155,14 @@ def main(argv=None):
     env = environment(torch)
     print(json.dumps(env), flush=True)
     results = []
-    for index, shape in enumerate(SHAPES):
-        if args.only is not None and index not in args.only:
-            continue
+    for shape in select_shapes(args.only, shapes=CUDNN_SHAPES):
         results.append(measure(torch, shape, args.rounds, args.block_ms))
         r = results[-1]
         print(f"{r['cell']} {r['hidden']}/{r['batch']}/{r['steps']} {r['mode']}: fastlstm "
               f"{r['fastlstm_ms']:.3f} ms, cuDNN {r['cudnn_ms']:.3f} ms, ratio {r['ratio']:.2f}", flush=True)
     print(markdown(results))
     if args.profile is not None:
-        profile(torch, SHAPES[args.profile])
+        profile(torch, select_shapes([args.profile], shapes=CUDNN_SHAPES)[0])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(environment=env, results=results), f, indent=1)

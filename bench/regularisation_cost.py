@@ -14,6 +14,9 @@ import time
 import numpy as np
 
 import fastlstm
+from fastlstm.benchmark.shapes import select_shapes
+
+SHAPE = select_shapes(["2"], dtypes=["float32"])[0]   # the table's LSTM training row
 
 REGULARISERS = {"dropout": dict(dropout=0.3), "input_dropout": dict(input_dropout=0.3),
                 "recurrent_dropout": dict(recurrent_dropout=0.3),
@@ -36,9 +39,9 @@ def _block(call, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=SHAPE.steps)
+    parser.add_argument("--batch", type=int, default=SHAPE.batch)
+    parser.add_argument("--hidden", type=int, default=SHAPE.hidden_size)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--block-seconds", type=float, default=1.0)

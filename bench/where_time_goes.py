@@ -14,11 +14,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from fastlstm.backends.cpu import driver
+from fastlstm.backends.cpu.kernels import kernels_for
 from fastlstm.benchmark.shapes import select_shapes
-from fastlstm.cpu import base, driver, gemm, gru
-
-# The modules that call the weight-gradient GEMM.
-GRADIENT_USERS = (driver, base, gru)
 
 
 def _timed(function, totals, name):
@@ -79,23 +77,24 @@ def main():
                 layer(x, tape=False)
 
         call()
-        forward_loop, backward_loop = driver._loops_for(layer_kernels(layer))
+        kernels = kernels_for(layer.config.cell, layer.config.dtype)
         totals = defaultdict(float)
-        saved = driver.matmul, driver._loops_for, [(m, m.weight_gradient) for m in GRADIENT_USERS]
+        saved = driver.matmul, driver.weight_gradient
         driver.matmul = _timed(driver.matmul, totals, "input GEMMs (x·W_ih, dx)")
-        for module in GRADIENT_USERS:
-            module.weight_gradient = _timed(gemm.weight_gradient, totals, "weight-gradient GEMMs")
-        loops = (_timed(forward_loop, totals, "forward loop"), _timed(backward_loop, totals, "backward loop"))
-        driver._loops_for = lambda kernels: loops
+        driver.weight_gradient = _timed(driver.weight_gradient, totals, "weight-gradient GEMMs")
+        # instance attributes shadow the methods: each compiled loop is timed where it is called
+        kernels.forward_loop = lambda *flags: _timed(type(kernels).forward_loop(kernels, *flags), totals,
+                                                     "forward loop")
+        kernels.backward_loop = lambda *flags: _timed(type(kernels).backward_loop(kernels, *flags), totals,
+                                                      "backward loop")
         try:
             start = time.perf_counter()
             for _ in range(args.repeats):
                 call()
             total = (time.perf_counter() - start) / args.repeats
         finally:
-            driver.matmul, driver._loops_for = saved[0], saved[1]
-            for module, function in saved[2]:
-                module.weight_gradient = function
+            driver.matmul, driver.weight_gradient = saved
+            del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
               f"B={shape.batch} T={shape.steps} {shape.mode}: {1e3 * total:.2f} ms per call")
         loop_flops = _loop_flops(shape, True)
@@ -112,12 +111,6 @@ def main():
         print(f"    one thread's per-step GEMM alone ({shape.batch}×{shape.hidden_size} by "
               f"{shape.hidden_size}×{shape.gates * shape.hidden_size // threads}, 1-thread BLAS): "
               f"{_step_gemm_gflops(shape, threads):.0f} GFLOP/s, ×{threads} threads")
-
-
-def layer_kernels(layer):
-    from fastlstm.cpu import kernels_for
-
-    return kernels_for(layer.config.cell, layer.config.dtype)
 
 
 if __name__ == "__main__":

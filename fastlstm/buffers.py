@@ -15,10 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-# Below this an allocation comes from the C heap, whose pages are reused anyway.
-MIN_POOLED_BYTES = 1 << 20
-# Free buffers beyond this many bytes are released, least recently used first.
-MAX_FREE_BYTES = 1 << 30
+from . import tuning
 
 _lock = threading.Lock()
 _buffers = OrderedDict()   # id -> flat array owned by the pool, least recently used first
@@ -32,7 +29,7 @@ def empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, from the pool when large."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
-    if count * dtype.itemsize < MIN_POOLED_BYTES:
+    if count * dtype.itemsize < tuning.get("pool_min_bytes"):
         return np.empty(shape, dtype)
     with _lock:
         for key in _buffers:
@@ -61,7 +58,8 @@ def _is_free(key):
 def _release_excess():
     free = [key for key in _buffers if _is_free(key)]
     free_bytes = sum(_buffers[key].nbytes for key in free)
+    limit = tuning.get("pool_max_free_bytes")
     for key in free:
-        if free_bytes <= MAX_FREE_BYTES:
+        if free_bytes <= limit:
             break
         free_bytes -= _buffers.pop(key).nbytes

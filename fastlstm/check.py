@@ -7,18 +7,10 @@ import numpy as np
 
 from . import functional
 from .backends import get_backend
-from .cells import make_cell
+from .cells import VARIANTS, make_variant
 from .config import init_parameters, make_config
 from .tolerances import tolerance
 
-CHECKED_CELLS = [
-    dict(kind="lstm"),
-    dict(kind="lstm", peephole=True),
-    dict(kind="gru"),
-    dict(kind="gru", reset_after=False),
-    dict(kind="rnn"),
-    dict(kind="rnn", nonlinearity="relu"),
-]
 FAST_BACKENDS = ["cpu", "cuda"]
 
 
@@ -38,7 +30,7 @@ def _available_backends(out):
 def _run(config, params, x, dy):
     start = time.perf_counter()
     y, final, tape = functional.forward(config, params, x)
-    dx, _, grads = functional.backward(tape, dy)
+    dx, _, grads, _ = functional.backward(tape, dy)
     elapsed = time.perf_counter() - start
     loop = getattr(tape.layer_tapes[0], "forward_loop", None)
     return [y, dx, *grads.values()], elapsed, loop
@@ -73,8 +65,8 @@ def check(steps=20, batch=8, input_size=16, hidden_size=32, seed=0, out=print):
     out("-" * len(header))
     all_ok = True
     loops = []
-    for options in CHECKED_CELLS:
-        cell = make_cell(**options)
+    for variant in VARIANTS:
+        cell = make_variant(variant)
         for dtype in ("float32", "float64"):
             ref_config = make_config(cell, input_size, hidden_size, dtype="float64", backend="reference")
             params = init_parameters(make_config(cell, input_size, hidden_size, dtype=dtype), seed)
@@ -93,7 +85,7 @@ def check(steps=20, batch=8, input_size=16, hidden_size=32, seed=0, out=print):
                 out(f"{cell.label:<24}{dtype:<9}{backend:<11}{error:>15.2e}{rtol:>11.0e}"
                     f"{first * 1e3:>10.0f}ms{elapsed * 1e3:>9.2f}ms" + ("" if ok else "  FAIL"))
     if loops:
-        out(f"cuda recurrent loops at this size (float32; FASTLSTM_CUDA_LOOP=per-step forces the other):")
+        out("cuda recurrent loops at this size (float32; FASTLSTM_CUDA_LOOP=per-step forces the other):")
         for line in loops:
             out(f"  {line}")
     out("all within tolerance" if all_ok else "SOME BACKENDS ARE OFF THE REFERENCE")

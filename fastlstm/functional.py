@@ -4,15 +4,16 @@ The classes in :mod:`fastlstm.layers` are a thin shell over these two functions.
 needs several forwards alive at once keeps the tapes itself::
 
     y, state, tape = functional.forward(config, params, x)
-    dx, dstate0, grads = functional.backward(tape, dy)
+    dx, dstate0, grads, _ = functional.backward(tape, dy)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import InTheLoop, get_backend
 from .config import LayerConfig
 from .regularisation import Masks, draw_masks
 from .validation import check_shape
@@ -41,6 +42,24 @@ class Tape:
     masks: Masks = None
 
 
+class Gradients(NamedTuple):
+    """What :func:`backward` returns.
+
+    Attributes
+    ----------
+    dx : ndarray, the shape of the forward's ``x``; zero past each sequence's end
+    dstate : ndarray or pair of ndarray, the gradient with respect to the initial state
+    grads : dict of ndarray, the gradient of every parameter, keyed like ``params``
+    norms : ndarray (num_layers, D, T, B) float64, or None
+        ‖∂L/∂h_t‖ when ``state_gradient_norms=True`` was asked for (:mod:`fastlstm.introspection`).
+    """
+
+    dx: object
+    dstate: object
+    grads: dict
+    norms: Optional[np.ndarray] = None
+
+
 def _check_params(config, arrays, params):
     expected = config.parameter_shapes()
     if not isinstance(params, dict):
@@ -61,11 +80,12 @@ def _state_tensors(config, arrays, name, state, batch):
     """Return the state as a tuple of (L·D, B, H) arrays: (h,) or, for the LSTM, (h, c)."""
     shape = config.state_shape(batch)
     meaning = "(num_layers*directions, B, H)"
-    if config.cell.kind == "lstm":
-        if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise TypeError(f"{name}: expected a pair (h, c) of arrays of shape {shape}, "
-                            f"got {type(state).__name__}")
-        parts = [(f"{name}[0] (h)", state[0]), (f"{name}[1] (c)", state[1])]
+    names = config.cell.spec.states
+    if len(names) > 1:
+        if not isinstance(state, (tuple, list)) or len(state) != len(names):
+            raise TypeError(f"{name}: expected a {'pair' if len(names) == 2 else 'tuple'} ({', '.join(names)}) "
+                            f"of arrays of shape {shape}, got {type(state).__name__}")
+        parts = [(f"{name}[{k}] ({n})", state[k]) for k, n in enumerate(names)]
     else:
         if isinstance(state, (tuple, list)):
             raise TypeError(f"{name}: expected one array of shape {shape}, got a {type(state).__name__}")
@@ -79,7 +99,7 @@ def _state_tensors(config, arrays, name, state, batch):
 
 
 def _public_state(config, tensors):
-    return tensors if config.cell.kind == "lstm" else tensors[0]
+    return tensors if len(tensors) > 1 else tensors[0]
 
 
 def _layer_params(config, params, layer, direction):
@@ -105,19 +125,6 @@ def _check_lengths(arrays, lengths, steps, batch):
 def _per_direction(config, tensors, layer):
     """The state tensors (each (L·D, B, H)) of one layer, as a list over its directions."""
     return [tuple(s[layer * config.directions + d] for s in tensors) for d in range(config.directions)]
-
-
-def _check_regularisation(config, backend, masks):
-    """Raise before any kernel runs when the backend cannot apply these masks."""
-    if masks is None:
-        return
-    if not isinstance(masks, Masks):
-        raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
-    supported = getattr(backend, "in_the_loop_regularisation", ())
-    recurrent = any(m is not None for layer in masks.recurrent for m in layer)
-    if recurrent and "recurrent_dropout" not in supported:
-        raise NotImplementedError(f"backend {config.backend!r}: recurrent_dropout is not implemented in its kernels "
-                                  "yet; use backend='reference'")
 
 
 def _times(arrays, value, mask):
@@ -177,7 +184,8 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     lengths = _check_lengths(arrays, lengths, steps, batch)
     if masks is None:
         masks = draw_masks(config, steps, batch, training, rng if rng is not None else np.random.default_rng())
-    _check_regularisation(config, backend, masks)
+    elif not isinstance(masks, Masks):
+        raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
     if masks is not None:
         masks = masks.as_dtype(config.dtype)
 
@@ -185,19 +193,20 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     layer_input, layer_tapes = x, []
     for layer in range(config.num_layers):
         layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
-        in_the_loop = {}
+        in_the_loop = None
         if masks is not None:
             for d, weight_mask in enumerate(masks.weights[layer]):
                 if weight_mask is not None:
                     layer_params[d] = dict(layer_params[d],
                                           weight_hh=arrays.times(layer_params[d]["weight_hh"], weight_mask))
             layer_input = _times(arrays, layer_input, masks.inputs[layer])
-            recurrent, zoneout = masks.layer_in_the_loop(layer)
-            if recurrent is not None:
-                in_the_loop = dict(recurrent=recurrent, zoneout=zoneout)
+            in_the_loop = [InTheLoop(mask, zoneout[:config.cell.state_count]) for mask, zoneout
+                           in zip(masks.recurrent[layer], masks.zoneout[layer])]
+            if not any(d.active for d in in_the_loop):
+                in_the_loop = None
         y, layer_final, layer_tape = backend.forward_layer(
             config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths,
-            keep_tape, **in_the_loop)
+            keep_tape=keep_tape, in_the_loop=in_the_loop)
         for direction, direction_final in enumerate(layer_final):
             for k, s in enumerate(direction_final):
                 arrays.assign(final[k], layer * config.directions + direction, s)
@@ -228,15 +237,13 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
 
     Returns
     -------
-    dx : ndarray, the shape of ``x``; zero past each sequence's end
-    dstate0 : ndarray or pair of ndarray
-        Gradient with respect to the initial state.
-    grads : dict of ndarray
-        Gradient of every parameter, keyed like ``params``.
-    norms : ndarray, shape (num_layers, D, T, B), float64; only with ``state_gradient_norms``
-        The Euclidean norm over the hidden units of the gradient of the loss with respect to
+    Gradients
+        ``(dx, dstate, grads, norms)``: dx the shape of ``x``, zero past each sequence's end;
+        the gradient with respect to the initial state; every parameter's gradient, keyed like
+        ``params``; and, with ``state_gradient_norms``, ``norms`` (num_layers, D, T, B) float64:
+        the Euclidean norm over the hidden units of the gradient of the loss with respect to
         each layer-direction's output state h_t (through every later step, before zoneout's
-        split), in natural time; NaN past each sequence's end.
+        split), in natural time, NaN past each sequence's end (``None`` otherwise).
 
     With ``backend="cuda"``, results are device arrays when ``dy`` is one and NumPy arrays
     otherwise.
@@ -267,6 +274,7 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
             d_output = _times(arrays, d_output, masks.outputs[layer])
         d_input, layer_dstate0, layer_grads = backend.backward_layer(
             tape.layer_tapes[layer], d_output, dstate_layer, norms=None if norms is None else norms[layer])
+        layer_grads = [dict(g) for g in layer_grads]
         if masks is not None:
             d_input = _times(arrays, d_input, masks.inputs[layer])
             for direction, weight_mask in enumerate(masks.weights[layer]):
@@ -283,6 +291,4 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
     grads = {name: grads[name] for name in config.parameter_shapes()}
     dx = arrays.time_major(d_output) if config.batch_first else d_output
     dinitial = tuple(arrays.result(d, on_device) for d in dinitial)
-    if norms is not None:
-        return arrays.result(dx, on_device), _public_state(config, dinitial), grads, norms
-    return arrays.result(dx, on_device), _public_state(config, dinitial), grads
+    return Gradients(arrays.result(dx, on_device), _public_state(config, dinitial), grads, norms)

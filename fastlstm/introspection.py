@@ -16,12 +16,7 @@ import warnings
 
 import numpy as np
 
-from .backends import get_backend
-
-GATE_NAMES = {"lstm": ("input", "forget", "cell", "output"), "gru": ("reset", "update", "candidate"),
-              "rnn": ("hidden",)}
-# which gates are sigmoids (saturate at 0 and 1); the others are tanh (or relu: "saturated" = 0)
-SIGMOID_GATES = {"input", "forget", "output", "reset", "update"}
+from .functional import Tape
 
 
 def gate_activations(tape, layer=-1):
@@ -43,8 +38,8 @@ def gate_activations(tape, layer=-1):
     config = tape.config
     if not -config.num_layers <= layer < config.num_layers:
         raise IndexError(f"layer: expected an index into {config.num_layers} layers, got {layer}")
-    names = GATE_NAMES[config.cell.kind]
-    planes = get_backend(config.backend).gate_activations(tape.layer_tapes[layer])
+    names = [activation.name for activation in config.cell.spec.activations]
+    planes = tape.layer_tapes[layer].gate_planes()
     return [{name: plane for name, plane in zip(names, direction)} for direction in planes]
 
 
@@ -67,7 +62,7 @@ def gate_statistics(tape, saturation=0.05):
     if not 0 < saturation < 0.5:
         raise ValueError(f"saturation: expected a number in (0, 0.5), got {saturation!r}")
     tape = _tape_of(tape)
-    relu = tape.config.cell.kind == "rnn" and tape.config.cell.nonlinearity == "relu"
+    saturates = {a.name: a.saturates for a in tape.config.cell.spec.activations}
     result = []
     for layer in range(tape.config.num_layers):
         per_direction = []
@@ -75,9 +70,9 @@ def gate_statistics(tape, saturation=0.05):
             stats = {}
             for name, values in gates.items():
                 valid = values[~np.isnan(values)]
-                if name in SIGMOID_GATES:
+                if saturates[name] == "sigmoid":
                     saturated = (valid < saturation) | (valid > 1 - saturation)
-                elif relu:
+                elif saturates[name] == "relu":
                     saturated = valid == 0
                 else:
                     saturated = np.abs(valid) > 1 - saturation
@@ -93,78 +88,8 @@ def gate_statistics(tape, saturation=0.05):
 
 
 def _tape_of(value):
-    from .functional import Tape
-
     tape = getattr(value, "tape", value) if not isinstance(value, Tape) else value
     if not isinstance(tape, Tape):
         raise TypeError("tape: expected the Tape of a forward with tape=True (or a layer after one), "
                         f"got {type(tape).__name__}")
     return tape
-
-
-# ---------------------------------------------------------------- each backend's tape
-
-def _natural_time(values, lengths, direction):
-    """(T, B, H) in a direction's own time -> natural time (float64), NaN past each sequence's end."""
-    from .cpu.driver import _reverse_index
-
-    steps, batch = values.shape[:2]
-    out = (values if direction == 0 else values[_reverse_index(steps, batch, lengths)]).astype(np.float64)
-    out[np.arange(steps)[:, None] >= np.asarray(lengths)[None, :]] = np.nan
-    return out
-
-
-def reference_gate_activations(layer_tape):
-    """The reference backend's layer tape -> per direction, (K, T, B, H) natural time."""
-    keys = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("h_new",)}
-    steps, batch, hidden = layer_tape["steps"], layer_tape["batch"], layer_tape["hidden"]
-    out = []
-    for direction, direction_tapes in enumerate(layer_tape["tapes"]):
-        planes = None
-        for rows, n, tape_seq in direction_tapes:
-            names = keys[tape_seq["cell"].kind]
-            if planes is None:
-                planes = np.full((len(names), steps, batch, hidden), np.nan)
-            if n == 0:
-                continue
-            for k, name in enumerate(names):
-                seq = np.array([saved[name] for saved in tape_seq["steps"]]).reshape(n, -1, hidden)
-                planes[k, :n, rows] = seq if direction == 0 else seq[::-1]
-        out.append(planes)
-    return out
-
-
-def cpu_gate_activations(layer_tape):
-    """The cpu backend's layer tape -> per direction, (K, T, B, H) natural time.
-
-    Its arrays are in the direction's own time and the batch sorted by length."""
-    from .cpu.driver import _unsort
-
-    cell, order, active = layer_tape.kernels.cell, layer_tape.order, layer_tape.active
-    batch = layer_tape.x.shape[1]
-    sorted_lengths = (np.arange(batch)[None, :] < active[:, None]).sum(axis=0)
-    out = []
-    for direction, saved in enumerate(layer_tape.saved):
-        if cell.kind == "rnn":
-            candidates = layer_tape.candidates[direction] if layer_tape.candidates else None
-            planes = (layer_tape.states[direction] if candidates is None else candidates)[0:1, 1:]
-        else:
-            planes = saved[:, :len(GATE_NAMES[cell.kind])].transpose(1, 0, 2, 3)
-        out.append(np.stack([_unsort(_natural_time(p, sorted_lengths, direction), order, axis=1) for p in planes]))
-    return out
-
-
-def cuda_gate_activations(layer_tape):
-    """The cuda backend's layer tape -> per direction, (K, T, B, H) natural time (copied to the host)."""
-    cell = layer_tape.kernels.cell
-    lengths = layer_tape.lengths.copy_to_host()
-    out = []
-    for direction, saved in enumerate(layer_tape.tapes):
-        if cell.kind == "rnn":
-            candidates = layer_tape.regularisers[direction][3]
-            planes = candidates.copy_to_host()[None] if candidates.size else \
-                layer_tape.states[direction].copy_to_host()[0:1, 1:]
-        else:
-            planes = saved.copy_to_host()[:len(GATE_NAMES[cell.kind])]
-        out.append(np.stack([_natural_time(p, lengths, direction) for p in planes]))
-    return out

@@ -1,37 +1,60 @@
 """The layer classes: a thin, stateful shell over :mod:`fastlstm.functional`."""
 from __future__ import annotations
 
+import textwrap
+import warnings
+
 import numpy as np
 
 from . import functional
 from .backends import get_backend
-from .cells import make_cell
+from .cells import gru, lstm, make_cell, rnn
 from .config import init_parameters, make_config
 from .regularisation import make_regularisation
 
 
-_REGULARISERS = """    dropout : float in [0, 1)
+def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers=""):
+    """A layer class's numpydoc docstring: the parts every layer shares around its own."""
+    equations = textwrap.indent(equations, "    ")
+    return f"""{summary}
+
+    For each step, with x the step input and h (and c) the previous state::
+
+{equations}
+    Parameters
+    ----------
+    input_size : int
+        I, the features of each step's input.
+    hidden_size : int
+        H, the units of each state.
+    num_layers : int, default 1
+        Layers stacked: layer k > 0 reads layer k − 1's output. Every argument after this
+        one is keyword-only.
+    bidirectional : bool, default False
+        Run each layer forwards and backwards in time; its output concatenates the two
+        along features (forward first), and reverse-direction parameters end in ``_reverse``.
+    batch_first : bool, default False
+        ``x`` and ``y`` are (B, T, features) instead of (T, B, features).
+{cell_options}    dtype : {{"float32", "float64"}}, default "float32"
+    backend : {{"cpu", "reference", "cuda"}}, default "cpu"
+    seed : int or None
+        Seed of the U(−1/√H, 1/√H) initialisation and of the regularisers' masks.
+    dropout : float in [0, 1)
         Dropout on each layer's output but the last's (PyTorch's ``dropout``).
     input_dropout, recurrent_dropout : float in [0, 1)
         Variational dropout of the layer input and of the state feeding the gates: one mask
         per sequence, drawn per call, used at every step (Keras' ``dropout``/``recurrent_dropout``).
     zoneout : float in [0, 1)
         Each unit of h keeps its previous value with this probability (Krueger et al. 2017).
-    weight_dropout : float in [0, 1)
+{extra_regularisers}    weight_dropout : float in [0, 1)
         DropConnect on ``weight_hh``, one mask per call (AWD-LSTM).
-"""
-_REGULARISERS_NOTE = """
+
     Regularisers act in training mode only (the default; :meth:`train`, :meth:`eval`, or
     ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
-"""
 
-
-def _documents_regularisers(cls):
-    """Fill the ``{regularisers}`` line of a layer's docstring with the shared parameters."""
-    head, rest = cls.__doc__.split("    {regularisers}\n")
-    parameters, calls = rest.split("\n    Calls:", 1)
-    cls.__doc__ = head + _REGULARISERS + parameters + _REGULARISERS_NOTE + "\n    Calls:" + calls
-    return cls
+    Calls: {calls}
+    States are (num_layers·D, B, H), layer-major then direction, D = 2 if bidirectional.
+    """
 
 
 class _RecurrentLayer:
@@ -39,6 +62,9 @@ class _RecurrentLayer:
 
     def __init__(self, cell, input_size, hidden_size, num_layers, bidirectional, batch_first,
                  dtype, backend, seed, **rates):
+        if rates.get("dropout") and num_layers == 1:
+            warnings.warn(f"dropout={rates['dropout']} acts between stacked layers, after every layer but the "
+                          f"last: with num_layers=1 it does nothing", UserWarning, stacklevel=3)
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
                                   batch_first, dtype, backend, make_regularisation(cell, **rates))
         get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
@@ -65,7 +91,7 @@ class _RecurrentLayer:
 
     @property
     def params(self):
-        """dict: parameter name -> ndarray, names and shapes as in DESIGN.md.
+        """dict: parameter name -> ndarray, PyTorch's names and shapes (the README's "Contract").
 
         Assign a whole dict, or replace or update entries in place; names and shapes are
         checked at the next forward. The backward uses the values the forward ran with,
@@ -141,11 +167,9 @@ class _RecurrentLayer:
             raise RuntimeError("backward: call forward first; there is no forward to differentiate")
         self.grads = None  # the previous gradients are not kept alive through this backward
         self.state_gradient_norms = None
-        results = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
-        dx, dstate0, self.grads = results[:3]
-        if state_gradient_norms:
-            self.state_gradient_norms = results[3]
-        return dx, dstate0
+        result = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
+        self.grads, self.state_gradient_norms = result.grads, result.norms
+        return result.dx, result.dstate
 
     def __repr__(self):
         c = self.config
@@ -154,94 +178,61 @@ class _RecurrentLayer:
                 f"cell={c.cell.label!r}, dtype={c.dtype.__name__!r}, backend={c.backend!r})")
 
 
-@_documents_regularisers
 class LSTM(_RecurrentLayer):
-    """Long short-term memory layer, optionally with peephole connections.
-
-    Parameters
-    ----------
-    input_size, hidden_size : int
-    num_layers : int
-    bidirectional, batch_first : bool
-    peephole : bool
-        Add ``weight_ci``, ``weight_cf``, ``weight_co`` (H,) per layer-direction.
-    dtype : {"float32", "float64"}
-    backend : {"cpu", "reference", "cuda"}
-    seed : int or None
-        Seed of the U(−1/√H, 1/√H) initialisation and of the regularisers' masks.
-    {regularisers}
-    zoneout_cell : float in [0, 1)
+    __doc__ = _layer_docstring(
+        "Long short-term memory layer, optionally with peephole connections (gate order i, f, g, o).",
+        lstm.EQUATIONS,
+        """    peephole : bool, default False
+        Add the peepholes ``weight_ci``, ``weight_cf``, ``weight_co`` (H,) per layer-direction;
+        without them the w_c* terms are absent.
+""",
+        "``y, (h_n, c_n) = lstm(x, state=None, lengths=None)`` and\n"
+        "    ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.",
+        """    zoneout_cell : float in [0, 1)
         Zoneout of the cell state c.
+""")
 
-    Calls: ``y, (h_n, c_n) = lstm(x, state=None)`` and
-    ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.
-    """
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, peephole=False, dtype="float32", backend="cpu", seed=None, *,
-                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, zoneout_cell=0.0,
-                 weight_dropout=0.0):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+                 peephole=False, dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
+                 recurrent_dropout=0.0, zoneout=0.0, zoneout_cell=0.0, weight_dropout=0.0):
         super().__init__(make_cell("lstm", peephole=peephole), input_size, hidden_size, num_layers,
                          bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          zoneout_cell=zoneout_cell, weight_dropout=weight_dropout)
 
 
-@_documents_regularisers
 class GRU(_RecurrentLayer):
-    """Gated recurrent unit layer.
+    __doc__ = _layer_docstring(
+        "Gated recurrent unit layer, in both published variants (gate order r, z, n).",
+        gru.EQUATIONS,
+        """    reset_after : bool, default True
+        ``True``: PyTorch's, cuDNN's and ONNX's ``linear_before_reset=1``. ``False``: Cho et
+        al. (2014), ONNX's ``linear_before_reset=0``, Keras' ``reset_after=False``.
+""",
+        "``y, h_n = gru(x, state=None, lengths=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``.")
 
-    Parameters
-    ----------
-    input_size, hidden_size : int
-    num_layers : int
-    bidirectional, batch_first : bool
-    reset_after : bool
-        ``True`` (default): n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), as PyTorch and cuDNN.
-        ``False``: n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn), as Cho et al. (2014).
-    dtype : {"float32", "float64"}
-    backend : {"cpu", "reference", "cuda"}
-    seed : int or None
-        Seed of the initialisation and of the regularisers' masks.
-    {regularisers}
-
-    Calls: ``y, h_n = gru(x, state=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``;
-    states are (num_layers·D, B, H).
-    """
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, reset_after=True, dtype="float32", backend="cpu", seed=None, *,
-                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+                 reset_after=True, dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
+                 recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("gru", reset_after=reset_after), input_size, hidden_size,
                          num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          weight_dropout=weight_dropout)
 
 
-@_documents_regularisers
 class RNN(_RecurrentLayer):
-    """Plain (Elman) recurrent layer, h' = act(W_ih x + b_ih + W_hh h + b_hh).
+    __doc__ = _layer_docstring(
+        "Plain (Elman) recurrent layer.",
+        rnn.EQUATIONS,
+        """    nonlinearity : {"tanh", "relu"}, default "tanh"
+        act. With ``"relu"`` activations are unbounded: values beyond the dtype's range
+        become inf (and inf − inf NaN) as IEEE arithmetic says; nothing raises.
+""",
+        "``y, h_n = rnn(x, state=None, lengths=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.")
 
-    Parameters
-    ----------
-    input_size, hidden_size : int
-    num_layers : int
-    bidirectional, batch_first : bool
-    nonlinearity : {"tanh", "relu"}
-        With ``"relu"`` activations are unbounded: values beyond the dtype's range become
-        inf (and inf − inf NaN) as IEEE arithmetic says; nothing raises.
-    dtype : {"float32", "float64"}
-    backend : {"cpu", "reference", "cuda"}
-    seed : int or None
-        Seed of the initialisation and of the regularisers' masks.
-    {regularisers}
-
-    Calls: ``y, h_n = rnn(x, state=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.
-    """
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, nonlinearity="tanh", dtype="float32", backend="cpu", seed=None, *,
-                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+                 nonlinearity="tanh", dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
+                 recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("rnn", nonlinearity=nonlinearity), input_size, hidden_size,
                          num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,

@@ -2,7 +2,7 @@
 
 The functional core validates and converts every input the same way for every backend,
 through one of these objects: :class:`HostArrays` (NumPy, the reference and cpu backends)
-or ``fastlstm.cuda.placement.DeviceArrays``. The shape checks are shared; only where the
+or ``fastlstm.backends.cuda.placement.DeviceArrays``. The shape checks are shared; only where the
 numbers go differs.
 """
 import numpy as np

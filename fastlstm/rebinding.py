@@ -1,13 +1,39 @@
 """Copies of a template function with some of its global names bound to other values.
 
-Both backends write a piece of math once, as a plain Python function that reads its
-options, constants and helper functions as module globals, and compile specialised copies
-of it: Numba freezes global values at compile time, so each copy's dead branches vanish.
-Each copy gets its own qualified name, which is what Numba's on-disk cache is keyed by, so
-``cache=True`` works for every copy (closures would not: their cache keys are not stable
-across processes).
+The cells' math and the backends' loops are written once, as plain Python functions that
+read their options, constants and helper functions as module globals, and every backend
+compiles specialised copies of them: Numba freezes global values at compile time, so each
+copy's dead branches vanish. Each copy gets its own qualified name, which is what Numba's
+on-disk cache is keyed by, so ``cache=True`` works for every copy (closures would not: their
+cache keys are not stable across processes).
+
+A template's own module holds :class:`Unbound` placeholders for the names each copy binds,
+so that a copy compiled without one of them fails loudly (Numba cannot type the placeholder;
+plain Python, as under the CUDA simulator, raises on any use of it) instead of running with a
+default that is wrong for it (a float64 tanh in a float32 kernel, say).
 """
 import types
+
+
+class Unbound:
+    """A global name that every compiled copy of a template must bind (see :func:`rebind`).
+
+    Calling it, computing with it or testing its truth raises ``RuntimeError``.
+    """
+
+    def __init__(self, name):
+        self._name = name
+
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError(f"{self._name} is a placeholder: the function reading it was compiled "
+                           f"without binding {self._name} (see fastlstm.rebinding.rebind)")
+
+    __call__ = __bool__ = __index__ = __float__ = __int__ = _fail
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _fail
+    __neg__ = __lt__ = __le__ = __gt__ = __ge__ = __getitem__ = _fail
+
+    def __repr__(self):
+        return f"Unbound({self._name!r})"
 
 
 def rebind(template, suffix, **bindings):
@@ -20,7 +46,7 @@ def rebind(template, suffix, **bindings):
     suffix : str
         Appended to the copy's name; must be unique per set of bindings.
     **bindings
-        Global names to (re)bind for this copy: compiled functions, numbers, bools.
+        Global names to (re)bind for this copy: compiled functions, numbers, bools, tuples.
 
     Returns
     -------

@@ -1,11 +1,15 @@
-"""The oracle: a float64 NumPy transcription of DESIGN.md's equations, one step at a time.
+"""The oracle: a float64 NumPy transcription of the cells' equations, one step at a time.
+
+The equations are each cell module's ``EQUATIONS`` (:mod:`fastlstm.cells`) and the README's
+Contract; this module writes them out again on whole arrays, independently of the kernels.
 
 Every fast backend is tested against this module, so it favours being obviously right
 over being fast: one Python loop over time, one line per equation, and a backward pass
 that applies the chain rule to those same lines in reverse.
 
 All functions work on one layer and one direction. Shapes: ``x`` (T, B, I); each state
-tensor (B, H); parameters named as in :meth:`fastlstm.cells.Cell.parameter_shapes`.
+tensor (B, H); parameters named as in :meth:`fastlstm.cells.Cell.parameter_shapes`. Adding a cell means
+writing its step and its step back here and listing them in ``_EQUATIONS``.
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _lstm_step(p, x, state, peephole, mask):
         ao = ao + p["weight_co"] * c_new
     o = sigmoid(ao)
     h_new = o * np.tanh(c_new)
-    saved = dict(x=x, h=h, h_rec=h_rec, c=c, i=i, f=f, g=g, o=o, c_new=c_new)
+    saved = dict(x=x, h=h, h_rec=h_rec, c=c, i=i, f=f, g=g, o=o, c_new=c_new, h_new=h_new)
     return (h_new, c_new), saved
 
 
@@ -64,7 +68,7 @@ def _gru_step(p, x, state, reset_after, mask):
         ah_n = (r * h_rec) @ W_hn.T + b_hn
         n = np.tanh(ax_n + ah_n)
     h_new = (1.0 - z) * n + z * h
-    saved = dict(x=x, h=h, h_rec=h_rec, r=r, z=z, n=n, ah_n=ah_n)
+    saved = dict(x=x, h=h, h_rec=h_rec, r=r, z=z, n=n, ah_n=ah_n, h_new=h_new)
     return (h_new,), saved
 
 
@@ -78,11 +82,8 @@ def _rnn_step(p, x, state, nonlinearity, mask):
 
 
 def _step(cell, p, x, state, mask):
-    if cell.kind == "lstm":
-        return _lstm_step(p, x, state, cell.peephole, mask)
-    if cell.kind == "gru":
-        return _gru_step(p, x, state, cell.reset_after, mask)
-    return _rnn_step(p, x, state, cell.nonlinearity, mask)
+    step, _ = _EQUATIONS[cell.kind]
+    return step(p, x, state, mask=mask, **dict(cell.options))
 
 
 def _zoneout_at(d, t):
@@ -147,7 +148,8 @@ def _masked(dh_rec, mask):
     return dh_rec if mask is None else dh_rec * mask
 
 
-def _lstm_step_back(p, s, dh, dc, grads, peephole, mask):
+def _lstm_step_back(p, s, through, grads, peephole, mask):
+    dh, dc = through
     tanh_c = np.tanh(s["c_new"])
     do = dh * tanh_c
     da_o = do * s["o"] * (1.0 - s["o"])
@@ -171,7 +173,8 @@ def _lstm_step_back(p, s, dh, dc, grads, peephole, mask):
     return da @ p["weight_ih"], (_masked(da @ p["weight_hh"], mask), dc_prev)
 
 
-def _gru_step_back(p, s, dh, grads, reset_after, mask):
+def _gru_step_back(p, s, through, grads, reset_after, mask):
+    (dh,) = through
     r, z, n, h, h_rec = s["r"], s["z"], s["n"], s["h"], s["h_rec"]
     W_hr, W_hz, W_hn = np.split(p["weight_hh"], 3, axis=0)
     dn = dh * (1.0 - z)
@@ -198,7 +201,8 @@ def _gru_step_back(p, s, dh, grads, reset_after, mask):
     return dax @ p["weight_ih"], (dh_prev,)
 
 
-def _rnn_step_back(p, s, dh, grads, nonlinearity, mask):
+def _rnn_step_back(p, s, through, grads, nonlinearity, mask):
+    (dh,) = through
     if nonlinearity == "tanh":
         da = dh * (1.0 - s["h_new"] ** 2)
     else:
@@ -208,6 +212,15 @@ def _rnn_step_back(p, s, dh, grads, nonlinearity, mask):
     grads["bias_ih"] += da.sum(axis=0)
     grads["bias_hh"] += da.sum(axis=0)
     return da @ p["weight_ih"], (_masked(da @ p["weight_hh"], mask),)
+
+
+# Each cell's equations, forward and backward, by kind: (step, step_back), taking the cell's
+# options as keywords.
+_EQUATIONS = {
+    "lstm": (_lstm_step, _lstm_step_back),
+    "gru": (_gru_step, _gru_step_back),
+    "rnn": (_rnn_step, _rnn_step_back),
+}
 
 
 def backward(tape, dy, dstate=None, norms=None):
@@ -247,12 +260,8 @@ def backward(tape, dy, dstate=None, norms=None):
         if norms is not None:
             norms[t] = np.linalg.norm(dstate[0] + dy[t], axis=-1)
         through, skipped = _zoneout_backward((dstate[0] + dy[t],) + tuple(dstate[1:]), zoneout, t)
-        if cell.kind == "lstm":
-            dx[t], dstate = _lstm_step_back(p, steps[t], through[0], through[1], grads, cell.peephole, mask)
-        elif cell.kind == "gru":
-            dx[t], dstate = _gru_step_back(p, steps[t], through[0], grads, cell.reset_after, mask)
-        else:
-            dx[t], dstate = _rnn_step_back(p, steps[t], through[0], grads, cell.nonlinearity, mask)
+        _, step_back = _EQUATIONS[cell.kind]
+        dx[t], dstate = step_back(p, steps[t], through, grads, mask=mask, **dict(cell.options))
         dstate = tuple(d if k is None else d + k for d, k in zip(dstate, skipped))
     return dx, dstate, grads
 

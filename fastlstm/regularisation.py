@@ -5,7 +5,7 @@ training mode each forward call draws its masks (:func:`draw_masks`) from a NumP
 generator and keeps them on the tape, so that a backward, or a test, can replay them; in
 inference nothing is random: dropout is off and zoneout mixes in its expectation.
 
-Semantics (DESIGN.md's equations with these changes; every keep-mask is inverted-scaled,
+Semantics (the cells' equations with these changes; every keep-mask is inverted-scaled,
 its kept entries are 1/(1 − p)):
 
 - ``dropout``: the output of every layer but the last is multiplied by a (T, B, D·H) mask
@@ -49,11 +49,6 @@ class Regularisation:
     def __bool__(self):
         return any(getattr(self, f.name) for f in fields(self))
 
-    @property
-    def in_the_loop(self):
-        """Whether the recurrent loop itself changes (recurrent dropout or zoneout)."""
-        return bool(self.recurrent_dropout or self.zoneout or self.zoneout_cell)
-
 
 def make_regularisation(cell, **rates):
     """Validate the rates (each a real number in [0, 1)) and build a :class:`Regularisation`."""
@@ -68,7 +63,7 @@ def make_regularisation(cell, **rates):
     unknown = sorted(set(rates) - set(RATES))
     if unknown:
         raise TypeError(f"unexpected regularisation arguments {unknown}; expected some of {list(RATES)}")
-    if checked["zoneout_cell"] and cell.kind != "lstm":
+    if checked["zoneout_cell"] and len(cell.spec.states) < 2:
         raise ValueError(f"zoneout_cell: only the LSTM has a cell state; got {checked['zoneout_cell']} "
                          f"for a {cell.label}")
     return Regularisation(**checked)
@@ -110,13 +105,6 @@ class Masks:
                 return type(value)(cast(v) for v in value)
             return np.asarray(value).astype(dtype, copy=False)
         return Masks(*(cast(getattr(self, f.name)) for f in fields(self)))
-
-    def layer_in_the_loop(self, layer):
-        """The per-direction recurrent masks and zoneout of ``layer``, or (None, None)."""
-        recurrent, zoneout = self.recurrent[layer], self.zoneout[layer]
-        if all(m is None for m in recurrent) and all(d is None for pair in zoneout for d in pair):
-            return None, None
-        return recurrent, zoneout
 
 
 def _keep(rng, p, shape, dtype):

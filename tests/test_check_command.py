@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from fastlstm.cells import make_cell
-from fastlstm.check import CHECKED_CELLS
+from fastlstm.cells import VARIANTS, make_variant
 
 SIZES = ["--steps", "4", "--batch", "3", "--input-size", "5", "--hidden-size", "6"]
 
@@ -25,7 +24,7 @@ def _measured(stdout, backend):
 
 
 def _every_cell(backend):
-    return {(make_cell(**c).label, d, backend) for c in CHECKED_CELLS for d in ("float32", "float64")}
+    return {(make_variant(v).label, d, backend) for v in VARIANTS for d in ("float32", "float64")}
 
 
 def test_check_command_prints_every_cell_and_passes():
@@ -39,5 +38,5 @@ def test_check_command_runs_the_cuda_backend_and_shows_its_loops():
                     ["--steps", "2", "--batch", "2", "--input-size", "2", "--hidden-size", "3"])
     assert _measured(stdout, "cuda") == _every_cell("cuda")
     loops = [line.strip() for line in stdout.splitlines() if line.startswith("  ")]
-    assert [line.split(":")[0] for line in loops] == [make_cell(**c).label for c in CHECKED_CELLS]
+    assert [line.split(":")[0] for line in loops] == [make_variant(v).label for v in VARIANTS]
     assert all(": persistent: " in line for line in loops), loops

@@ -44,12 +44,13 @@ def _compile_all(signatures):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
-def test_recurrent_kernels_compile(nvvm, variant, dtype):
+@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "recurrent_dropout+zoneout"])
+def test_recurrent_kernels_compile(nvvm, variant, dtype, regularised):
     from fastlstm.cells import make_cell
-    from fastlstm.cuda.compiled import CellKernels
+    from fastlstm.backends.cuda.compiled import CellKernels
 
     kernels = CellKernels(make_cell(**CELL_VARIANTS[variant]), dtype)
-    compiled = dict(_compile_all(kernels.ptx_signatures()))
+    compiled = dict(_compile_all(kernels.ptx_signatures(recurrent_dropout=regularised, zoneout=regularised)))
     assert len(compiled) == 5
     for name, ptx in compiled.items():
         # the persistent loops synchronise the whole grid; the per-step ones must not
@@ -59,7 +60,7 @@ def test_recurrent_kernels_compile(nvvm, variant, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_array_and_gemm_kernels_compile(nvvm, dtype):
-    from fastlstm.cuda import arrays, gemm
+    from fastlstm.backends.cuda import arrays, gemm
 
     signatures = arrays.ptx_signatures(dtype) + gemm.ptx_signatures(dtype)
     assert len(list(_compile_all(signatures))) == len(signatures)

@@ -32,6 +32,17 @@ def test_command_line_lists_demo_check_and_bench():
     assert "{demo,check,bench}" in completed.stdout
 
 
+def test_every_command_line_option_has_plain_help_text():
+    from fastlstm.__main__ import build_parser
+
+    parser, commands = build_parser()
+    for name, command in [("", parser), *commands.items()]:
+        undocumented = [a.dest for a in command._actions if not a.help and a.dest != "command"]
+        assert not undocumented, (name, undocumented)
+        text = command.format_help()
+        assert "``" not in text and ":mod:" not in text and ":func:" not in text, (name, text)
+
+
 def test_demo_refuses_a_test_period_it_cannot_have():
     completed = subprocess.run([sys.executable, "-m", "fastlstm", "demo", "--test-years", "0"],
                                capture_output=True, text=True)

@@ -1,4 +1,8 @@
 """The public contract of the layer classes, beyond numerical agreement."""
+import inspect
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -125,3 +129,31 @@ def test_gru_and_rnn_contract(cls, options, gates):
     dx, dh0 = layer.backward(np.ones_like(y))
     assert dx.shape == (4, 2, 3) and dh0.shape == (1, 2, 5)
     assert set(layer.grads) == set(layer.params)
+
+
+@pytest.mark.parametrize("cls", [fastlstm.LSTM, fastlstm.GRU, fastlstm.RNN])
+def test_arguments_after_num_layers_are_keyword_only(cls):
+    # PyTorch's fourth positional argument is bias: refusing it keeps LSTM(10, 20, 2, True) from
+    # silently meaning bidirectional here
+    with pytest.raises(TypeError, match="positional argument"):
+        cls(10, 20, 2, True)
+    assert cls(10, 20, 2, bidirectional=True).config.bidirectional
+
+
+@pytest.mark.parametrize("cls", [fastlstm.LSTM, fastlstm.GRU, fastlstm.RNN])
+def test_dropout_on_a_single_layer_warns_as_pytorch_does(cls):
+    with pytest.warns(UserWarning, match="num_layers=1"):
+        cls(3, 4, dropout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cls(3, 4, num_layers=2, dropout=0.5)
+        cls(3, 4)
+
+
+@pytest.mark.parametrize("cls", [fastlstm.LSTM, fastlstm.GRU, fastlstm.RNN])
+def test_docstring_documents_every_constructor_argument_and_the_equations(cls):
+    documented = set(re.findall(r"^    (\w[\w, ]*) :", cls.__doc__, flags=re.M))
+    names = {name.strip() for entry in documented for name in entry.split(",")}
+    arguments = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    assert arguments <= names, arguments - names
+    assert "h' = " in cls.__doc__

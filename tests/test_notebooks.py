@@ -1,5 +1,4 @@
 """Every notebook runs top to bottom (small settings: FASTLSTM_NOTEBOOK_QUICK=1)."""
-import os
 from pathlib import Path
 
 import pytest

@@ -42,8 +42,6 @@ def test_rates_that_are_not_numbers_are_a_clear_error(value):
 
 
 def test_zoneout_cell_is_lstm_only():
-    with pytest.raises(TypeError):
-        fastlstm.GRU(3, 4, zoneout_cell=0.1)
     from fastlstm.cells import make_cell
     with pytest.raises(ValueError, match="zoneout_cell: only the LSTM has a cell state"):
         make_regularisation(make_cell("gru"), zoneout_cell=0.1)
@@ -69,7 +67,7 @@ def test_reference_backward_with_every_regulariser_matches_finite_differences(va
         y, final, _ = functional.forward(config, params, x, public_state, lengths, masks=masks)
         return float(np.sum(dy * y) + sum(np.sum(d * s) for d, s in zip(dstate, _parts(final))))
 
-    dx, dstate0, grads = functional.backward(tape, dy, dstate if variant.startswith("lstm") else dstate[0])
+    dx, dstate0, grads, _ = functional.backward(tape, dy, dstate if variant.startswith("lstm") else dstate[0])
     checks = [("x", dx, x)] + [(f"state[{k}]", d, s) for k, (d, s) in enumerate(zip(_parts(dstate0), state))]
     checks += [(name, grads[name], params[name]) for name in params]
     for name, analytic, array in checks:
@@ -191,7 +189,7 @@ def test_zero_rates_reproduce_the_plain_layer_bit_for_bit(backend, variant):
     results = []
     for config, training in ((plain, False), (zero, True), (zero, False)):
         y, final, tape = functional.forward(config, *args, training=training, rng=np.random.default_rng(0))
-        dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+        dx, dstate0, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
         assert tape.masks is None
         results.append([y, *_parts(final), dx, *_parts(dstate0), *grads.values()])
     for other in results[1:]:
@@ -223,18 +221,6 @@ def test_cpu_matches_the_reference_with_the_same_masks(variant, training):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
     for name in expected[2]:
         np.testing.assert_allclose(got[2][name], expected[2][name], rtol=1e-10, atol=1e-12, err_msg=name)
-
-
-def test_regularisers_a_backend_lacks_are_a_clear_error_before_any_kernel(monkeypatch):
-    from fastlstm.backends import CPUBackend
-
-    monkeypatch.setattr(CPUBackend, "in_the_loop_regularisation", ("zoneout",))
-    layer = fastlstm.LSTM(3, 4, backend="cpu", recurrent_dropout=0.2)
-    with pytest.raises(NotImplementedError, match="recurrent_dropout is not implemented"):
-        layer(np.ones((2, 1, 3)))
-    layer.eval()   # inference has no recurrent dropout: runs
-    y, _ = layer(np.ones((2, 1, 3)))
-    assert y.shape == (2, 1, 4)
 
 
 @pytest.mark.parametrize("rates", [dict(zoneout=0.4), dict(zoneout_cell=0.5), dict(recurrent_dropout=0.5)])
@@ -271,7 +257,7 @@ def test_cpu_matches_the_reference_with_random_rates_and_options(variant, data):
     args = (problem["params"], problem["x"], problem["state"], problem["lengths"])
     y, final, tape = functional.forward(_regularised(problem, "reference", **rates), *args,
                                         training=data.draw(st.booleans()), rng=np.random.default_rng(0))
-    dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+    dx, dstate0, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
     expected = _flat(y, final, dx, dstate0, grads)
     y, final, tape_cpu = functional.forward(_regularised(problem, "cpu", **rates), *args, masks=tape.masks)
     result = _flat(y, final, *functional.backward(tape_cpu, problem["dy"], problem["dstate"]))
@@ -283,7 +269,7 @@ def test_cpu_matches_the_reference_with_random_rates_and_options(variant, data):
     assert_matches_reference(result, expected, dtype, naive)
 
 
-def _flat(y, final, dx, dstate0, grads):
+def _flat(y, final, dx, dstate0, grads, norms=None):
     out = {"y": y, "dx": dx}
     out.update({f"final[{k}]": s for k, s in enumerate(_parts(final))})
     out.update({f"dstate0[{k}]": s for k, s in enumerate(_parts(dstate0))})

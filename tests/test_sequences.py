@@ -1,13 +1,11 @@
-"""Stacks, directions, variable lengths, batch_first and states in and out (DESIGN.md's
-PyTorch / ONNX sequence_lens semantics), on every backend against the reference."""
-from contextlib import contextmanager
-
+"""Stacks, directions, variable lengths, batch_first and states in and out (PyTorch's packed
+sequences / ONNX's sequence_lens semantics, the README's Contract), on every backend against the reference."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastlstm import functional
+from fastlstm import functional, tuning
 from support import (CELL_VARIANTS, assert_matches_reference, make_problem, numeric_gradient, run,
                      state_parts, with_backend)
 
@@ -27,19 +25,6 @@ def sequence_problems(draw, variant):
     )
 
 
-@contextmanager
-def backward_segments_of(rows):
-    """Run the cpu backward in segments of ``rows`` (step, sequence) rows (at least one step)."""
-    from fastlstm.cpu import driver
-
-    saved = driver.SEGMENT_ROWS, driver.SEGMENT_BYTES
-    driver.SEGMENT_ROWS, driver.SEGMENT_BYTES = rows, 0
-    try:
-        yield
-    finally:
-        driver.SEGMENT_ROWS, driver.SEGMENT_BYTES = saved
-
-
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
 @given(data=st.data())
 def test_cpu_matches_reference_with_every_sequence_option(variant, data):
@@ -49,7 +34,7 @@ def test_cpu_matches_reference_with_every_sequence_option(variant, data):
     problem = make_problem(**options)
     dtype = options["dtype"]
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    with backward_segments_of(segment_rows):
+    with tuning.override(segment_rows=segment_rows, segment_bytes=0):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
@@ -103,7 +88,7 @@ def test_truncated_bptt_chunks_equal_one_long_call(variant, backend):
     config = with_backend(problem["config"], backend)
     params, x, state, dy = problem["params"], problem["x"], problem["state"], problem["dy"]
     y, final, tape = functional.forward(config, params, x, state)
-    dx, dstate0, grads = functional.backward(tape, dy)
+    dx, dstate0, grads, _ = functional.backward(tape, dy)
 
     y1, state1, tape1 = functional.forward(config, params, x[:4], state)
     y2, state2, tape2 = functional.forward(config, params, x[4:], state1)
@@ -111,8 +96,8 @@ def test_truncated_bptt_chunks_equal_one_long_call(variant, backend):
     for a, b in zip(state_parts(state2), state_parts(final)):
         np.testing.assert_array_equal(a, b)
 
-    dx2, dmid, grads2 = functional.backward(tape2, dy[4:])
-    dx1, dstart, grads1 = functional.backward(tape1, dy[:4], dmid)
+    dx2, dmid, grads2, _ = functional.backward(tape2, dy[4:])
+    dx1, dstart, grads1, _ = functional.backward(tape1, dy[:4], dmid)
     np.testing.assert_allclose(np.concatenate([dx1, dx2]), dx, rtol=1e-12, atol=1e-14)
     for a, b in zip(state_parts(dstart), state_parts(dstate0)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
@@ -133,7 +118,7 @@ def test_reference_with_lengths_bidirectional_and_two_layers_matches_finite_diff
         return float(np.sum(dy * y) + sum(np.sum(d * s) for d, s in zip(dstate, final)))
 
     _, _, tape = functional.forward(config, params, x, state, lengths)
-    dx, dstate0, grads = functional.backward(tape, dy, dstate)
+    dx, dstate0, grads, _ = functional.backward(tape, dy, dstate)
     checks = [("x", dx, x)] + [(f"state[{k}]", dstate0[k], state[k]) for k in range(2)]
     checks += [(name, grads[name], params[name]) for name in params]
     for name, analytic, array in checks:

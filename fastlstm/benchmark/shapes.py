@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells import CELL_KINDS, Cell, make_cell
+
 MODES = ("inference", "training")
 DTYPES = ("float32", "float64")
-PEERS = ("torch", "onnxruntime")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+PEERS = ("torch", "onnxruntime", "cudnn")
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class BenchShape:
     target: float
 
     def __post_init__(self):
-        if self.cell not in GATES:
-            raise ValueError(f"cell: expected one of {tuple(GATES)}, got {self.cell!r}")
+        if self.cell not in CELL_KINDS:
+            raise ValueError(f"cell: expected one of {CELL_KINDS}, got {self.cell!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
         if self.dtype not in DTYPES:
@@ -72,15 +73,19 @@ class BenchShape:
         return dict(self.options)
 
     @property
+    def cell_type(self) -> Cell:
+        """The shape's :class:`~fastlstm.cells.Cell`, with its options."""
+        return make_cell(self.cell, **self.option_dict)
+
+    @property
     def label(self) -> str:
         """The cell as the table prints it, e.g. ``"LSTM+peephole"``."""
-        from ..cells import make_cell
-
-        return make_cell(self.cell, **self.option_dict).label
+        return self.cell_type.label
 
     @property
     def gates(self) -> int:
-        return GATES[self.cell]
+        """Gate blocks of width H in the weights: 4 (LSTM), 3 (GRU), 1 (RNN)."""
+        return self.cell_type.gates
 
     def make_layer(self, backend="cpu", seed=0, dtype=None):
         """A fresh single-layer fastlstm layer of this shape.
@@ -155,6 +160,18 @@ SHAPES = (
            peers=("onnxruntime",), reset_after=False),
     _shape("2", "lstm", 256, batch=64, steps=150, mode="training", target=1.0, dtype="float64"),
     _shape("5", "gru", 512, batch=32, steps=100, mode="training", target=1.0, dtype="float64"),
+)
+
+
+# The GPU table (bench/cuda_vs_cudnn.py): the cuda backend against PyTorch's cuDNN RNNs on
+# DeepBench shapes, I = H; the target bounds time(fastlstm) / time(cuDNN).
+CUDNN_SHAPES = (
+    _shape("g1", "lstm", 256, batch=1, steps=150, mode="inference", target=1.0, peers=("cudnn",)),
+    _shape("g2", "lstm", 512, batch=1, steps=25, mode="inference", target=1.0, peers=("cudnn",)),
+    _shape("g3", "lstm", 1024, batch=4, steps=25, mode="inference", target=1.0, peers=("cudnn",)),
+    _shape("g4", "lstm", 256, batch=64, steps=150, mode="training", target=2.0, peers=("cudnn",)),
+    _shape("g5", "lstm", 1024, batch=128, steps=25, mode="training", target=2.0, peers=("cudnn",)),
+    _shape("g6", "gru", 1024, batch=32, steps=150, mode="training", target=2.0, peers=("cudnn",)),
 )
 
 

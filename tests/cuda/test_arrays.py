@@ -1,4 +1,4 @@
-"""``fastlstm.cuda.arrays``: host and device inputs in, device arrays out, back to the host.
+"""``fastlstm.backends.cuda.arrays``: host and device inputs in, device arrays out, back to the host.
 
 Run in the cuda process (see ``conftest.py``), under the simulator with tiny shapes:
 ``FASTLSTM_CUDA_TESTS=1 NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda/test_arrays.py``.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from fastlstm.cuda import arrays
+from fastlstm.backends.cuda import arrays
 
 DTYPES = [np.float32, np.float64]
 
@@ -417,7 +417,7 @@ _PTX_SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba import cuda
     from numba.cuda.cudadrv import nvvm
-    from fastlstm.cuda import arrays
+    from fastlstm.backends.cuda import arrays
 
     if not nvvm.is_available():
         sys.exit(3)

@@ -1,13 +1,12 @@
 """Hypothesis properties: the cuda backend against the float64 reference, for every cell,
 option and both recurrent loops (persistent and per-step)."""
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import SIMULATED
+from fastlstm import tuning
 from support import CELL_VARIANTS, assert_matches_reference, make_problem, run
 
 # The simulator runs every GPU thread as a Python thread: tiny shapes there.
@@ -15,16 +14,9 @@ SIZE = 3 if SIMULATED else 24
 LOOPS = ["persistent", "per-step"]
 
 
-@contextmanager
 def forced_loop(loop):
     """Run the recurrent loops as ``loop`` ("persistent" or "per-step")."""
-    from fastlstm.cuda import plan
-
-    saved, plan.LOOP = plan.LOOP, loop
-    try:
-        yield
-    finally:
-        plan.LOOP = saved
+    return tuning.override(cuda_loop=loop)
 
 
 @st.composite

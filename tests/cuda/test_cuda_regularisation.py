@@ -21,7 +21,7 @@ def _run(problem, backend, rates, **how):
     """Forward (with ``how``: training and rng, or masks) and backward; every output, flat."""
     args = (problem["params"], problem["x"], problem["state"], problem["lengths"])
     y, final, tape = functional.forward(_config(problem, backend, rates), *args, **how)
-    dx, dstate0, grads = functional.backward(tape, problem["dy"], problem["dstate"])
+    dx, dstate0, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
     out = {"y": y, "dx": dx}
     out.update({f"final[{k}]": s for k, s in enumerate(state_parts(final))})
     out.update({f"dstate0[{k}]": s for k, s in enumerate(state_parts(dstate0))})

@@ -1,4 +1,4 @@
-"""``fastlstm.cuda.gemm``: the device GEMM and column reductions against NumPy in float64.
+"""``fastlstm.backends.cuda.gemm``: the device GEMM and column reductions against NumPy in float64.
 
 Run in the cuda process (see ``conftest.py``), under the simulator with tiny shapes:
 ``FASTLSTM_CUDA_TESTS=1 NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda/test_gemm.py``.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from fastlstm.cuda import gemm
+from fastlstm.backends.cuda import gemm
 
 # Relative to the largest |term| sum of the output (the scale of its rounding errors).
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}

@@ -9,8 +9,8 @@ host otherwise.
 import numpy as np
 from numba import cuda
 
-from ..placement import check_sequence_input
-from ..validation import real_array
+from ...placement import check_sequence_input
+from ...validation import real_array
 from . import arrays
 
 

@@ -6,8 +6,9 @@ resident at once (a cooperative launch): the weights must fit in the shared memo
 many blocks as the GPU can hold together. Otherwise the loop launches a kernel per phase
 of each step and reads the weights from global memory (L2) every step.
 """
-import os
 from dataclasses import dataclass
+
+from ... import tuning
 
 # Shared memory a block may use without the opt-in attribute (every GPU since Kepler).
 SHARED_BYTES_PER_BLOCK = 48 * 1024
@@ -16,8 +17,12 @@ STEP_THREADS = 128
 WARP = 32
 # Each lane of a group should sum at least this many terms of a dot product.
 TERMS_PER_LANE = 8
-# "auto", or "persistent" / "per-step" to force one loop (tests run both).
-LOOP = os.environ.get("FASTLSTM_CUDA_LOOP", "auto")
+
+
+def forced_loop():
+    """The loop the tuning knob ``cuda_loop`` asks for: "auto", "persistent" or "per-step"
+    (environment ``FASTLSTM_CUDA_LOOP``, read at each call; tests run both)."""
+    return tuning.get("cuda_loop")
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def choose(gates, batch, hidden, itemsize, max_resident_blocks, loop=None):
         kernel the GPU holds at once (None where it cannot tell, e.g. the simulator, which
         runs a cooperative grid of one block only).
     loop : {"auto", "persistent", "per-step"}, optional
-        Defaults to the module's ``LOOP`` (environment ``FASTLSTM_CUDA_LOOP``).
+        Defaults to :func:`forced_loop`.
 
     Returns
     -------
@@ -100,7 +105,7 @@ def choose(gates, batch, hidden, itemsize, max_resident_blocks, loop=None):
         Persistent wherever the weights fit on chip, spread over as many resident blocks as
         the GPU holds (fewer units per block: more lane groups per unit's work).
     """
-    loop = loop or LOOP
+    loop = loop or forced_loop()
     if loop == "per-step":
         return per_step(gates, batch, hidden, itemsize, "forced")
     unit_bytes = gates * hidden * itemsize

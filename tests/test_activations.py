@@ -1,4 +1,4 @@
-"""The float32 activations of ``fastlstm.gatemath``, compiled the way the CPU backend compiles them.
+"""The float32 activations of ``fastlstm.cells.activations``, compiled the way the CPU backend compiles them.
 
 Error bounds are in units of 2**-24, the float32 spacing in [0.5, 1). The exhaustive maxima (every
 float32 in [-10, 10] for tanh, [-20, 20] for sigmoid) are 1.355 and 1.004 of those units; the
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numba import float32, njit
 
-from fastlstm import gatemath
+from fastlstm.cells import activations
 
 UNIT = 2.0 ** -24
 TANH_BOUND = 1.5 * UNIT
@@ -24,13 +24,13 @@ HALF_WINDOW = 2**18  # consecutive float32 values on each side of a window's cen
 
 
 def compile_scalar(function):
-    """Options of ``fastlstm.cpu.activations``: inlined, IEEE division (lets the loop vectorise)."""
+    """Options of ``fastlstm.backends.cpu.activations``: inlined, IEEE division (lets the loop vectorise)."""
     return njit(inline="always", error_model="numpy")(function)
 
 
 @functools.cache
 def compiled(name):
-    return compile_scalar(getattr(gatemath, name))
+    return compile_scalar(getattr(activations, name))
 
 
 @functools.cache
@@ -118,7 +118,7 @@ def test_absolute_error_within_bound(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_results_stay_in_range(name):
     low = CASES[name]["low"]
-    for label, values, results in evaluated(name):
+    for label, _values, results in evaluated(name):
         assert np.all((results >= low) & (results <= 1)), f"{name} {label}"
 
 
@@ -229,8 +229,8 @@ def test_exact_functions_in_float64():
     values = np.random.default_rng(0).uniform(-20, 20, 20_000)
     values = np.concatenate([values, [0.0, 1e-300, -1e-300, 1e-8, -1e-8, 700.0, -700.0]])
 
-    sigmoid = compile_scalar(gatemath.sigmoid)
-    tanh = compile_scalar(gatemath.tanh)
+    sigmoid = compile_scalar(activations.sigmoid)
+    tanh = compile_scalar(activations.tanh)
 
     @njit
     def apply(function_values, which):
@@ -255,7 +255,7 @@ def test_tanh_float64_within_two_ulp_of_numpy():
         rng.uniform(-20, 20, 200_000), rng.uniform(-0.6, 0.6, 200_000),
         np.linspace(switch - 1e-3, switch + 1e-3, 20_001), -np.linspace(switch - 1e-3, switch + 1e-3, 2001),
         [0.0, 1e-300, -1e-300, 5e-324, 1e-8, 710.0, -710.0]])
-    tanh = compile_scalar(gatemath.tanh_float64)
+    tanh = compile_scalar(activations.tanh_float64)
 
     @njit
     def apply(arguments):

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ..validation import check_ndim, real_array
+from ...validation import check_ndim, real_array
 
 try:
     from numba import cuda

@@ -4,7 +4,7 @@ Work split: a *lane group* of ``lanes`` threads (a power of two, at most a warp)
 (sequence b, hidden unit u) pair of a step. Its lanes split the recurrent dot products over
 the previous state (lane l takes k = l, l + lanes, ...: neighbouring lanes read neighbouring
 memory), the partial sums meet in shared memory, and lane 0 does the cell's element-wise
-math (:mod:`fastlstm.cellmath`) and writes the new state, the saved activations (the tape)
+math (its module's ``forward``/``backward``, :mod:`fastlstm.cells`) and writes the new state, the saved activations (the tape)
 and the output. Backward, the group forms the gradient reaching its unit's state from the
 later step's gate gradients, and lane 0 its unit's gate gradients.
 
@@ -24,66 +24,57 @@ itself, (G·H, H); shared memory: ``[unit][gate][k]``); backward, unit u's colum
 ``[unit][row]``). After a block's weights, shared memory holds the groups' partial sums
 (``blockDim.x · GATES`` values).
 
-Names bound per cell and dtype (placeholders here): ``DTYPE``, ``ZERO``, ``GATES``, the
-phase counts, ``FINISH_GATES`` (the gate blocks whose gradients reach h through
-``weight_hh`` at the start of a backward step: all but the reset-before GRU's candidate),
-``RESET_AFTER``, the cell's ``forward_unit``/``backward_unit`` and the cellmath functions.
+Names bound per cell and dtype (placeholders here): ``DTYPE``, ``ZERO``, ``ONE``, the cell's
+math ``cell_forward``/``cell_backward`` and the arities and phase tables of its spec
+(:mod:`fastlstm.cells.spec`): ``GATES``, ``STATES``, ``FOLDED`` (the leading gate blocks of
+``bias_hh`` already in ``xproj``; the loop adds the others' to the projection), the tuples of
+zeros that give the math's arities, ``FORWARD_GATES``/``FORWARD_SOURCES`` per forward phase,
+``BACKWARD_GATES``/``BACKWARD_PROJECTS`` per backward phase, ``READS_NEW``; and per compiled
+loop the regularisers inside it, ``RECURRENT_DROPOUT`` and ``ZONEOUT``.
 
-Regularisers inside the loop (:mod:`fastlstm.regularisation`), each an argument that is an
-empty array when off, so that the plain loop's arithmetic is untouched:
+A direction's in-loop regularisers arrive as one structure ``reg`` (:class:`InLoop`), its
+fields empty arrays where a regulariser is off (never read then):
 
-- ``mask``, (B, H) or (0, 0): recurrent dropout, the state feeding ``weight_hh`` is h ⊙ mask;
-  backward, the gradient the projection sends to h is multiplied by it.
-- ``zone_h`` / ``zone_c``, (T, B, H) in natural time, (1, 1, 1) holding p (inference), or
-  (0, 0, 0): zoneout, state = d·previous + (1 − d)·new; backward, (1 − d)·g goes through the
-  cell and d·g skips to the previous state.
-- ``candidates``, (T, B, H) or (0, 0, 0): the cell's new state before zoneout where the
-  backward reads it (the RNN's h for its derivative, the peephole LSTM's c for ∂weight_co).
+- ``mask``, (B, H): recurrent dropout, the state feeding ``weight_hh`` is h ⊙ mask; backward,
+  the gradient the projection sends to h is multiplied by it.
+- ``zone``, (S_z, T, B, H) in natural time, or (S_z, 1, 1, 1) holding each state's p
+  (inference): zoneout, state = d·previous + (1 − d)·new; backward, (1 − d)·g goes through
+  the cell and d·g skips to the previous state.
+- ``candidates``, (S, T, B, H): the cell's new states before zoneout, kept where the backward
+  reads them (``CellSpec.reads_new_state``).
 
 Introspection: ``record``, (T, B, H) or (0, 0, 0), receives the gradient reaching each valid
 step's h (natural time) when ``state_gradient_norms`` are asked for.
 """
+from typing import NamedTuple
+
 from numba import cuda
 
-from ..cellmath import (gru_backward, gru_candidate, lstm_backward, lstm_forward, rnn_backward,
-                        rnn_forward, sigmoid, sigmoid_gradient)
+from ...cells.spec import RECURRENT_INPUT
+from ...rebinding import Unbound
+from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
+    FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STATES, ZERO, ZERO_GATES, ZERO_PLANES,
+    ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
+from .unit_values import gather_planes, gather_vectors, scatter_planes, tuple_setitem
 
-DTYPE = None
-ZERO = 0.0
-ONE = 1.0
-GATES = 1
-FORWARD_PHASES = 1
-BACKWARD_PHASES = 1
-FINISH_GATES = 1
-RESET_AFTER = True
+DTYPE = Unbound("DTYPE")
 
 
-def forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, direction, slot, mask, zone_h,
-                 zone_c, candidates):  # pragma: no cover
-    raise NotImplementedError("bound per cell")
+class InLoop(NamedTuple):
+    """One direction's in-loop regularisers, as the kernels take them (see the module's text)."""
 
-
-def backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors, direction,
-                  zone_h, zone_c, candidates, record):  # pragma: no cover
-    raise NotImplementedError("bound per cell")
+    mask: object
+    zone: object
+    candidates: object
 
 
 # ---------------------------------------------------------------- the lane groups' dot products
 
-def forward_gates(phase):
-    """The gate blocks [g0, g1) projected in a forward phase: the reset-before GRU projects
-    r and z from h in phase 0 and the candidate from r ⊙ h in phase 1; other cells, all."""
-    if FORWARD_PHASES == 1:
-        return 0, GATES
-    return (0, 2) if phase == 0 else (2, 3)
-
-
 def backward_rows(phase, hidden):
-    """The gate rows [r0, r1) a backward phase projects back: phase 0 those reaching h from
-    the later step; the reset-before GRU's phase 1 the candidate's, reaching r ⊙ h."""
-    if phase == 0:
-        return 0, FINISH_GATES * hidden
-    return 2 * hidden, 3 * hidden
+    """The gate rows [r0, r1) a backward phase projects back: phase 0 those of the last backward
+    phase, reaching h from the later step; phase k > 0 those phase k − 1 sends to phase k."""
+    g0, g1 = BACKWARD_PROJECTS[BACKWARD_PHASES - 1] if phase == 0 else BACKWARD_PROJECTS[phase - 1]
+    return g0 * hidden, g1 * hidden
 
 
 def lane_dot(source, w, base, first, stop, lane, lanes):
@@ -129,36 +120,34 @@ def sum_lanes(partial, at, count, lane, lanes, active):
 
 
 def forward_round(phase, t, item, items, width, u0, w, unit_stride, gate_stride, partial, scratch, lanes,
-                  xproj, states, tape, y, lengths, vectors, direction, slot, mask, zone_h, zone_c, candidates):
+                  xproj, states, tape, y, lengths, vectors, bias_hh, direction, slot, reg):
     """Lane group ``threadIdx.x // lanes`` does (b, u) pair ``item`` of ``items`` (b = item // width,
     u = u0 + item % width; weights of that unit at ``(item % width) · unit_stride``)."""
-    hidden = states.shape[3]
     lane = cuda.threadIdx.x % lanes
     at = scratch + (cuda.threadIdx.x // lanes) * GATES * lanes
     active = item < items
     b, c = item // width, item % width
-    g0, g1 = forward_gates(phase)
+    g0, g1 = FORWARD_GATES[phase]
+    source = FORWARD_SOURCES[phase]
     if active and t < lengths[b]:
-        # the reset-before GRU's phase 1 projects r ⊙ h (tape plane 3, masked already); everything else h
-        if phase == 0:
-            project_gates(states[0, t, b], mask, b, mask.shape[0] > 0, w, c * unit_stride, gate_stride, g0, g1,
+        if source == RECURRENT_INPUT:
+            project_gates(states[0, t, b], reg.mask, b, RECURRENT_DROPOUT, w, c * unit_stride, gate_stride, g0, g1,
                           partial, at, lane, lanes)
-        else:
-            project_gates(tape[3, slot, b], mask, b, False, w, c * unit_stride, gate_stride, g0, g1, partial, at,
-                          lane, lanes)
+        else:   # a plane an earlier phase wrote (the reset-before GRU's r ⊙ h ⊙ mask)
+            project_gates(tape[source, slot, b], reg.mask, b, False, w, c * unit_stride, gate_stride, g0, g1, partial,
+                          at, lane, lanes)
     sum_lanes(partial, at, GATES, lane, lanes, active)
     if active and lane == 0:
         acc = cuda.local.array(GATES, DTYPE)
         for g in range(g0, g1):
             acc[g] = partial[at + g * lanes]
-        forward_unit(phase, t, b, u0 + c, acc, xproj, states, tape, y, lengths, vectors, direction, slot, mask,
-                     zone_h, zone_c, candidates)
+        forward_unit(phase, t, b, u0 + c, acc, xproj, states, tape, y, lengths, vectors, bias_hh, direction, slot,
+                     reg)
     cuda.syncthreads()
 
 
 def backward_round(phase, t, item, items, width, u0, w, partial, scratch, lanes,
-                   dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates,
-                   record):
+                   dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, reg, record):
     """As :func:`forward_round`, backward: the weights of unit ``u0 + item % width`` at
     ``(item % width) · G·H``. Phase 0's projection reached h ⊙ mask: times the unit's mask."""
     hidden = states.shape[3]
@@ -174,41 +163,26 @@ def backward_round(phase, t, item, items, width, u0, w, partial, scratch, lanes,
             partial[at + lane] = lane_dot(dgh[source_t, b], w, c * GATES * hidden, r0, r1, lane, lanes)
     sum_lanes(partial, at, 1, lane, lanes, active)
     if active and lane == 0:
-        keep = mask_at(mask, b, u0 + c)
+        keep = mask_at(reg.mask, b, u0 + c)
         projected = partial[at] * keep if phase == 0 else partial[at]
         backward_unit(phase, t, b, u0 + c, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates, record)
+                      direction, reg, record)
     cuda.syncthreads()
 
 
-# ---------------------------------------------------------------- helpers every cell uses
+# ---------------------------------------------------------------- helpers of the units
 
 def mask_at(mask, b, u):
     """Recurrent dropout's keep value at (b, u): 1 without recurrent dropout."""
-    if mask.shape[0] == 0:
+    if not RECURRENT_DROPOUT:
         return ONE
     return mask[b, u]
 
 
-def zone_at(zone, tt, b, u):
-    """Zoneout's keep-previous indicator at natural time tt, (b, u), from (T, B, H) or (1, 1, 1)."""
-    return zone[tt if zone.shape[0] > 1 else 0, b if zone.shape[1] > 1 else 0, u if zone.shape[2] > 1 else 0]
-
-
-def zone_out(zone, tt, b, u, previous, new):
-    """d·previous + (1 − d)·new; ``new`` itself without zoneout."""
-    if zone.shape[0] == 0:
-        return new
-    d = zone_at(zone, tt, b, u)
-    return d * previous + (ONE - d) * new
-
-
-def zone_split(zone, tt, b, u, gradient):
-    """(through, skipped): (1 − d)·g reaches the cell's new state, d·g skips to the previous one."""
-    if zone.shape[0] == 0:
-        return gradient, ZERO
-    d = zone_at(zone, tt, b, u)
-    return (ONE - d) * gradient, d * gradient
+def zone_at(zone, s, tt, b, u):
+    """Zoneout's keep-previous indicator of state s at natural time tt, (b, u), from
+    (S_z, T, B, H) or (S_z, 1, 1, 1)."""
+    return zone[s, tt if zone.shape[1] > 1 else 0, b if zone.shape[2] > 1 else 0, u if zone.shape[3] > 1 else 0]
 
 
 def record_gradient(record, tt, b, u, dh):
@@ -216,11 +190,6 @@ def record_gradient(record, tt, b, u, dh):
     if record.shape[0] > 0:
         record[tt, b, u] = dh
 
-
-def keep_candidate(candidates, slot, b, u, value):
-    """Save the cell's new state before zoneout where the backward needs it."""
-    if candidates.shape[0] > 0:
-        candidates[slot, b, u] = value
 
 def time_of(t, length, direction):
     """The natural time of the direction's step t of a sequence with ``length`` valid steps."""
@@ -270,57 +239,11 @@ def padded_forward(t, b, u, states, tape, y, slot, direction, hidden):
         tape[k, slot, b, u] = ZERO
 
 
-# ---------------------------------------------------------------- per-cell units: lane 0 of a group
+# ---------------------------------------------------------------- one unit: lane 0 of a group, every cell
 
-def lstm_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, direction, slot, mask, zone_h,
-                      zone_c, candidates):
-    hidden = states.shape[3]
-    length = lengths[b]
-    if t >= length:
-        padded_forward(t, b, u, states, tape, y, slot, direction, hidden)
-        return
-    tt = time_of(t, length, direction)
-    x = xproj[tt, b]
-    base = direction * 4 * hidden + u
-    i, f, g, o, c_new, tanh_c, h_new = lstm_forward(
-        x[base] + acc[0], x[base + hidden] + acc[1], x[base + 2 * hidden] + acc[2],
-        x[base + 3 * hidden] + acc[3], states[1, t, b, u], vectors[0, u], vectors[1, u], vectors[2, u])
-    keep_candidate(candidates, slot, b, u, c_new)
-    h_new = zone_out(zone_h, tt, b, u, states[0, t, b, u], h_new)
-    states[0, t + 1, b, u] = h_new
-    states[1, t + 1, b, u] = zone_out(zone_c, tt, b, u, states[1, t, b, u], c_new)
-    tape[0, slot, b, u] = i
-    tape[1, slot, b, u] = f
-    tape[2, slot, b, u] = g
-    tape[3, slot, b, u] = o
-    tape[4, slot, b, u] = tanh_c
-    y[tt, b, direction * hidden + u] = h_new
-
-
-def lstm_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                       direction, zone_h, zone_c, candidates, record):
-    hidden = states.shape[3]
-    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
-    if tt < 0:
-        return
-    record_gradient(record, tt, b, u, dh)
-    dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
-    dc, dc_skipped = zone_split(zone_c, tt, b, u, carry[1, b, u])
-    da_i, da_f, da_g, da_o, dc_prev = lstm_backward(
-        dh, dc, tape[0, t, b, u], tape[1, t, b, u], tape[2, t, b, u], tape[3, t, b, u],
-        tape[4, t, b, u], states[1, t, b, u], vectors[0, u], vectors[1, u], vectors[2, u])
-    carry[0, b, u] = dh_skipped
-    carry[1, b, u] = dc_prev + dc_skipped
-    store_gradient(t, tt, b, u, 0, da_i, da_i, dgh, dgx, direction, hidden)
-    store_gradient(t, tt, b, u, 1, da_f, da_f, dgh, dgx, direction, hidden)
-    store_gradient(t, tt, b, u, 2, da_g, da_g, dgh, dgx, direction, hidden)
-    store_gradient(t, tt, b, u, 3, da_o, da_o, dgh, dgx, direction, hidden)
-
-
-def gru_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, direction, slot, mask, zone_h,
-                     zone_c, candidates):
-    """Tape planes: r, z, n and W_hn h + b_hn (reset_after) or r ⊙ h (reset_before; r ⊙ h ⊙ mask
-    under recurrent dropout)."""
+def forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, bias_hh, direction, slot, reg):
+    """Forward phase ``phase`` of step t at (b, u): gather the unit's values, run the cell's math,
+    write the tape and, after the last phase, zoneout, the new state and the output."""
     hidden = states.shape[3]
     length = lengths[b]
     if t >= length:
@@ -328,90 +251,82 @@ def gru_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vecto
             padded_forward(t, b, u, states, tape, y, slot, direction, hidden)
         return
     tt = time_of(t, length, direction)
+    g0, g1 = FORWARD_GATES[phase]
     x = xproj[tt, b]
-    base = direction * 3 * hidden + u
-    h = states[0, t, b, u]
-    if RESET_AFTER:
-        r = sigmoid(x[base] + acc[0])
-        z = sigmoid(x[base + hidden] + acc[1])
-        hn = acc[2] + vectors[0, u]
-        n, h_new = gru_candidate(x[base + 2 * hidden] + r * hn, z, h)
-        tape[3, slot, b, u] = hn
-    elif phase == 0:
-        r = sigmoid(x[base] + acc[0])
-        tape[0, slot, b, u] = r
-        tape[1, slot, b, u] = sigmoid(x[base + hidden] + acc[1])
-        tape[3, slot, b, u] = r * (h * mask_at(mask, b, u))
-        return
-    else:
-        r = tape[0, slot, b, u]
-        z = tape[1, slot, b, u]
-        n, h_new = gru_candidate(x[base + 2 * hidden] + acc[2], z, h)
-    h_new = zone_out(zone_h, tt, b, u, h, h_new)
-    states[0, t + 1, b, u] = h_new
-    tape[0, slot, b, u] = r
-    tape[1, slot, b, u] = z
-    tape[2, slot, b, u] = n
-    y[tt, b, direction * hidden + u] = h_new
+    base = direction * GATES * hidden + u
+    ax = ZERO_GATES
+    ah = ZERO_GATES
+    for g in range(GATES):
+        ax = tuple_setitem(ax, g, x[base + g * hidden])
+    for g in range(g0, g1):
+        value = acc[g]
+        if g >= FOLDED:
+            value += bias_hh[g * hidden + u]
+        ah = tuple_setitem(ah, g, value)
+    state = gather_planes(states, t, b, u, ZERO_STATES)
+    rec = state[0] * mask_at(reg.mask, b, u)
+    saved = gather_planes(tape, slot, b, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
+    new, planes = cell_forward(phase, ax, ah, state, rec, gather_vectors(vectors, u, ZERO_VECTORS), saved)
+    scatter_planes(tape, slot, b, u, planes)
+    if phase == FORWARD_PHASES - 1:
+        if ZONEOUT:
+            if reg.candidates.shape[0] > 0:
+                scatter_planes(reg.candidates, slot, b, u, new)
+            for s in range(STATES):
+                if s < reg.zone.shape[0]:
+                    d = zone_at(reg.zone, s, tt, b, u)
+                    new = tuple_setitem(new, s, d * state[s] + (ONE - d) * new[s])
+        scatter_planes(states, t + 1, b, u, new)
+        y[tt, b, direction * hidden + u] = new[0]
 
 
-def gru_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates, record):
-    """reset_before, phase 1: ``projected`` is the gradient reaching r ⊙ h ⊙ mask, from every
-    unit's da_n of phase 0; ``keep`` is the unit's recurrent-dropout mask value."""
+def backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors, direction,
+                  reg, record):
+    """Backward phase ``phase`` of step t at (b, u). Phase 0: ``projected`` is what the later step
+    sends back to h (⊙ mask); it and the carried gradients reach the step's output, split by
+    zoneout. Later phases: ``projected`` is what the previous phase sent back. The cell's math
+    gives the gate gradients (stored for both sides) and what reaches the previous state
+    directly (``carry``); ``keep`` is the unit's recurrent-dropout mask value."""
     hidden = states.shape[3]
     length = lengths[b]
-    if phase == 1:
-        if t < length:
-            r = tape[0, t, b, u]
-            da_r = sigmoid_gradient(projected * (states[0, t, b, u] * keep), r)
-            carry[0, b, u] += projected * r * keep
-            store_gradient(t, time_of(t, length, direction), b, u, 0, da_r, da_r, dgh, dgx, direction, hidden)
-        return
-    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
-    if tt < 0:
-        return
-    record_gradient(record, tt, b, u, dh)
-    dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
-    r, z, n = tape[0, t, b, u], tape[1, t, b, u], tape[2, t, b, u]
-    da_z, da_n, dh_direct = gru_backward(dh, z, n, states[0, t, b, u])
-    carry[0, b, u] = dh_direct + dh_skipped
-    store_gradient(t, tt, b, u, 1, da_z, da_z, dgh, dgx, direction, hidden)
-    if RESET_AFTER:
-        da_r = sigmoid_gradient(da_n * tape[3, t, b, u], r)
-        store_gradient(t, tt, b, u, 0, da_r, da_r, dgh, dgx, direction, hidden)
-        store_gradient(t, tt, b, u, 2, da_n, da_n * r, dgh, dgx, direction, hidden)
+    dnew = ZERO_STATES
+    skipped = ZERO_STATES
+    if phase == 0:
+        dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
+        if tt < 0:
+            return
+        record_gradient(record, tt, b, u, dh)
+        for s in range(STATES):
+            gradient = dh if s == 0 else carry[s, b, u]
+            if ZONEOUT:
+                if s < reg.zone.shape[0]:
+                    d = zone_at(reg.zone, s, tt, b, u)
+                    skipped = tuple_setitem(skipped, s, d * gradient)
+                    gradient = (ONE - d) * gradient
+            dnew = tuple_setitem(dnew, s, gradient)
+        projected = ZERO
     else:
-        store_gradient(t, tt, b, u, 2, da_n, da_n, dgh, dgx, direction, hidden)
-
-
-def rnn_forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, direction, slot, mask, zone_h,
-                     zone_c, candidates):
-    hidden = states.shape[3]
-    length = lengths[b]
-    if t >= length:
-        padded_forward(t, b, u, states, tape, y, slot, direction, hidden)
-        return
-    tt = time_of(t, length, direction)
-    h_new = rnn_forward(xproj[tt, b, direction * hidden + u] + acc[0])
-    keep_candidate(candidates, slot, b, u, h_new)
-    h_new = zone_out(zone_h, tt, b, u, states[0, t, b, u], h_new)
-    states[0, t + 1, b, u] = h_new
-    y[tt, b, direction * hidden + u] = h_new
-
-
-def rnn_backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, zone_h, zone_c, candidates, record):
-    hidden = states.shape[3]
-    dh, tt = incoming_gradient(t, b, u, projected, dy, carry, lengths, dgh, dgx, direction, hidden)
-    if tt < 0:
-        return
-    record_gradient(record, tt, b, u, dh)
-    dh, dh_skipped = zone_split(zone_h, tt, b, u, dh)
-    h_new = candidates[t, b, u] if candidates.shape[0] > 0 else states[0, t + 1, b, u]
-    da = rnn_backward(dh, h_new)
-    carry[0, b, u] = dh_skipped
-    store_gradient(t, tt, b, u, 0, da, da, dgh, dgx, direction, hidden)
+        if t >= length:
+            return
+        tt = time_of(t, length, direction)
+    state = gather_planes(states, t, b, u, ZERO_STATES)
+    new = gather_planes(states, t + 1, b, u, ZERO_STATES)
+    if ZONEOUT:
+        if reg.candidates.shape[0] > 0:
+            for s in range(STATES):
+                if READS_NEW[s]:
+                    new = tuple_setitem(new, s, reg.candidates[s, t, b, u])
+    dax, dah, direct, drec = cell_backward(phase, dnew, gather_planes(tape, t, b, u, ZERO_PLANES), state, new,
+                                           state[0] * keep, gather_vectors(vectors, u, ZERO_VECTORS), projected)
+    g0, g1 = BACKWARD_GATES[phase]
+    for g in range(g0, g1):
+        store_gradient(t, tt, b, u, g, dax[g], dah[g], dgh, dgx, direction, hidden)
+    for s in range(STATES):
+        value = direct[s] + drec * keep if s == 0 else direct[s]
+        if phase == 0:
+            carry[s, b, u] = value + skipped[s]
+        else:
+            carry[s, b, u] += value
 
 
 # ---------------------------------------------------------------- kernels
@@ -422,8 +337,8 @@ def block_units(units_per_block, hidden):
     return u0, min(hidden, u0 + units_per_block)
 
 
-def forward_persistent(xproj, states, tape, y, lengths, w, vectors, direction, keep, mask, zone_h, zone_c,
-                       candidates, units_per_block, lanes):
+def forward_persistent(xproj, states, tape, y, lengths, w, vectors, bias_hh, direction, keep, reg, units_per_block,
+                       lanes):
     """Every step in one cooperative launch; w is weight_hh, (G·H, H), flattened."""
     hidden, batch = states.shape[3], states.shape[2]
     u0, u1 = block_units(units_per_block, hidden)
@@ -442,22 +357,21 @@ def forward_persistent(xproj, states, tape, y, lengths, w, vectors, direction, k
             for first in range(0, batch * width, groups):
                 forward_round(phase, t, first + cuda.threadIdx.x // lanes, batch * width, width, u0, shared,
                               GATES * hidden, hidden, shared, scratch, lanes, xproj, states, tape, y, lengths,
-                              vectors, direction, t * keep, mask, zone_h, zone_c, candidates)
+                              vectors, bias_hh, direction, t * keep, reg)
             grid.sync()
 
 
-def forward_step(t, phase, xproj, states, tape, y, lengths, w, vectors, direction, keep, mask, zone_h, zone_c,
-                 candidates, lanes):
+def forward_step(t, phase, xproj, states, tape, y, lengths, w, vectors, bias_hh, direction, keep, reg, lanes):
     """One phase of step t: a lane group per (b, u), weights (weight_hh) from global memory."""
     hidden, batch = states.shape[3], states.shape[2]
     partial = cuda.shared.array(0, DTYPE)
     item = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + cuda.threadIdx.x // lanes
     forward_round(phase, t, item, batch * hidden, hidden, 0, w, hidden, hidden * hidden, partial, 0, lanes,
-                  xproj, states, tape, y, lengths, vectors, direction, t * keep, mask, zone_h, zone_c, candidates)
+                  xproj, states, tape, y, lengths, vectors, bias_hh, direction, t * keep, reg)
 
 
-def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, mask, zone_h, zone_c,
-                        candidates, record, units_per_block, lanes):
+def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, reg, record,
+                        units_per_block, lanes):
     """Every step backward in one cooperative launch; w_t is weight_hhᵀ, (H, G·H), flattened."""
     hidden, batch = states.shape[3], states.shape[2]
     u0, u1 = block_units(units_per_block, hidden)
@@ -474,18 +388,17 @@ def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors
             for first in range(0, batch * width, groups):
                 backward_round(phase, t, first + cuda.threadIdx.x // lanes, batch * width, width, u0, shared,
                                shared, scratch, lanes, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                               direction, mask, zone_h, zone_c, candidates, record)
+                               direction, reg, record)
             grid.sync()
 
 
-def backward_step(t, phase, dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, mask, zone_h,
-                  zone_c, candidates, record, lanes):
+def backward_step(t, phase, dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, reg, record, lanes):
     """One phase of backward step t: a lane group per (b, u), weights (weight_hhᵀ) from global memory."""
     hidden, batch = states.shape[3], states.shape[2]
     partial = cuda.shared.array(0, DTYPE)
     item = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + cuda.threadIdx.x // lanes
     backward_round(phase, t, item, batch * hidden, hidden, 0, w_t, partial, 0, lanes, dy, states, tape, dgh,
-                   dgx, carry, lengths, vectors, direction, mask, zone_h, zone_c, candidates, record)
+                   dgx, carry, lengths, vectors, direction, reg, record)
 
 
 def backward_finish(dgh, carry, w_t, mask, lanes):
@@ -499,7 +412,8 @@ def backward_finish(dgh, carry, w_t, mask, lanes):
     active = item < batch * hidden and dgh.shape[0] > 0
     b, u = item // hidden, item % hidden
     if active:
-        partial[at + lane] = lane_dot(dgh[0, b], w_t, u * GATES * hidden, 0, FINISH_GATES * hidden, lane, lanes)
+        r0, r1 = backward_rows(0, hidden)
+        partial[at + lane] = lane_dot(dgh[0, b], w_t, u * GATES * hidden, r0, r1, lane, lanes)
     sum_lanes(partial, at, 1, lane, lanes, active)
     if active and lane == 0:
         carry[0, b, u] += partial[at] * mask_at(mask, b, u)

@@ -6,26 +6,14 @@ then their gate math (backward: its units' gate derivatives, then its units' col
 the gradient reaching the previous state). A thread therefore reads only its own share
 of the recurrent weights (which stay in its cache from step to step when they fit), and
 a batch of one sequence is split across the cores as well as a batch of many.
-
-Per-block buffers live in flat arrays: block ``[u0, u1)`` of an array of ``capacity`` rows
-starts at ``capacity · u0``.
 """
 import numpy as np
-from numba import njit
 
 
 def unit_bounds(hidden, blocks):
     """(blocks + 1,) int64 boundaries splitting ``hidden`` units into near-equal blocks."""
     blocks = max(1, min(blocks, hidden))
     return (np.arange(blocks + 1) * hidden) // blocks
-
-
-@njit(cache=True, inline="always")
-def unit_block(flat, capacity, u0, u1, rows):
-    """The (rows, u1 − u0) C-contiguous view of block ``[u0, u1)`` in ``flat``."""
-    width = u1 - u0
-    start = capacity * u0
-    return flat[start:start + rows * width].reshape(rows, width)
 
 
 def pack_backward_panels(weight, bounds):

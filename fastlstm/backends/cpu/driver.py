@@ -1,0 +1,390 @@
+"""One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
+
+Every GEMM runs on Numba's threads (:mod:`.gemm`). Time is processed in segments of a few
+thousand (step, sequence) rows, so that no array of every step's gate values is held:
+forward, one GEMM projects a segment's inputs, then the compiled forward loop runs its
+steps; backward runs the segments from the last step back, and after each its rows' ``dx``,
+input- and recurrent-weight gradients and bias sums are one GEMM or reduction each. What a
+training step keeps from forward to backward is the tape (:class:`LayerTape`: the states,
+the cell's saved planes, the input and the in-loop regularisers' arrays).
+
+Variable lengths: the batch is sorted by non-increasing length on entry (and unsorted on
+exit), so that at each step the sequences still running are a prefix of the rows and
+finished ones cost neither GEMM rows nor gate work. The reverse direction reads each
+sequence backwards from its own last valid step, through a per-sequence time index.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import buffers, tuning
+from ...cells.spec import NEW_STATE, RECURRENT_INPUT
+from ..protocol import LayerBackward, LayerForward
+from .gemm import matmul, weight_gradient
+from .steps import BackwardArrays, ForwardArrays
+from .threads import chunk_count, single_threaded_blas
+from .units import pack_backward_panels, unit_bounds
+
+
+@dataclass
+class DirectionLoop:
+    """One direction's in-loop regularisers as its loops read them (sorted batch order, the
+    direction's time); empty arrays where a regulariser is off."""
+
+    mask: np.ndarray         # (B, H) recurrent dropout's keep-mask
+    inputs: np.ndarray       # (T+1, B, H): what weight_hh saw, h ⊙ mask
+    zone: np.ndarray         # (S_z, T, B, H) zoneout's indicators
+    candidates: np.ndarray   # (S, T+1, B, H) the cell's new states before zoneout
+
+    @property
+    def recurrent_dropout(self):
+        return self.mask.shape[0] > 0
+
+    @property
+    def zoneout(self):
+        return self.zone.shape[0] > 0
+
+
+@dataclass
+class LayerTape:
+    """What one layer's forward keeps for its backward (everything in sorted batch order).
+
+    Attributes
+    ----------
+    kernels : .kernels.CellKernels
+    params : list, per direction, dict of ndarray
+    x : ndarray (T, B, I), the layer's input
+    order : ndarray (B,), the sort applied to the batch, or None
+    active : ndarray (T,), how many sequences run at each step
+    reverse : tuple, fancy index reading a (T, B, ...) array in per-sequence reverse time
+    states : list, per direction, (S, T+1, B, H): every state from the initial one on
+    planes : list, per direction, (K, T, B, H): the cell's saved planes, in the direction's time
+    loops : list, per direction, DirectionLoop
+    """
+
+    kernels: object
+    params: list
+    x: np.ndarray
+    order: np.ndarray
+    active: np.ndarray
+    reverse: tuple
+    states: list
+    planes: list
+    loops: list
+
+    def gate_planes(self):
+        """Per direction, the cell's activations (A, T, B, H) in natural time and the caller's
+        batch order, float64, NaN past each sequence's end (see :class:`..protocol.LayerTape`)."""
+        steps, batch = self.x.shape[:2]
+        sorted_lengths = (np.arange(batch)[None, :] < self.active[:, None]).sum(axis=0)
+        out = []
+        for direction, planes in enumerate(self.planes):
+            values = []
+            for activation in self.kernels.spec.activations:
+                if activation.plane == NEW_STATE:
+                    loop = self.loops[direction]
+                    source = loop.candidates if loop.candidates.shape[0] else self.states[direction]
+                    plane = source[0, 1:]
+                else:
+                    plane = planes[activation.plane]
+                values.append(_unsort(natural_time(plane, sorted_lengths, direction), self.order, axis=1))
+            out.append(np.stack(values))
+        return out
+
+
+def reverse_index(steps, batch, lengths):
+    """(time, row) index arrays mapping t < n_b to n_b − 1 − t and padded steps to themselves."""
+    t = np.arange(steps)[:, None]
+    n = np.full(batch, steps) if lengths is None else lengths
+    time = np.where(t < n[None, :], n[None, :] - 1 - t, t)
+    return time, np.broadcast_to(np.arange(batch)[None, :], (steps, batch))
+
+
+def natural_time(values, lengths, direction):
+    """(T, B, H) in a direction's own time -> natural time (float64), NaN past each sequence's end."""
+    steps, batch = values.shape[:2]
+    out = (values if direction == 0 else values[reverse_index(steps, batch, lengths)]).astype(np.float64)
+    out[np.arange(steps)[:, None] >= np.asarray(lengths)[None, :]] = np.nan
+    return out
+
+
+def _in_direction(array, direction, reverse):
+    return np.ascontiguousarray(array) if direction == 0 else np.ascontiguousarray(array[reverse])
+
+
+def _segment_index(direction, reverse, t0, t1):
+    """Index of a (T, B, ...) array giving the direction's steps t0 … t1 − 1 (in its own time)."""
+    return slice(t0, t1) if direction == 0 else (reverse[0][t0:t1], reverse[1][t0:t1])
+
+
+def _segment_steps(batch, gate_width, dtype):
+    """Steps per segment: ``segment_rows`` rows, or more when that many fit in ``segment_bytes``."""
+    rows = max(tuning.get("segment_rows"), tuning.get("segment_bytes") // (gate_width * np.dtype(dtype).itemsize))
+    return max(1, -(-rows // batch))
+
+
+def _direction_loop(spec, in_the_loop, state, shape, dtype, order, direction, reverse, lengths, keep_tape):
+    """The :class:`DirectionLoop` of one direction: its masks and indicators sorted and in its
+    time, the recurrent inputs' first step, and room for the candidate states where needed."""
+    steps, batch, hidden = shape
+    allocate = buffers.empty if lengths is None else buffers.zeros   # padded rows meet zero gradients
+    mask, inputs = np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype)
+    zone, candidates = np.empty((0, 0, 0, 0), dtype), np.empty((0, 0, 0, 0), dtype)
+    if in_the_loop is None:
+        return DirectionLoop(mask, inputs, zone, candidates)
+    if in_the_loop.recurrent_mask is not None:
+        mask = in_the_loop.recurrent_mask
+        mask = np.ascontiguousarray(mask if order is None else mask[order], dtype=dtype)
+        inputs = allocate((steps + 1 if keep_tape else 2, batch, hidden), dtype)
+        inputs[0] = state[0] * mask
+    zoned = [k for k, d in enumerate(in_the_loop.zoneout) if d is not None]
+    if zoned:
+        parts = []
+        for d in in_the_loop.zoneout[:zoned[-1] + 1]:
+            d = np.zeros(shape, dtype) if d is None else np.broadcast_to(np.asarray(d, dtype), shape)
+            parts.append(_in_direction(d if order is None else d[:, order], direction, reverse))
+        zone = parts[0][None] if len(parts) == 1 else np.stack(parts)
+        if keep_tape and any(spec.reads_new_state[k] for k in zoned):
+            candidates = allocate((len(spec.states), steps + 1, batch, hidden), dtype)
+    return DirectionLoop(mask, inputs, zone, candidates)
+
+
+def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loop=None):
+    """Run one layer, every direction, forward (see :class:`..protocol.Backend`).
+
+    Parameters
+    ----------
+    kernels : .kernels.CellKernels
+    params : list of dict of ndarray, per direction, C-contiguous, of the layer's dtype
+    x : ndarray (T, B, I), C-contiguous, of the layer's dtype; kept by reference on the tape
+    state : list of tuple of ndarray, per direction, each (B, H)
+    lengths : ndarray of int64 (B,), or None
+    keep_tape : bool
+    in_the_loop : list of ..protocol.InTheLoop, per direction, or None
+
+    Returns
+    -------
+    LayerForward
+        y (T, B, D·H), zero past each sequence's end; the final state per direction; the
+        :class:`LayerTape`, or None when ``keep_tape`` is False.
+    """
+    with single_threaded_blas():
+        return _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop)
+
+
+def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
+    spec = kernels.spec
+    steps, batch, inputs = x.shape
+    hidden = params[0]["weight_hh"].shape[1]
+    gate_width = len(spec.gates) * hidden
+    dtype = x.dtype
+    order = None
+    if lengths is not None:
+        order = np.argsort(-lengths, kind="stable")
+        lengths, x = lengths[order], np.ascontiguousarray(x[:, order])
+        state = [tuple(s[order] for s in direction_state) for direction_state in state]
+        active = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
+    else:
+        active = np.full(steps, batch)
+    reverse = reverse_index(steps, batch, lengths)
+
+    segment = _segment_steps(batch, gate_width, dtype)
+    chunks = chunk_count(min(segment, steps) * batch)
+    xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
+    bounds = unit_bounds(hidden, chunk_count(hidden))
+    work = np.empty((len(bounds) - 1, gate_width * batch), dtype)
+
+    y = buffers.empty((steps, batch, len(params) * hidden), dtype)
+    valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
+    finals, all_states, all_planes, all_loops = [], [], [], []
+    allocate = buffers.empty if lengths is None else buffers.zeros
+    for direction, p in enumerate(params):
+        loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], state[direction],
+                               (steps, batch, hidden), dtype, order, direction, reverse, lengths, keep_tape)
+        states = buffers.empty((len(spec.states), steps + 1, batch, hidden), dtype)
+        for k, s in enumerate(state[direction]):
+            states[k, 0] = s
+        # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
+        # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
+        planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
+        bias = p["bias_ih"].copy()
+        bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
+        arrays = ForwardArrays(xproj, states, planes, p["weight_hh"], p["bias_hh"], _vectors(spec, p, hidden, dtype),
+                               work, active, bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
+        forward_loop = kernels.forward_loop(loop.recurrent_dropout, loop.zoneout)
+        for t0 in range(0, steps, segment):
+            t1 = min(steps, t0 + segment)
+            xproj_segment = xproj[:t1 - t0]
+            matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), p["weight_ih"].T,
+                   xproj_segment.reshape(-1, gate_width), chunks)
+            xproj_segment += bias
+            forward_loop(arrays, t0, t1)
+        h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
+        if lengths is not None:
+            h = np.where(valid[..., None], h, 0)
+        y[..., direction * hidden:(direction + 1) * hidden] = h
+        finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
+        all_states.append(states)
+        all_planes.append(planes)
+        all_loops.append(loop)
+    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops) \
+        if keep_tape else None
+    return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+
+
+def _vectors(spec, params, hidden, dtype):
+    """The cell's element-wise parameters stacked (V, H)."""
+    if not spec.vectors:
+        return np.empty((0, hidden), dtype)
+    return np.stack([params[name] for name in spec.vectors])
+
+
+def _accumulate(total, part):
+    for name, value in part.items():
+        if name in total:
+            total[name] += value
+        else:
+            total[name] = value
+
+
+def _input_gradients(dgx, weight_ih, x, dx, direction, index, chunks):
+    """A segment's input-side gradients: its dx rows (written by the forward direction,
+    added by the reverse one at the natural time of each of its steps, ``index`` from
+    :func:`_segment_index`) and its share of ``weight_ih`` and ``bias_ih``."""
+    inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
+    x_rows = x[index].reshape(-1, inputs)
+    if direction == 0:
+        matmul(rows, weight_ih, dx[index].reshape(-1, inputs), chunks)
+    else:
+        dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
+        matmul(rows, weight_ih, dx_segment.reshape(-1, inputs), chunks)
+        dx[index] += dx_segment
+    weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows, chunks)
+    return {"weight_ih": weight, "bias_ih": bias}
+
+
+def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1):
+    """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients: per forward phase, its gates'
+    Σ_t dah_tᵀ source_t as one GEMM (the source: h ⊙ m, or a tape plane)."""
+    hidden = planes.shape[3]
+    rows = dgh.reshape(-1, dgh.shape[-1])
+    chunks = chunk_count(len(rows))
+    weights, biases = [], []
+    for phase in spec.forward:
+        source = weight_hh_saw if phase.source == RECURRENT_INPUT else planes[phase.source]
+        g0, g1 = phase.gates
+        weight, bias = weight_gradient(rows, g0 * hidden, g1 * hidden, source[t0:t1].reshape(-1, hidden), chunks)
+        weights.append(weight)
+        biases.append(bias)
+    if len(weights) == 1:
+        return {"weight_hh": weights[0], "bias_hh": biases[0]}
+    return {"weight_hh": np.concatenate(weights), "bias_hh": np.concatenate(biases)}
+
+
+def _vector_gradients(spec, dgx, states, new_states, t0, t1):
+    """The element-wise parameters' gradients over steps t0 … t1 − 1 (``CellSpec.vector_gradients``)."""
+    hidden = states.shape[3]
+    grads = {}
+    for v in spec.vector_gradients:
+        state = new_states[v.state, t0 + 1:t1 + 1] if v.new else states[v.state, t0:t1]
+        grads[spec.vectors[v.vector]] = np.einsum("tbj,tbj->j", dgx[..., v.gate * hidden:(v.gate + 1) * hidden], state)
+    return grads
+
+
+def _unsort(array, order, axis):
+    """Undo the batch sort along ``axis`` (``order`` None: no sort, ``array`` itself)."""
+    if order is None:
+        return array
+    out = np.empty_like(array)
+    index = [slice(None)] * array.ndim
+    index[axis] = order
+    out[tuple(index)] = array
+    return out
+
+
+def _unsort_states(per_direction, order):
+    """Per-direction state tensors, unsorted and never views into the tape's buffers."""
+    if order is None:
+        return [tuple(s.copy() for s in states) for states in per_direction]
+    return [tuple(_unsort(s, order, axis=0) for s in states) for states in per_direction]
+
+
+def backward_layer(tape, dy, dstate, norms=None):
+    """Backpropagate through one layer's forward (see :class:`..protocol.Backend`).
+
+    Parameters
+    ----------
+    tape : LayerTape
+    dy : ndarray, shape (T, B, D·H); entries past a sequence's end are ignored
+    dstate : list of tuple of ndarray, per direction, each (B, H); or None
+    norms : ndarray, shape (D, T, B), optional
+        Receives ‖∂L/∂h_t‖ of every step in natural time, NaN past each sequence's end.
+
+    Returns
+    -------
+    LayerBackward
+        dx (T, B, I), zero past each sequence's end; the initial state's gradient and the
+        parameters' gradients, per direction.
+    """
+    with single_threaded_blas():
+        return _backward_layer(tape, dy, dstate, norms)
+
+
+def _backward_layer(tape, dy, dstate, norms):
+    kernels, x, order = tape.kernels, tape.x, tape.order
+    spec = kernels.spec
+    steps, batch, inputs = x.shape
+    hidden = tape.params[0]["weight_hh"].shape[1]
+    gate_width = len(spec.gates) * hidden
+    dtype = x.dtype
+    if order is not None:
+        dy = dy[:, order]
+        dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
+
+    segment = _segment_steps(batch, gate_width, dtype)
+    chunks = chunk_count(min(segment, steps) * batch)
+    segment_shape = (max(1, min(segment, steps)), batch, gate_width)
+    dgx = buffers.empty(segment_shape, dtype)
+    dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
+    dx = buffers.empty((steps, batch, inputs), dtype)
+    bounds = unit_bounds(hidden, chunk_count(hidden))
+    work = np.empty((len(bounds) - 1, batch * hidden), dtype)
+    staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
+    stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
+    state_count = len(spec.states)
+    dstates0, grads = [], []
+    for direction, p in enumerate(tape.params):
+        states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
+        dstates = np.zeros((2, state_count, batch, hidden), dtype)
+        dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
+        new_states = loop.candidates if loop.candidates.shape[0] else states
+        weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
+        loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
+        arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
+                                _vectors(spec, p, hidden, dtype), tape.active, bounds, dstates, dgx, dgh,
+                                pack_backward_panels(p["weight_hh"], bounds), work, stage, loop_norms)
+        backward_loop = kernels.backward_loop(loop.recurrent_dropout, loop.zoneout, norms is not None)
+        direction_grads = {}
+        for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
+            t0 = max(0, t1 - segment)
+            # The loop reads the incoming state gradient from dstates[(t1 - t0) % 2] and leaves
+            # the outgoing one in dstates[0].
+            if t1 == steps:
+                for k in range(state_count):
+                    dstates[(t1 - t0) % 2, k] = 0 if dstate is None else dstate[direction][k]
+            elif (t1 - t0) % 2:
+                dstates[1] = dstates[0]
+            dgx_segment, dgh_segment = dgx[:t1 - t0], dgh[:t1 - t0]
+            dgx_segment[...] = 0
+            dgh_segment[...] = 0
+            backward_loop(arrays, t0, t1)
+            _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
+            _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
+            _accumulate(direction_grads, _input_gradients(
+                dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
+                chunks))
+        grads.append(direction_grads)
+        dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
+        if norms is not None:
+            norms[direction] = _unsort(_in_direction(loop_norms, direction, tape.reverse), order, axis=1)
+    return LayerBackward(_unsort(dx, order, axis=1), _unsort_states(dstates0, order), grads)

@@ -1,0 +1,282 @@
+"""One phase of one time step, for a block of rows and units, every cell: templates.
+
+:mod:`.kernels` binds these per cell and dtype (the cell's math ``cell_forward`` /
+``cell_backward``, its arities and phase tables from its :class:`~fastlstm.cells.spec.CellSpec`,
+the dtype's constants) and per loop (which regularisers run inside it: ``RECURRENT_DROPOUT``,
+``ZONEOUT``), then compiles them; a loop (:mod:`.loops`) calls them on its blocks. A block is
+the rows [r0, r1) of the running sequences and the hidden units [u0, u1).
+
+Forward, a phase projects its source (h ⊙ m, or a tape plane an earlier phase wrote) onto its
+gates' rows of ``weight_hh`` for the block's units (:mod:`.projection`), then runs the cell's
+math on every (row, unit); the last phase also applies zoneout and writes the new state (and
+h ⊙ m for the next step under recurrent dropout). Backward, a phase runs the cell's math
+(:func:`backward_pointwise`), then, once every unit's gradients are written,
+:func:`backward_projection` sends its gates' gradients back through ``weight_hh``: into the
+next phase's ``projected``, or, in the last phase, to h.
+
+The arrays of one direction arrive as one structure (:class:`ForwardArrays`,
+:class:`BackwardArrays`); a regulariser that is off has empty arrays there, never read.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ...cells.spec import RECURRENT_INPUT
+from ...rebinding import Unbound
+from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
+    FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
+    ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
+from .projection import project
+from .unit_values import at, gather_gates, gather_planes, gather_vectors, scatter_planes, tuple_setitem
+
+# The phase a compiled copy runs: a constant, so that its loops over the gates have constant
+# bounds, unroll, and leave the loop over the units to the vectoriser.
+PHASE = Unbound("PHASE")
+# Each phase's compiled copy, called by the switches below (a cell has at most three).
+PHASE_0 = Unbound("PHASE_0")
+PHASE_1 = Unbound("PHASE_1")
+PHASE_2 = Unbound("PHASE_2")
+
+
+class ForwardArrays(NamedTuple):
+    """One direction's arrays for the forward loop (the batch sorted by non-increasing length).
+
+    Attributes
+    ----------
+    xproj : (n, B, G·H), the segment's input projections with the folded biases (step t at t − t0)
+    states : (S, T+1, B, H), states[:, 0] set on entry
+    tape : (K, T, B, H), or (K, 1, B, H) in inference (every step reuses slot 0)
+    weight_hh : (G·H, H)
+    bias_hh : (G·H,), of which the loop adds the unfolded gates' part
+    vectors : (V, H), the cell's element-wise parameters
+    work : (blocks, G·B·H), each block's projections
+    active : (T,) int64, the sequences still running at each step
+    bounds : (blocks + 1,) int64, the unit blocks
+    mask : (B, H) recurrent dropout's keep-mask, or empty
+    inputs : (T+1, B, H) what ``weight_hh`` sees at each step, h ⊙ mask, or (2, B, H) alternating
+        in inference, or empty
+    zone : (S_z, T, B, H) zoneout's keep-previous indicators in the direction's time, or empty
+    candidates : (S, T+1, B, H) receives the cell's new states before zoneout, or empty
+    """
+
+    xproj: np.ndarray
+    states: np.ndarray
+    tape: np.ndarray
+    weight_hh: np.ndarray
+    bias_hh: np.ndarray
+    vectors: np.ndarray
+    work: np.ndarray
+    active: np.ndarray
+    bounds: np.ndarray
+    mask: np.ndarray
+    inputs: np.ndarray
+    zone: np.ndarray
+    candidates: np.ndarray
+
+
+class BackwardArrays(NamedTuple):
+    """One direction's arrays for the backward loop.
+
+    Attributes
+    ----------
+    dy : (T, B, H) in the direction's time
+    states, tape, candidates, mask, inputs, zone, vectors, active, bounds : as the forward left them
+        (inputs with T+1 slots)
+    dstates : (2, S, B, H), the state gradients, used alternately (see :mod:`.loops`)
+    dgx : (n, B, G·H), zero on entry: the segment's gradients of the input-side pre-activations
+    dgh : (n, B, G·H), the same of the recurrent side (``dgx`` itself where they coincide)
+    panels : flat, each unit block's columns of ``weight_hh`` (:func:`.units.pack_backward_panels`)
+    work : (blocks, B·G·H), each block's back-projections
+    stage : (P, B·G·H): per backward phase that sends back only some gates, their gradients,
+        contiguous per row
+    norms : (T, B) receives ‖∂L/∂h_t‖ of every step, or empty
+    """
+
+    dy: np.ndarray
+    states: np.ndarray
+    tape: np.ndarray
+    candidates: np.ndarray
+    mask: np.ndarray
+    inputs: np.ndarray
+    zone: np.ndarray
+    vectors: np.ndarray
+    active: np.ndarray
+    bounds: np.ndarray
+    dstates: np.ndarray
+    dgx: np.ndarray
+    dgh: np.ndarray
+    panels: np.ndarray
+    work: np.ndarray
+    stage: np.ndarray
+    norms: np.ndarray
+
+
+def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
+    """Forward phase ``PHASE`` of step t for rows [r0, r1) and units [u0, u1).
+
+    ``slot`` is the tape's slot for step t, ``step`` its index in the segment's ``xproj``;
+    ``rec_slot`` and ``next_slot`` index ``a.inputs`` for steps t and t + 1; ``work`` is the
+    block's row of ``a.work``.
+    """
+    phase = PHASE
+    # the arrays as locals: an array taken from the structure inside the loop is a reference
+    # count update per use, a call that stops the vectoriser
+    states, tape, inputs, mask, zone, candidates = a.states, a.tape, a.inputs, a.mask, a.zone, a.candidates
+    bias_hh, vectors_hv = a.bias_hh, a.vectors
+    hidden = states.shape[3]
+    g0, g1 = FORWARD_GATES[phase]
+    source = FORWARD_SOURCES[phase]
+    rows, width = r1 - r0, u1 - u0
+    if source == RECURRENT_INPUT:
+        projected_source = inputs[rec_slot] if RECURRENT_DROPOUT else states[0, t]
+    else:
+        projected_source = tape[source, slot]
+    project(projected_source[r0:r1], a.weight_hh, g0, g1, u0, u1, work)
+    last = phase == FORWARD_PHASES - 1
+    x_t = a.xproj[step]
+    for r in range(r0, r1):
+        for k in range(width):
+            u = u0 + k
+            ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
+            ah = ZERO_GATES
+            for g in range(g0, g1):
+                value = work[at((g - g0) * rows * width + (r - r0) * width + k)]
+                if g >= FOLDED:
+                    value += bias_hh[at(g * hidden + u)]
+                ah = tuple_setitem(ah, g, value)
+            state = gather_planes(states, t, r, u, ZERO_STATES)
+            rec = inputs[at(rec_slot), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
+            saved = gather_planes(tape, slot, r, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
+            vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
+            new, planes = cell_forward(phase, ax, ah, state, rec, vectors, saved)
+            scatter_planes(tape, slot, r, u, planes)
+            if last:
+                if ZONEOUT:
+                    if candidates.shape[0] > 0:
+                        scatter_planes(candidates, t + 1, r, u, new)
+                    for s in range(STATES):
+                        if s < zone.shape[0]:
+                            d = zone[at(s), at(t), at(r), at(u)]
+                            new = tuple_setitem(new, s, d * state[s] + (ONE - d) * new[s])
+                scatter_planes(states, t + 1, r, u, new)
+                if RECURRENT_DROPOUT:
+                    inputs[at(next_slot), at(r), at(u)] = new[0] * mask[at(r), at(u)]
+
+
+def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
+    """The math of backward phase ``PHASE`` of step t, rows [r0, r1), units [u0, u1).
+
+    Phase 0 reads the gradient reaching the step's output state (``dnext``, plus ``dy`` for h),
+    splits it under zoneout, and writes ``dprev`` (the gradient reaching the previous state:
+    what skips the cell, and what the math sends directly); later phases read ``projected`` from
+    the block's work and add to ``dprev``.
+    """
+    phase = PHASE
+    states, tape, inputs, mask, zone, candidates = a.states, a.tape, a.inputs, a.mask, a.zone, a.candidates
+    dy, dgx, dgh, stage, vectors_hv = a.dy, a.dgx, a.dgh, a.stage, a.vectors
+    hidden = states.shape[3]
+    g0, g1 = BACKWARD_GATES[phase]
+    width = u1 - u0
+    for r in range(r0, r1):
+        for k in range(width):
+            u = u0 + k
+            state = gather_planes(states, t, r, u, ZERO_STATES)
+            new = gather_planes(states, t + 1, r, u, ZERO_STATES)
+            if ZONEOUT:
+                if candidates.shape[0] > 0:
+                    for s in range(STATES):
+                        if READS_NEW[s]:
+                            new = tuple_setitem(new, s, candidates[at(s), at(t + 1), at(r), at(u)])
+            saved = gather_planes(tape, t, r, u, ZERO_PLANES)
+            vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
+            rec = inputs[at(t), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
+            dnew = ZERO_STATES
+            skipped = ZERO_STATES
+            projected = ZERO
+            if phase == 0:
+                for s in range(STATES):
+                    gradient = dnext[at(s), at(r), at(u)]
+                    if s == 0:
+                        gradient += dy[at(t), at(r), at(u)]
+                    if ZONEOUT:
+                        if s < zone.shape[0]:
+                            d = zone[at(s), at(t), at(r), at(u)]
+                            skipped = tuple_setitem(skipped, s, d * gradient)
+                            gradient = (ONE - d) * gradient
+                    dnew = tuple_setitem(dnew, s, gradient)
+            else:
+                projected = work[at((r - r0) * width + k)]
+            dax, dah, direct, drec = cell_backward(phase, dnew, saved, state, new, rec, vectors, projected)
+            for g in range(g0, g1):
+                dgx[at(step), at(r), at(g * hidden + u)] = dax[g]
+                if DIFFERS:
+                    dgh[at(step), at(r), at(g * hidden + u)] = dah[g]
+                for p in range(BACKWARD_PHASES):
+                    p0, p1 = BACKWARD_PROJECTS[p]
+                    if STAGED[p] and p0 <= g < p1:
+                        stage[at(p), at((r * (p1 - p0) + g - p0) * hidden + u)] = dah[g]
+            for s in range(STATES):
+                value = direct[s]
+                if s == 0:
+                    value += drec * mask[at(r), at(u)] if RECURRENT_DROPOUT else drec
+                if phase == 0:
+                    dprev[at(s), at(r), at(u)] = value + skipped[s] if ZONEOUT else value
+                else:
+                    dprev[at(s), at(r), at(u)] += value
+
+
+def backward_projection(step, r0, r1, u0, u1, work, dprev, a):
+    """Send backward phase ``PHASE``'s projected gates' gradients of rows [r0, r1) back through
+    their ``weight_hh`` rows, for units [u0, u1): into the block's work (the next phase's
+    ``projected``), or, after the last phase, added to the gradient reaching h (⊙ mask)."""
+    phase = PHASE
+    hidden = a.states.shape[3]
+    p0, p1 = BACKWARD_PROJECTS[phase]
+    rows, width, inner = r1 - r0, u1 - u0, (p1 - p0) * hidden
+    if STAGED[phase]:
+        gradients = a.stage[phase, r0 * inner:r1 * inner].reshape(rows, inner)
+    else:
+        gradients = a.dgh[step, r0:r1]
+    block_panel = a.panels[GATES * hidden * u0:GATES * hidden * u1].reshape(GATES * hidden, width)
+    out = work[:rows * width].reshape(rows, width)
+    np.dot(gradients, block_panel[p0 * hidden:p1 * hidden], out)
+    if phase == BACKWARD_PHASES - 1:
+        mask = a.mask
+        for r in range(r0, r1):
+            for k in range(width):
+                value = out[at(r - r0), at(k)]
+                if RECURRENT_DROPOUT:
+                    value *= mask[at(r), at(u0 + k)]
+                dprev[at(0), at(r), at(u0 + k)] += value
+
+
+# ---------------------------------------------------------------- the loops call a phase by number
+
+def forward_switch(phase, t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
+    """Run the compiled copy of :func:`forward_phase` for ``phase`` (at most three)."""
+    if phase == 0:
+        PHASE_0(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+    elif phase == 1:
+        PHASE_1(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+    else:
+        PHASE_2(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+
+
+def pointwise_switch(phase, t, step, r0, r1, u0, u1, work, dnext, dprev, a):
+    """Run the compiled copy of :func:`backward_pointwise` for ``phase``."""
+    if phase == 0:
+        PHASE_0(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
+    elif phase == 1:
+        PHASE_1(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
+    else:
+        PHASE_2(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
+
+
+def projection_switch(phase, step, r0, r1, u0, u1, work, dprev, a):
+    """Run the compiled copy of :func:`backward_projection` for ``phase``."""
+    if phase == 0:
+        PHASE_0(step, r0, r1, u0, u1, work, dprev, a)
+    elif phase == 1:
+        PHASE_1(step, r0, r1, u0, u1, work, dprev, a)
+    else:
+        PHASE_2(step, r0, r1, u0, u1, work, dprev, a)

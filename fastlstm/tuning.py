@@ -1,0 +1,126 @@
+"""Every tunable of the library, in one place.
+
+**Read at call time** (:func:`get`): host-side choices the backends make on each call. Each
+has a default here, may be set by an environment variable (read when the value is asked for,
+not at import), and may be overridden for a block of code with :func:`override`, which is
+what tests and experiments use instead of patching module globals::
+
+    with fastlstm.tuning.override(segment_rows=8):
+        layer(x)
+
+Overrides are per thread (and per asyncio task): a ``with`` block in one thread does not
+change another's calls.
+
+**Frozen into compiled kernels** (:data:`FROZEN`): constants the kernels are compiled with.
+Numba bakes them into the machine code it caches on disk, so changing one means editing
+the module that defines it and letting the cache recompile; they are listed here so that
+they are found in one place.
+"""
+from __future__ import annotations
+
+import contextvars
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """One knob read at call time.
+
+    Attributes
+    ----------
+    name : str
+    default : int or str
+    help : str
+    environment : str or None, the environment variable that sets it
+    choices : tuple or None, the allowed values of a str knob
+    """
+
+    name: str
+    default: object
+    help: str
+    environment: str = None
+    choices: tuple = None
+
+    def parse(self, value, where):
+        """``value`` checked (and converted from a string) for this knob; ``where`` names its origin."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ValueError(f"{where}: expected one of {self.choices}, got {value!r}")
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a non-negative integer, got {value!r}") from None
+        if isinstance(value, bool) or number < 0 or (not isinstance(value, str) and number != value):
+            raise ValueError(f"{where}: expected a non-negative integer, got {value!r}")
+        return number
+
+
+TUNABLES = {t.name: t for t in (
+    Tunable("segment_rows", 1024,
+            "cpu: (step, sequence) rows of gate values held at once by a layer's forward and backward"),
+    Tunable("segment_bytes", 4 << 20,
+            "cpu: ... or, for narrow layers, as many rows as fill this many bytes (fewer segments)"),
+    Tunable("pool_min_bytes", 1 << 20,
+            "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
+    Tunable("pool_max_free_bytes", 1 << 30,
+            "cpu: free buffers beyond this many bytes are released, least recently used first"),
+    Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule) or forced",
+            environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step")),
+)}
+
+# Constants compiled into cached kernels (module: name). Edit them there.
+FROZEN = {
+    "fastlstm.backends.cpu.projection": "SMALL_BATCH: up to this many rows, the forward projection is a "
+                                         "dot-product kernel on the weight rows instead of a BLAS GEMM",
+    "fastlstm.backends.cpu.gemm": "_BLOCK_ROWS: rows copied at a time by weight_gradient on a column slice",
+    "fastlstm.cells.activations": "the float32 activations' coefficients and saturation points",
+}
+
+_overrides = contextvars.ContextVar("fastlstm_tuning_overrides", default={})
+
+
+def get(name):
+    """The current value of the knob ``name``: an :func:`override`, else its environment
+    variable, else its default."""
+    if name not in TUNABLES:
+        raise KeyError(f"tuning: unknown knob {name!r}; the knobs are {sorted(TUNABLES)}")
+    overrides = _overrides.get()
+    if name in overrides:
+        return overrides[name]
+    tunable = TUNABLES[name]
+    if tunable.environment and os.environ.get(tunable.environment):
+        return tunable.parse(os.environ[tunable.environment], tunable.environment)
+    return tunable.default
+
+
+@contextmanager
+def override(**values):
+    """Set some knobs for the calls made inside the ``with`` block (this thread or task only).
+
+    Raises
+    ------
+    KeyError
+        For an unknown knob.
+    ValueError
+        For a value the knob does not take.
+    """
+    unknown = sorted(set(values) - set(TUNABLES))
+    if unknown:
+        raise KeyError(f"tuning.override: unknown knobs {unknown}; the knobs are {sorted(TUNABLES)}")
+    checked = {name: TUNABLES[name].parse(value, f"tuning.override({name}=...)") for name, value in values.items()}
+    token = _overrides.set({**_overrides.get(), **checked})
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def describe():
+    """Every knob, its current value and what it does, one per line."""
+    lines = [f"{name} = {get(name)!r}: {t.help}" + (f" (environment {t.environment})" if t.environment else "")
+             for name, t in TUNABLES.items()]
+    lines += [f"frozen in {module}: {text}" for module, text in FROZEN.items()]
+    return "\n".join(lines)
