@@ -18,3 +18,17 @@ def test_readme_quick_start_has_two_commands():
     commands = [line for line in quick.splitlines() if line.strip()]
     assert commands == ['pip install . && python -m fastlstm demo',
                         'pip install ".[test]" && python -m pytest']
+
+
+def test_readme_contract_states_every_cells_equations():
+    from fastlstm.cells import MODULES
+
+    text = README.read_text()
+    for kind, module in MODULES.items():
+        assert module.EQUATIONS in text, kind
+
+
+def test_readme_names_only_files_the_project_has():
+    root = README.parent
+    for path in re.findall(r"`((?:fastlstm|bench|tests|notebooks)/[\w/.]+\.(?:py|md|csv))`", README.read_text()):
+        assert (root / path).exists(), path
