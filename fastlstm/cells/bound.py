@@ -6,6 +6,8 @@ phase tables of a cell's :class:`~.spec.CellSpec`, which :func:`template_constan
 once for both backends. A cell module imports the activations and constants it uses from
 here and declares only its own options' placeholders; the backends' templates import the rest.
 """
+import numpy as np
+
 from ..rebinding import Unbound
 
 sigmoid = Unbound("sigmoid")
@@ -55,3 +57,35 @@ def template_constants(spec, dtype):
         STAGED=tuple(p.projects != (0, count) for p in spec.backward),
         READS_NEW=spec.reads_new_state, DIFFERS=spec.recurrent_gradient_differs,
     )
+
+
+class CompiledCell:
+    """A cell's math compiled for one dtype, with the constants every template binds: what each
+    backend's kernels object starts from.
+
+    Parameters
+    ----------
+    cell : fastlstm.cells.Cell
+    dtype : numpy.dtype
+    activations : dict
+        ``sigmoid`` and ``tanh`` as the backend compiled them for ``dtype``.
+    compile_math : callable ``(function, suffix, bindings) -> compiled function``
+        The backend's compiler of scalar math, which each copy is inlined into.
+
+    Attributes
+    ----------
+    cell : fastlstm.cells.Cell
+    spec : fastlstm.cells.spec.CellSpec
+    dtype : numpy.dtype
+    name : str, unique per cell, options and dtype
+    constants : dict
+        :func:`template_constants` plus ``cell_forward`` and ``cell_backward``, the compiled math.
+    """
+
+    def __init__(self, cell, dtype, activations, compile_math):
+        self.cell, self.spec, self.dtype = cell, cell.spec, np.dtype(dtype)
+        self.name = f"{self.spec.name}_{self.dtype.name}"
+        self.constants = template_constants(self.spec, self.dtype)
+        math = dict(activations, ONE=self.constants["ONE"], ZERO=self.constants["ZERO"], **dict(self.spec.bindings))
+        self.constants.update(cell_forward=compile_math(cell.module.forward, self.name, math),
+                              cell_backward=compile_math(cell.module.backward, self.name, math))

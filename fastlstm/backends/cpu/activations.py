@@ -14,10 +14,10 @@ from ...cells import activations as scalar
 _compiled = {}
 
 
-def bindings_for(dtype):
-    """The globals every template needs for ``dtype``: ``sigmoid``, ``tanh``, ``ONE``, ``ZERO``."""
+def compiled_activations(dtype):
+    """``sigmoid`` and ``tanh`` for ``dtype``, compiled once per process, as a dict."""
     dtype = np.dtype(dtype)
     if dtype not in _compiled:
         _compiled[dtype] = {name: njit(cache=True, inline="always", error_model="numpy")(function)
                             for name, function in scalar.activations_for(dtype).items()}
-    return dict(_compiled[dtype], ONE=dtype.type(1), ZERO=dtype.type(0))
+    return dict(_compiled[dtype])

@@ -11,10 +11,10 @@ compiles a loop with it.
 import numpy as np
 from numba import njit
 
-from ...cells.bound import template_constants
+from ...cells.bound import CompiledCell
 from ...rebinding import rebind
 from . import loops, steps
-from .activations import bindings_for
+from .activations import compiled_activations
 
 
 def _compile(template, suffix, parallel=False, inline=False, **bindings):
@@ -24,33 +24,18 @@ def _compile(template, suffix, parallel=False, inline=False, **bindings):
     return njit(**options)(rebind(template, suffix, **bindings))
 
 
-class CellKernels:
-    """The compiled loops of one cell and dtype.
-
-    Attributes
-    ----------
-    cell : fastlstm.cells.Cell
-    spec : fastlstm.cells.spec.CellSpec
-    dtype : numpy.dtype
-    name : str, unique per cell, options and dtype
-    """
+class CellKernels(CompiledCell):
+    """The compiled loops of one cell and dtype (a :class:`~fastlstm.cells.bound.CompiledCell`)."""
 
     def __init__(self, cell, dtype):
-        self.cell, self.spec, self.dtype = cell, cell.spec, np.dtype(dtype)
-        self.name = f"{self.spec.name}_{self.dtype.name}"
-        constants = template_constants(self.spec, self.dtype)
-        math = dict(bindings_for(self.dtype), **dict(self.spec.bindings))
-        self._constants = dict(
-            constants,
-            cell_forward=_compile(cell.module.forward, self.name, inline=True, **math),
-            cell_backward=_compile(cell.module.backward, self.name, inline=True, **math),
-        )
+        super().__init__(cell, dtype, compiled_activations(dtype),
+                         lambda function, suffix, math: _compile(function, suffix, inline=True, **math))
         self._loops = {}
 
     def _per_phase(self, template, switch, phases, suffix, **flags):
         """``switch`` bound to one compiled copy of ``template`` per phase (the switch calls the
         copy of the phase it is given)."""
-        copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self._constants)
+        copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
                   for phase in range(phases)]
         copies += [copies[0]] * (3 - phases)    # never called
         return _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])

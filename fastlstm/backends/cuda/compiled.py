@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda, types
 
 from ...cells import activations
-from ...cells.bound import template_constants
+from ...cells.bound import CompiledCell
 from ...rebinding import rebind
 from . import recurrent
 
@@ -29,30 +29,20 @@ def _device(template, suffix, bindings):
     return cuda.jit(device=True, cache=True)(rebind(template, suffix, **bindings))
 
 
-class CellKernels:
-    """The compiled kernels of one cell and dtype.
+class CellKernels(CompiledCell):
+    """The compiled kernels of one cell and dtype (a :class:`~fastlstm.cells.bound.CompiledCell`).
 
     Attributes
     ----------
-    cell : fastlstm.cells.Cell
-    spec : fastlstm.cells.spec.CellSpec
-    dtype : numpy.dtype
     plans : dict, the driver's loop plans, by (kernel, batch, hidden, forced loop)
     """
 
     def __init__(self, cell, dtype):
-        self.cell, self.spec, self.dtype = cell, cell.spec, np.dtype(dtype)
+        device_activations = {name: cuda.jit(device=True, cache=True)(function)
+                              for name, function in activations.activations_for(np.dtype(dtype)).items()}
+        super().__init__(cell, dtype, device_activations, _device)
         self.plans = {}
-        self.name = f"{self.spec.name}_{self.dtype.name}"
-        constants = template_constants(self.spec, self.dtype)
-        math = {name: cuda.jit(device=True, cache=True)(function)
-                for name, function in activations.activations_for(self.dtype).items()}
-        math.update(ONE=constants["ONE"], ZERO=constants["ZERO"], **dict(self.spec.bindings))
-        self._bindings = dict(
-            constants, DTYPE=numba.from_dtype(self.dtype),
-            cell_forward=_device(cell.module.forward, self.name, math),
-            cell_backward=_device(cell.module.backward, self.name, math),
-        )
+        self._bindings = dict(self.constants, DTYPE=numba.from_dtype(self.dtype))
         self._loops = {}
 
     def loops(self, recurrent_dropout=False, zoneout=False):
