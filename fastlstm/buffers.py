@@ -1,46 +1,137 @@
-"""Large per-call arrays, reused once nothing refers to them any more.
+"""Large per-call arrays, from blocks that go back to a bounded pool when their last user lets go.
 
 A training step allocates tens of megabytes (the input's copy, the state history, the
 tape, ``y``, ``dx``), and a fresh array is fresh pages: the kernel maps and zeroes each
 one at its first touch, inside the time loop. On this project's machines that first
 touch costs as much as the arithmetic (measured: an LSTM forward at T=150, B=64, H=256
-with its tape, 109 ms on fresh arrays, 53 ms on reused ones). So the large arrays come
-from a pool, as in PyTorch's allocators: an array is handed out again only when the pool
-holds the last reference to it, which NumPy's reference counting tells exactly (a view
-keeps its base alive, so a buffer under any live view, tape or output is never reused).
+with its tape, 109 ms on fresh arrays, 53 ms on reused ones). So large arrays come from a
+pool, as in PyTorch's caching allocator.
+
+Ownership is explicit: :func:`empty` leases a block and returns an array whose ``base``
+is the lease; NumPy keeps a base alive as long as any array or view over it lives, so the
+lease ends, and the block returns to the pool, exactly when the last array over it is
+collected (the tape, an output the caller kept, a view of either). Nothing here counts
+references.
+
+Blocks come in size classes, four per doubling (each at most 25% larger than what it
+asks for), and a free block serves any request from half its size up, so calls whose
+shapes differ (a notebook's, a loop over sequence lengths) reuse the same few blocks. The pool keeps no
+more free bytes than the most bytes ever leased at once (one call's working set, for a
+loop of similar calls) nor more than the ``pool_max_free_bytes`` tunable; beyond that it
+releases the blocks returned longest ago.
 """
-import sys
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 
 from . import tuning
 
-_lock = threading.Lock()
-_buffers = OrderedDict()   # id -> flat array owned by the pool, least recently used first
-# References to a pooled buffer when nothing else holds it: the dict's, one local
-# variable's and getrefcount's own argument (so iterate over keys: an items() iterator's
-# tuple would hold one more).
-_UNREFERENCED = 3
+ALIGNMENT = 64            # bytes: a cache line and the widest vector register
+REUSE_UP_TO = 2          # a free block serves requests down to half its size
+
+
+def size_class(nbytes):
+    """The capacity of the block serving ``nbytes``: ``nbytes`` rounded up to a multiple of the power
+    of two in ``[nbytes / 8, nbytes / 4)``, which leaves four classes per doubling.
+
+    Parameters
+    ----------
+    nbytes : int, > 0
+
+    Returns
+    -------
+    int
+        ``nbytes <= size_class(nbytes) <= 1.25 * nbytes``.
+    """
+    shift = max(0, int(nbytes - 1).bit_length() - 3)      # 2**shift <= nbytes / 4
+    multiple = -(-nbytes // (1 << shift))                   # ceil; 4..8
+    return multiple << shift
+
+
+class _Lease:
+    """One block lent out: the base of every array over it; returns the block when collected."""
+
+    __slots__ = ("block", "__array_interface__")
+
+    def __init__(self, block, shape, dtype):
+        self.block = block
+        address = block.ctypes.data
+        address += -address % ALIGNMENT
+        self.__array_interface__ = {"shape": tuple(shape), "typestr": dtype.str, "data": (address, False),
+                                    "version": 3}
+
+    def __del__(self):
+        if _pool is not None:                    # None while the interpreter shuts down
+            _pool.returned.append(self.block)    # deque.append is atomic: no lock in a finaliser
+
+
+class _Pool:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.free = OrderedDict()        # id -> block, returned longest ago first
+        self.returned = deque()          # blocks whose lease ended, not yet sorted into free
+        self.free_bytes = 0
+        self.leased_bytes = 0
+        self.peak_leased_bytes = 0
+        self.reused = 0
+        self.allocated = 0
+
+    def _collect_returned(self):
+        """Sort the returned blocks into ``free``, then release the oldest beyond the bound."""
+        while self.returned:
+            block = self.returned.popleft()
+            self.leased_bytes -= block.nbytes
+            self.free[id(block)] = block
+            self.free_bytes += block.nbytes
+        self._release_beyond(min(self.peak_leased_bytes, tuning.get("pool_max_free_bytes")))
+
+    def _release_beyond(self, limit):
+        while self.free_bytes > limit and self.free:
+            _, block = self.free.popitem(last=False)
+            self.free_bytes -= block.nbytes
+
+    def lease(self, nbytes):
+        capacity = size_class(nbytes) + ALIGNMENT
+        with self.lock:
+            self._collect_returned()
+            fitting = [(candidate.nbytes, key) for key, candidate in self.free.items()
+                       if capacity <= candidate.nbytes <= REUSE_UP_TO * capacity]
+            if fitting:
+                block = self.free.pop(min(fitting)[1])
+                self.free_bytes -= block.nbytes
+                self.reused += 1
+            else:
+                block = np.empty(capacity, np.uint8)
+                self.allocated += 1
+            self.leased_bytes += block.nbytes
+            self.peak_leased_bytes = max(self.peak_leased_bytes, self.leased_bytes)
+            return block
+
+
+_pool = _Pool()
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, from the pool when large."""
+    """An uninitialised C-contiguous array, from the pool when large.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype or str
+
+    Returns
+    -------
+    numpy.ndarray
+        Of ``shape`` and ``dtype``, aligned to 64 bytes when pooled; its block returns to the
+        pool when it and every view of it are gone.
+    """
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    if count * dtype.itemsize < tuning.get("pool_min_bytes"):
+    shape = tuple(int(n) for n in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < tuning.get("pool_min_bytes"):
         return np.empty(shape, dtype)
-    with _lock:
-        for key in _buffers:
-            buffer = _buffers[key]
-            if buffer.dtype == dtype and buffer.size == count and sys.getrefcount(buffer) == _UNREFERENCED:
-                _buffers.move_to_end(key)
-                return buffer.reshape(shape)
-        buffer = np.empty(count, dtype)
-        _buffers[id(buffer)] = buffer
-        _release_excess()
-        return buffer.reshape(shape)
+    return np.asarray(_Lease(_pool.lease(nbytes), shape, dtype))
 
 
 def zeros(shape, dtype):
@@ -50,16 +141,27 @@ def zeros(shape, dtype):
     return array
 
 
-def _is_free(key):
-    buffer = _buffers[key]
-    return sys.getrefcount(buffer) == _UNREFERENCED
+def statistics():
+    """The pool's figures now.
+
+    Returns
+    -------
+    dict
+        ``leased_bytes`` (blocks lent out), ``free_bytes`` (kept for reuse),
+        ``peak_leased_bytes`` (the most ever lent at once), ``free_blocks``, ``allocated``
+        (blocks ever made) and ``reused`` (leases served by a kept block).
+    """
+    with _pool.lock:
+        _pool._collect_returned()
+        return dict(leased_bytes=_pool.leased_bytes, free_bytes=_pool.free_bytes,
+                    peak_leased_bytes=_pool.peak_leased_bytes, free_blocks=len(_pool.free),
+                    allocated=_pool.allocated, reused=_pool.reused)
 
 
-def _release_excess():
-    free = [key for key in _buffers if _is_free(key)]
-    free_bytes = sum(_buffers[key].nbytes for key in free)
-    limit = tuning.get("pool_max_free_bytes")
-    for key in free:
-        if free_bytes <= limit:
-            break
-        free_bytes -= _buffers.pop(key).nbytes
+def release_free():
+    """Give every free block back to the C heap (the blocks lent out stay valid), and forget the
+    peak, so that the pool sizes itself again from the calls that follow."""
+    with _pool.lock:
+        _pool._collect_returned()
+        _pool._release_beyond(0)
+        _pool.peak_leased_bytes = _pool.leased_bytes

@@ -66,7 +66,8 @@ TUNABLES = {t.name: t for t in (
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,
-            "cpu: free buffers beyond this many bytes are released, least recently used first"),
+            "cpu: the pool keeps at most this many free bytes (and never more than it ever lent at once); "
+            "beyond that it releases the blocks returned longest ago"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule) or forced",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step")),
 )}
