@@ -182,6 +182,8 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     else:
         state = _state_tensors(config, arrays, "state", state, batch)
     lengths = _check_lengths(arrays, lengths, steps, batch)
+    if lengths is not None:
+        arrays.clear_padding(x, lengths)       # what padding holds never reaches a result
     if masks is None:
         masks = draw_masks(config, steps, batch, training, rng if rng is not None else np.random.default_rng())
     elif not isinstance(masks, Masks):

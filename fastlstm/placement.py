@@ -42,6 +42,11 @@ class HostArrays:
         copy[...] = array
         return copy
 
+    def clear_padding(self, array, lengths):
+        """Zero ``array[t, b]`` for every step t past ``lengths[b]``, in place (only ever applied
+        to a copy the functional core made)."""
+        array[np.arange(array.shape[0])[:, None] >= lengths[None, :]] = 0
+
     def as_dtype(self, array, dtype):
         """A backend's result as a C-contiguous array of ``dtype`` (the reference computes in float64)."""
         return np.ascontiguousarray(array, dtype=dtype)

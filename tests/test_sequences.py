@@ -124,3 +124,32 @@ def test_reference_with_lengths_bidirectional_and_two_layers_matches_finite_diff
     for name, analytic, array in checks:
         numeric = numeric_gradient(loss, array)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def _padded(steps, lengths, batch_first):
+    """The (T, B) — or (B, T) — positions past each sequence's end."""
+    padded = np.arange(steps)[:, None] >= np.asarray(lengths)[None, :]
+    return padded.T if batch_first else padded
+
+
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_non_finite_padding_reaches_no_result(variant, backend, poison):
+    """Whatever padded positions of x and dy hold, every result equals that of zero padding."""
+    lengths = np.array([2, 5, 0, 4])
+    batch_first = variant.startswith("gru")
+    problem = make_problem(variant, 5, 4, 3, 3, np.float32, seed=4, lengths=lengths, bidirectional=True,
+                           num_layers=2, batch_first=batch_first)
+    padded = _padded(5, lengths, batch_first)
+    problem["x"], problem["dy"] = problem["x"].copy(), problem["dy"].copy()
+    problem["x"][padded], problem["dy"][padded] = 0, 0
+    clean = run(problem, backend)
+    problem["x"][padded], problem["dy"][padded] = poison, poison
+    given_x, given_dy = problem["x"].copy(), problem["dy"].copy()
+    poisoned = run(problem, backend)
+    for name in clean:
+        assert np.all(np.isfinite(poisoned[name])), name
+        np.testing.assert_array_equal(poisoned[name], clean[name], err_msg=name)
+    np.testing.assert_array_equal(problem["x"], given_x)         # the caller's arrays are untouched
+    np.testing.assert_array_equal(problem["dy"], given_dy)

@@ -103,3 +103,38 @@ def test_bad_device_input_is_a_clear_error(bad, error, words):
     layer = fastlstm.LSTM(3, 2, backend="cuda", dtype=np.float32)
     with pytest.raises(error, match=words):
         layer(cuda.to_device(bad))
+
+
+@pytest.mark.parametrize("variant", ["lstm_peephole", "gru", "rnn_relu"])
+def test_non_finite_padding_reaches_no_result(variant):
+    """NaN in x and dy past each sequence's end (device inputs): every result equals that of zero
+    padding, as on the host backends."""
+    lengths = np.array([3, 1])
+    problem = _problem(variant=variant, lengths=lengths, bidirectional=True)
+    padded = np.arange(SHAPE["steps"])[:, None] >= lengths[None, :]
+    problem["x"], problem["dy"] = problem["x"].copy(), problem["dy"].copy()
+    problem["x"][padded], problem["dy"][padded] = 0, 0
+    clean = run(problem, "cuda")
+    problem["x"][padded], problem["dy"][padded] = np.nan, np.inf
+    config = with_backend(problem["config"], "cuda")
+    x, dy = cuda.to_device(problem["x"]), cuda.to_device(problem["dy"])
+    y, _, tape = functional.forward(config, problem["params"], x, problem["state"], lengths)
+    dx, _, grads, _ = functional.backward(tape, dy, problem["dstate"])
+    np.testing.assert_array_equal(_host(y), clean["y"])
+    np.testing.assert_array_equal(_host(dx), clean["dx"])
+    for name, value in grads.items():
+        np.testing.assert_array_equal(_host(value), clean[f"grad[{name}]"], err_msg=name)
+    np.testing.assert_array_equal(_host(x), problem["x"])        # the caller's array is untouched
+
+
+def test_changing_a_device_input_after_the_forward_leaves_the_gradients_alone():
+    """The tape keeps a copy of x: the backward uses what the forward saw."""
+    problem = _problem(variant="lstm")
+    expected = run(problem, "cuda")
+    config = with_backend(problem["config"], "cuda")
+    x = cuda.to_device(problem["x"])
+    _, _, tape = functional.forward(config, problem["params"], x, problem["state"])
+    x.copy_to_device(np.full_like(problem["x"], 5.0))
+    _, _, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
+    for name, value in grads.items():
+        np.testing.assert_array_equal(value, expected[f"grad[{name}]"], err_msg=name)

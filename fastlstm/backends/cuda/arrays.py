@@ -98,6 +98,18 @@ def _times_repeated(src, mask, dst):
         dst[index] = src[index] * mask[index % mask.size]
 
 
+def _clear_padding_3d(array, lengths):
+    """array[t, b, :] = 0 wherever t >= lengths[b], in place."""
+    index = cuda.grid(1)
+    if index < array.size:
+        k = index % array.shape[2]
+        rest = index // array.shape[2]
+        b = rest % array.shape[1]
+        t = rest // array.shape[1]
+        if t >= lengths[b]:
+            array[t, b, k] = 0
+
+
 _COPY_FUNCTIONS = {1: _copy_1d, 2: _copy_2d, 3: _copy_3d}
 _KERNELS: dict = {}
 
@@ -359,6 +371,19 @@ def time_major_copy(name, value, dtype, batch_first):
     if batch_first:
         array = array.transpose(1, 0, 2)
     return cuda_module.to_device(np.ascontiguousarray(array, dtype=dtype))
+
+
+def clear_padding(array, lengths):
+    """Zero the steps of ``array`` past each sequence's length, in place, by one kernel.
+
+    Parameters
+    ----------
+    array : DeviceNDArray, shape (T, B, F)
+        C-contiguous; a copy the caller owns.
+    lengths : ndarray of int64, shape (B,), on the host
+    """
+    cuda_module = _require_module()
+    _launch(_clear_padding_3d, array.size, array, cuda_module.to_device(np.ascontiguousarray(lengths)))
 
 
 def batch_major(array):

@@ -1,7 +1,8 @@
 """The cuda backend's side of the functional core's boundary (see :mod:`fastlstm.placement`).
 
-Device inputs that already are C-contiguous arrays of the layer's dtype are read in place
-(the kernels never write them); every other input is converted to a new C-contiguous
+``x`` is always copied (the tape keeps the copy, whose padding is then cleared); other
+device inputs that already are C-contiguous arrays of the layer's dtype are read in place
+(the kernels never write them), and every other input is converted to a new C-contiguous
 device array of the layer's dtype, on the device (:mod:`.arrays`) when it already lives
 there. Results stay device arrays when the caller gave device arrays, and are copied to the
 host otherwise.
@@ -33,14 +34,15 @@ class DeviceArrays:
         return in_place if in_place is not None else arrays.to_device(name, value, dtype)
 
     def time_major_copy(self, name, value, dtype, batch_first, feature_size):
-        in_place = _usable_in_place(name, value, dtype)
-        shape = in_place.shape if in_place is not None else \
-            arrays.device_view(name, value).shape if arrays.is_device_array(value) else \
+        """A new C-contiguous (T, B, F) device array of ``dtype``, always a copy (one kernel for a
+        device input): the tape keeps it, and the caller may change its own array afterwards."""
+        shape = arrays.device_view(name, value).shape if arrays.is_device_array(value) else \
             real_array(name, value, dtype).shape
         check_sequence_input(name, shape, feature_size, batch_first)
-        if in_place is not None and not batch_first:
-            return in_place
         return arrays.time_major_copy(name, value, dtype, batch_first)
+
+    def clear_padding(self, array, lengths):
+        arrays.clear_padding(array, lengths)
 
     def as_dtype(self, array, dtype):
         return array
