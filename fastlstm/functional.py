@@ -76,8 +76,9 @@ def _check_params(config, arrays, params):
     return converted
 
 
-def _state_tensors(config, arrays, name, state, batch):
-    """Return the state as a tuple of (L·D, B, H) arrays: (h,) or, for the LSTM, (h, c)."""
+def _state_tensors(config, arrays, name, state, batch, copy=False):
+    """Return the state as a tuple of (L·D, B, H) arrays: (h,) or, for the LSTM, (h, c); with
+    ``copy``, new arrays (a tape keeps the initial state: never the caller's)."""
     shape = config.state_shape(batch)
     meaning = "(num_layers*directions, B, H)"
     names = config.cell.spec.states
@@ -92,7 +93,7 @@ def _state_tensors(config, arrays, name, state, batch):
         parts = [(name, state)]
     tensors = []
     for part_name, value in parts:
-        array = arrays.convert(part_name, value, config.dtype)
+        array = (arrays.copy if copy else arrays.convert)(part_name, value, config.dtype)
         check_shape(part_name, array, shape, meaning)
         tensors.append(array)
     return tuple(tensors)
@@ -180,7 +181,7 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
         state = tuple(arrays.zeros(config.state_shape(batch), config.dtype)
                       for _ in range(config.cell.state_count))
     else:
-        state = _state_tensors(config, arrays, "state", state, batch)
+        state = _state_tensors(config, arrays, "state", state, batch, copy=True)
     lengths = _check_lengths(arrays, lengths, steps, batch)
     if lengths is not None:
         arrays.clear_padding(x, lengths)       # what padding holds never reaches a result

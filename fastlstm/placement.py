@@ -31,6 +31,10 @@ class HostArrays:
         """``value`` as a C-contiguous array of ``dtype`` (not copied when it already is one)."""
         return as_float_array(name, value, dtype)
 
+    def copy(self, name, value, dtype):
+        """``value`` as a new C-contiguous array of ``dtype``, never the caller's."""
+        return np.array(real_array(name, value, dtype), dtype=dtype, order="C", copy=True)
+
     def time_major_copy(self, name, value, dtype, batch_first, feature_size):
         """A new C-contiguous (T, B, F) array of ``dtype``: the tape keeps it, never the caller's."""
         array = real_array(name, value, dtype)

@@ -153,3 +153,23 @@ def test_non_finite_padding_reaches_no_result(variant, backend, poison):
         np.testing.assert_array_equal(poisoned[name], clean[name], err_msg=name)
     np.testing.assert_array_equal(problem["x"], given_x)         # the caller's arrays are untouched
     np.testing.assert_array_equal(problem["dy"], given_dy)
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_changing_the_inputs_after_the_forward_leaves_the_backward_alone(variant, backend):
+    """The backward uses what the forward saw: x and the initial state are the tape's own copies."""
+    problem = make_problem(variant, 4, 3, 2, 3, np.float64, seed=5)
+    expected = run(problem, backend)
+    config = with_backend(problem["config"], backend)
+    x = problem["x"].copy()
+    state = tuple(s.copy() for s in state_parts(problem["state"]))
+    given = state if len(state) > 1 else state[0]
+    _, _, tape = functional.forward(config, problem["params"], x, given)
+    x[...] = 5.0
+    for part in state:
+        part[...] = -3.0
+    dx, dstate0, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
+    np.testing.assert_array_equal(dx, expected["dx"])
+    for name, value in grads.items():
+        np.testing.assert_array_equal(value, expected[f"grad[{name}]"], err_msg=name)

@@ -33,6 +33,9 @@ class DeviceArrays:
         in_place = _usable_in_place(name, value, dtype)
         return in_place if in_place is not None else arrays.to_device(name, value, dtype)
 
+    def copy(self, name, value, dtype):
+        return arrays.to_device(name, value, dtype)
+
     def time_major_copy(self, name, value, dtype, batch_first, feature_size):
         """A new C-contiguous (T, B, F) device array of ``dtype``, always a copy (one kernel for a
         device input): the tape keeps it, and the caller may change its own array afterwards."""
