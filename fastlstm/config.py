@@ -7,7 +7,7 @@ import numpy as np
 
 from .cells import Cell
 from .regularisation import Regularisation
-from .validation import check_bool, check_choice, check_positive_int, resolve_dtype
+from .validation import check_bool, check_choice, check_positive_int, check_seed, resolve_dtype
 
 BACKENDS = ("reference", "cpu", "cuda")
 
@@ -89,7 +89,7 @@ def init_parameters(config: LayerConfig, seed=None) -> dict[str, np.ndarray]:
     then cast, so float32 and float64 layers with the same seed hold the same numbers up
     to rounding.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     bound = 1.0 / np.sqrt(config.hidden_size)
     return {name: rng.uniform(-bound, bound, size=shape).astype(config.dtype)
             for name, shape in config.parameter_shapes().items()}

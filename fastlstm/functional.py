@@ -16,7 +16,7 @@ import numpy as np
 from .backends import InTheLoop, get_backend
 from .config import LayerConfig
 from .regularisation import Masks, draw_masks
-from .validation import check_shape
+from .validation import check_bool, check_generator, check_shape
 
 
 @dataclass
@@ -170,7 +170,12 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     With ``backend="cuda"``, results are device arrays when ``x`` is one (an object with
     ``__cuda_array_interface__``) and NumPy arrays otherwise.
     """
-    keep_tape = tape
+    if not isinstance(config, LayerConfig):
+        raise TypeError(f"config: expected a LayerConfig (fastlstm.config.make_config, or a layer's .config), "
+                        f"got {type(config).__name__}")
+    keep_tape = check_bool("tape", tape)
+    training = check_bool("training", training)
+    rng = check_generator("rng", rng)
     backend = get_backend(config.backend)
     arrays = backend.arrays
     on_device = backend.is_device_array(x)
@@ -251,6 +256,9 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
     With ``backend="cuda"``, results are device arrays when ``dy`` is one and NumPy arrays
     otherwise.
     """
+    if not isinstance(tape, Tape):
+        raise TypeError(f"tape: expected the Tape of a forward run with tape=True, got {type(tape).__name__}")
+    state_gradient_norms = check_bool("state_gradient_norms", state_gradient_norms)
     config = tape.config
     backend = get_backend(config.backend)
     arrays = backend.arrays

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -11,6 +13,7 @@ from .backends import get_backend
 from .cells import gru, lstm, make_cell, rnn
 from .config import init_parameters, make_config
 from .regularisation import make_regularisation
+from .validation import check_bool, check_seed
 
 
 def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers=""):
@@ -68,6 +71,7 @@ class _RecurrentLayer:
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
                                   batch_first, dtype, backend, make_regularisation(cell, **rates))
         get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
+        seed = check_seed("seed", seed)
         self._params = init_parameters(self.config, seed)
         # the masks' stream: reproducible from seed, independent of the initialisation's
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
@@ -75,14 +79,38 @@ class _RecurrentLayer:
         self.grads = None
         self.state_gradient_norms = None
         self._tape = None
+        self._tape_thread = None      # the thread whose forward made the tape
         self._inference = False
+        self._busy = threading.Lock()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_busy"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._busy = threading.Lock()
+
+    @contextmanager
+    def _one_call_at_a_time(self, method):
+        """Raise RuntimeError, before anything runs, when another thread is inside a call of this layer."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{method}: this {type(self).__name__} is running a forward or backward in another thread; a "
+                f"layer keeps its last forward's tape, so one object serves one thread at a time. Use a layer "
+                f"per thread, or fastlstm.functional.forward/backward, which pass the tape explicitly")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     def train(self, mode=True):
         """Training mode (the default): forwards apply the regularisers with fresh masks.
 
         Returns the layer, so that ``layer.train()`` and ``layer.eval()`` chain.
         """
-        self.training = bool(mode)
+        self.training = check_bool("mode", mode)
         return self
 
     def eval(self):
@@ -137,12 +165,14 @@ class _RecurrentLayer:
         y : ndarray, shape (T, B, D·H), or (B, T, D·H) with ``batch_first=True``
         final_state : the state after the last step, shaped like ``state``
         """
-        self._tape = None
-        self._inference = not tape
-        training = self.training if training is None else bool(training)
-        y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths, tape=tape,
-                                                        training=training, rng=self.rng if rng is None else rng)
-        return y, final_state
+        with self._one_call_at_a_time("forward"):
+            self._tape = None
+            self._inference = not tape
+            training = self.training if training is None else check_bool("training", training)
+            y, final_state, self._tape = functional.forward(self.config, self._params, x, state, lengths, tape=tape,
+                                                            training=training, rng=self.rng if rng is None else rng)
+            self._tape_thread = threading.get_ident()
+            return y, final_state
 
     def backward(self, dy, dstate=None, *, state_gradient_norms=False):
         """Gradients of the last forward; sets (does not accumulate) :attr:`grads`.
@@ -160,16 +190,22 @@ class _RecurrentLayer:
         dx : ndarray, the shape of ``x``
         dstate0 : gradient with respect to the initial state, shaped like the state
         """
-        if self._tape is None and self._inference:
-            raise RuntimeError("backward: the last forward ran with tape=False (inference) and kept "
-                               "nothing to differentiate; run forward with tape=True")
-        if self._tape is None:
-            raise RuntimeError("backward: call forward first; there is no forward to differentiate")
-        self.grads = None  # the previous gradients are not kept alive through this backward
-        self.state_gradient_norms = None
-        result = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
-        self.grads, self.state_gradient_norms = result.grads, result.norms
-        return result.dx, result.dstate
+        with self._one_call_at_a_time("backward"):
+            if self._tape is None and self._inference:
+                raise RuntimeError("backward: the last forward ran with tape=False (inference) and kept "
+                                   "nothing to differentiate; run forward with tape=True")
+            if self._tape is None:
+                raise RuntimeError("backward: call forward first; there is no forward to differentiate")
+            if self._tape_thread != threading.get_ident():
+                raise RuntimeError(
+                    "backward: the last forward of this layer ran in another thread, which may since have "
+                    "replaced the tape; run forward and backward in one thread, or use "
+                    "fastlstm.functional.forward/backward, which pass the tape explicitly")
+            self.grads = None  # the previous gradients are not kept alive through this backward
+            self.state_gradient_norms = None
+            result = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
+            self.grads, self.state_gradient_norms = result.grads, result.norms
+            return result.dx, result.dstate
 
     def __repr__(self):
         c = self.config

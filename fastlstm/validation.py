@@ -32,8 +32,32 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_seed(name, value):
+    """Raise unless ``value`` is None or an integer ≥ 0 (bools are rejected)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected None or a non-negative integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected None or a non-negative integer, got {value}")
+    return int(value)
+
+
+def check_generator(name, value):
+    """Raise TypeError unless ``value`` is None or a ``numpy.random.Generator``."""
+    if value is not None and not isinstance(value, np.random.Generator):
+        raise TypeError(f"{name}: expected None or a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(value).__name__}")
+    return value
+
+
 def resolve_dtype(value):
-    """Map ``"float32"``/``"float64"`` (or the matching NumPy dtypes) to a NumPy scalar type."""
+    """Map ``"float32"``/``"float64"`` (or the matching NumPy dtypes) to a NumPy scalar type.
+
+    ``None``, which NumPy reads as float64, is refused: the dtype is said, never guessed.
+    """
+    if value is None:
+        raise ValueError("dtype: expected 'float32' or 'float64', got None")
     try:
         key = np.dtype(value).name
     except TypeError:

@@ -64,3 +64,83 @@ def test_concurrent_training_calls_leave_blas_as_they_found_it():
             thread.join()
         assert not errors
         assert _blas_threads() == before
+
+
+class _BlockingInput:
+    """An input whose conversion to an array waits until released: holds a call open."""
+
+    def __init__(self, array):
+        self.array, self.converting, self.release = array, threading.Event(), threading.Event()
+
+    def __array__(self, dtype=None, copy=None):
+        self.converting.set()
+        self.release.wait(10)
+        return self.array if dtype is None else self.array.astype(dtype)
+
+
+def test_a_layer_refuses_a_call_while_another_thread_is_inside_one():
+    layer = fastlstm.GRU(3, 4, seed=0)
+    x = np.ones((5, 2, 3), np.float32)
+    blocking = _BlockingInput(x)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(layer(blocking)))
+    thread.start()
+    assert blocking.converting.wait(10)
+    try:
+        with pytest.raises(RuntimeError, match="another thread"):
+            layer(x)
+        with pytest.raises(RuntimeError, match="another thread"):
+            layer.backward(np.ones((5, 2, 4), np.float32))
+    finally:
+        blocking.release.set()
+        thread.join()
+    assert len(outcome) == 1
+    np.testing.assert_array_equal(outcome[0][0], layer(x)[0])      # the first call ran undisturbed
+
+
+def test_a_backward_in_another_thread_than_its_forward_is_refused():
+    layer = fastlstm.RNN(3, 4, seed=0)
+    layer(np.ones((5, 2, 3), np.float32))
+    errors = []
+
+    def backward():
+        try:
+            layer.backward(np.ones((5, 2, 4), np.float32))
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=backward)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "another thread" in errors[0]
+    layer.backward(np.ones((5, 2, 4), np.float32))        # in the forward's own thread it runs
+
+
+def test_the_functional_api_with_explicit_tapes_is_safe_from_many_threads():
+    layer = fastlstm.LSTM(3, 8, seed=0, dtype="float64")
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((12, 3, 3)) for _ in range(4)]
+    dy = np.ones((12, 3, 8))
+
+    def train(x):
+        _, _, tape = fastlstm.functional.forward(layer.config, layer.params, x)
+        return fastlstm.functional.backward(tape, dy).grads
+
+    expected = [train(x) for x in inputs]
+    mismatches, errors = [], []
+
+    def work(k):
+        try:
+            for _ in range(15):
+                grads = train(inputs[k])
+                if any(not np.array_equal(grads[n], expected[k][n]) for n in grads):
+                    mismatches.append(k)
+        except Exception as error:          # surfaced below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and not mismatches

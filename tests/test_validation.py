@@ -9,7 +9,7 @@ from fastlstm import functional
 
 
 def lstm(**options):
-    return fastlstm.LSTM(3, 4, seed=0, **options)
+    return fastlstm.LSTM(3, 4, **dict(dict(seed=0), **options))
 
 
 @pytest.mark.parametrize("options, error, words", [
@@ -20,6 +20,11 @@ def lstm(**options):
     (dict(batch_first=1), TypeError, "batch_first"),
     (dict(num_layers=0), ValueError, "num_layers"),
     (dict(num_layers=2.5), TypeError, "num_layers"),
+    (dict(dtype=None), ValueError, "dtype"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(seed="a"), TypeError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"),
+    (dict(seed=True), TypeError, "seed"),
 ])
 def test_bad_constructor_options(options, error, words):
     with pytest.raises(error, match=words):
@@ -155,3 +160,32 @@ def test_single_state_cells_take_one_array(cls):
     layer(x)
     with pytest.raises(ValueError, match=r"dstate: expected shape \(1, 2, 4\)"):
         layer.backward(np.zeros((5, 2, 4)), np.zeros((2, 2, 4)))
+
+
+X = np.zeros((5, 2, 3), np.float32)
+
+
+def _forward_then(call):
+    layer = lstm()
+    layer(X)
+    return call(layer)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: lstm()(X, tape="no"), TypeError, "tape"),
+    (lambda: lstm()(X, tape=None), TypeError, "tape"),
+    (lambda: lstm()(X, training="no"), TypeError, "training"),
+    (lambda: lstm()(X, training=1), TypeError, "training"),
+    (lambda: lstm()(X, rng=5), TypeError, "rng"),
+    (lambda: lstm().train("no"), TypeError, "mode"),
+    (lambda: _forward_then(lambda layer: layer.backward(np.ones((5, 2, 4)), state_gradient_norms="yes")),
+     TypeError, "state_gradient_norms"),
+    (lambda: functional.forward(lstm().config, lstm().params, X, tape="no"), TypeError, "tape"),
+    (lambda: functional.forward(lstm().config, lstm().params, X, training="no"), TypeError, "training"),
+    (lambda: functional.forward({"input_size": 3}, lstm().params, X), TypeError, "config"),
+    (lambda: functional.backward("tape", np.ones((5, 2, 4))), TypeError, "tape"),
+    (lambda: fastlstm.config.init_parameters(lstm().config, seed=-2), ValueError, "seed"),
+])
+def test_bad_call_arguments_are_named(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
