@@ -1,15 +1,14 @@
 """Shared helpers: random problems and per-dtype comparison against the reference."""
 import numpy as np
 
-from fastlstm import backends, functional
-from fastlstm.backends.reference import ReferenceBackend
+from fastlstm import functional
 from fastlstm.cells import VARIANTS, make_cell
 from fastlstm.config import init_parameters, make_config
-from fastlstm.tolerances import tolerance
+from fastlstm.tolerances import judged, naive_float32_backend
 
 # The reference's equations evaluated in float32: their error on a problem measures its float32
 # conditioning (see fastlstm.tolerances).
-backends.register("reference-float32", ReferenceBackend(np.float32))
+NAIVE = naive_float32_backend()
 
 # The library's own list of the six variants: tests, check and bench all run these.
 CELL_VARIANTS = {name: dict(kind=kind, **options) for name, (kind, options) in VARIANTS.items()}
@@ -78,31 +77,14 @@ def _flatten(name, state):
     return {name: state}
 
 
-def relative_errors(result, expected):
-    """Max |result - expected| over each array, divided by that array's max |expected|."""
-    errors = {}
-    for name, ref in expected.items():
-        ref = np.asarray(ref, dtype=np.float64)
-        got = np.asarray(result[name], dtype=np.float64)
-        assert got.shape == ref.shape, (name, got.shape, ref.shape)
-        scale = np.abs(ref).max(initial=0.0)
-        errors[name] = (np.abs(got - ref).max(initial=0.0), scale)
-    return errors
-
-
 def assert_matches_reference(result, expected, dtype, naive=None):
     """Every array within fastlstm.tolerances of the reference.
 
     ``naive``: the reference's equations evaluated in float32 (``run(problem,
     "reference-float32")``), whose error measures the problem's float32 conditioning.
     """
-    rtol, atol, slack = tolerance(dtype)
-    naive_errors = relative_errors(naive, expected) if naive is not None else {}
-    bad = {}
-    for name, (err, scale) in relative_errors(result, expected).items():
-        allowed = rtol * scale + atol + slack * naive_errors.get(name, (0.0, 0.0))[0]
-        if not err <= allowed:
-            bad[name] = dict(error=err, allowed=allowed, max_reference=scale)
+    verdicts = judged(result, expected, dtype, naive)
+    bad = {name: verdict for name, verdict in verdicts.items() if not verdict["ok"]}
     assert not bad, f"arrays off the reference: {bad}"
 
 
