@@ -13,7 +13,7 @@ from .backends import get_backend
 from .cells import gru, lstm, make_cell, rnn
 from .config import init_parameters, make_config
 from .regularisation import make_regularisation
-from .validation import check_bool, check_seed
+from .validation import check_bool
 
 
 def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers=""):
@@ -71,8 +71,7 @@ class _RecurrentLayer:
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
                                   batch_first, dtype, backend, make_regularisation(cell, **rates))
         get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
-        seed = check_seed("seed", seed)
-        self._params = init_parameters(self.config, seed)
+        self._params = init_parameters(self.config, seed)      # checks seed
         # the masks' stream: reproducible from seed, independent of the initialisation's
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.training = True

@@ -29,7 +29,7 @@ def tolerance(dtype):
 
 def naive_float32_backend():
     """The name under which the reference's equations evaluated in float32 NumPy run (registered
-    on first use): the ``naive`` of :func:`off_the_reference` for a float32 result."""
+    on first use): the ``naive`` of :func:`judged` for a float32 result."""
     from . import backends
     from .backends.reference import ReferenceBackend
 

@@ -1,4 +1,6 @@
 """Shared helpers: random problems and per-dtype comparison against the reference."""
+import threading
+
 import numpy as np
 
 from fastlstm import functional
@@ -101,3 +103,23 @@ def numeric_gradient(loss, array, eps=1e-6):
         array[index] = saved
         grad[index] = (up - down) / (2 * eps)
     return grad
+
+
+def run_in_threads(work, arguments):
+    """Run ``work(argument)`` for every argument, each in a thread of its own, all at once; re-raise,
+    in the caller's thread, the first exception any of them raised."""
+    errors = []
+
+    def guarded(argument):
+        try:
+            work(argument)
+        except BaseException as error:      # surfaced below, in the caller's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(argument,)) for argument in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

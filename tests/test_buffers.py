@@ -1,11 +1,10 @@
 """The pool of large per-call arrays: a block is reused only after every array over it is gone,
 blocks serve nearby sizes, and what the pool keeps stays bounded."""
-import threading
-
 import numpy as np
 
 import fastlstm
 from fastlstm import buffers, functional, tuning
+from support import run_in_threads
 
 SHAPE = (64, 64, 64)   # 2 MiB of float64: pooled
 
@@ -101,27 +100,20 @@ def test_training_calls_of_many_lengths_make_few_blocks():
 
 
 def test_concurrent_leases_never_share_memory():
-    found, errors = [], []
+    found = []
 
     def work(seed):
         rng = np.random.default_rng(seed)
-        try:
-            for _ in range(50):
-                arrays = [buffers.empty((int(rng.integers(1 << 17, 1 << 19)),), np.float64) for _ in range(3)]
-                for value, array in enumerate(arrays):
-                    array[...] = seed * 10 + value
-                for value, array in enumerate(arrays):
-                    if not np.all(array == seed * 10 + value):
-                        found.append(seed)
-        except Exception as error:       # surfaced below, in the test's thread
-            errors.append(error)
+        for _ in range(50):
+            arrays = [buffers.empty((int(rng.integers(1 << 17, 1 << 19)),), np.float64) for _ in range(3)]
+            for value, array in enumerate(arrays):
+                array[...] = seed * 10 + value
+            for value, array in enumerate(arrays):
+                if not np.all(array == seed * 10 + value):
+                    found.append(seed)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and not found
+    run_in_threads(work, range(4))
+    assert not found
 
 
 def test_outputs_kept_by_the_caller_survive_later_calls():

@@ -7,6 +7,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastlstm
 from fastlstm.backends.cpu.threads import kernel_blas, single_threaded_blas
+from support import run_in_threads
 
 
 def _blas_threads():
@@ -47,22 +48,13 @@ def test_concurrent_training_calls_leave_blas_as_they_found_it():
         x = rng.standard_normal((20, 4, 8)).astype(np.float32)
         layers = [fastlstm.LSTM(8, 16, seed=seed) for seed in range(3)]
         layers[0](x)                             # compile outside the threads
-        errors = []
 
         def work(layer):
-            try:
-                for _ in range(20):
-                    y, _ = layer(x)
-                    layer.backward(np.ones_like(y))
-            except Exception as error:           # surfaced below, in the test's thread
-                errors.append(error)
+            for _ in range(20):
+                y, _ = layer(x)
+                layer.backward(np.ones_like(y))
 
-        threads = [threading.Thread(target=work, args=(layer,)) for layer in layers]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors
+        run_in_threads(work, layers)
         assert _blas_threads() == before
 
 
@@ -127,20 +119,13 @@ def test_the_functional_api_with_explicit_tapes_is_safe_from_many_threads():
         return fastlstm.functional.backward(tape, dy).grads
 
     expected = [train(x) for x in inputs]
-    mismatches, errors = [], []
+    mismatches = []
 
     def work(k):
-        try:
-            for _ in range(15):
-                grads = train(inputs[k])
-                if any(not np.array_equal(grads[n], expected[k][n]) for n in grads):
-                    mismatches.append(k)
-        except Exception as error:          # surfaced below, in the test's thread
-            errors.append(error)
+        for _ in range(15):
+            grads = train(inputs[k])
+            if any(not np.array_equal(grads[n], expected[k][n]) for n in grads):
+                mismatches.append(k)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and not mismatches
+    run_in_threads(work, range(4))
+    assert not mismatches
