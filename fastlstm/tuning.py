@@ -63,6 +63,18 @@ TUNABLES = {t.name: t for t in (
             "cpu: (step, sequence) rows of gate values held at once by a layer's forward and backward"),
     Tunable("segment_bytes", 4 << 20,
             "cpu: ... or, for narrow layers, as many rows as fill this many bytes (fewer segments)"),
+    Tunable("step_units", 64,
+            "cpu: fewest hidden units in one block of a time step's parallel work"),
+    Tunable("gemm_rows", 64,
+            "cpu: fewest rows in one block of the GEMMs around the time loops"),
+    Tunable("gradient_columns", 64,
+            "cpu: fewest columns in one block of a weight gradient computed by column blocks"),
+    Tunable("gradient_partials", 4,
+            "cpu: most row blocks a weight gradient is summed over in parallel (each holds a partial "
+            "gradient; they are added in order)"),
+    Tunable("max_blocks", 16,
+            "cpu: most blocks one piece of parallel work is split into (the splits depend on shapes and these "
+            "knobs only, never on the thread count, so that results do not either)"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,
@@ -70,6 +82,10 @@ TUNABLES = {t.name: t for t in (
             "beyond that it releases the blocks returned longest ago"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule) or forced",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step")),
+    Tunable("cuda_reductions", "atomic",
+            "cuda: how the bias and element-wise parameters' gradients combine their row blocks: 'atomic' "
+            "(last bits may vary from run to run) or 'ordered' (a scratch array and one more kernel: the same "
+            "bits every run)", environment="FASTLSTM_CUDA_REDUCTIONS", choices=("atomic", "ordered")),
 )}
 
 # Constants compiled into cached kernels (module: name). Edit them there.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
+from fastlstm import tuning
 from fastlstm.backends.cuda import gemm
 
 # Relative to the largest |term| sum of the output (the scale of its rounding errors).
@@ -200,6 +201,24 @@ def test_columns_many_row_chunks(function, monkeypatch):
 
 @pytest.mark.parametrize("function", COLUMN_FUNCTIONS, ids=COLUMN_IDS)
 @pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
+def test_columns_ordered_reductions_match_numpy_and_repeat_bit_for_bit(function, accumulate, monkeypatch):
+    """cuda_reductions="ordered": the chunks' sums go through the scratch array, added in order."""
+    monkeypatch.setattr(gemm, "ROWS_PER_CHUNK", 8)
+    with tuning.override(cuda_reductions="ordered"):
+        _check_columns(function, 50, 3, np.float64, accumulate=accumulate, seed=6)
+        rng = np.random.default_rng(7)
+        a = cuda.to_device(_random(rng, (61, 4), np.float32))
+        runs = []
+        for _ in range(3):
+            out = cuda.to_device(np.zeros(4, np.float32))
+            function(*((a,) * (2 if function is gemm.column_dots else 1)), out)
+            runs.append(out.copy_to_host())
+        for run in runs[1:]:
+            np.testing.assert_array_equal(run, runs[0])
+
+
+@pytest.mark.parametrize("function", COLUMN_FUNCTIONS, ids=COLUMN_IDS)
+@pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
 def test_columns_no_rows(function, accumulate):
     """M = 0: zeros, or out unchanged when accumulating."""
     previous = np.array([1.5, -2.0, 3.25])
@@ -236,7 +255,8 @@ def test_ptx_signatures_cover_every_kernel(dtype):
     """One entry per kernel, every array of the dtype with layout 'A' (what every call takes)."""
     entries = gemm.ptx_signatures(dtype)
     functions = [function for function, _ in entries]
-    assert functions == [gemm._matmul_kernel, gemm._column_reduce_kernel, gemm._fill_zero_kernel]
+    assert functions == [gemm._matmul_kernel, gemm._column_reduce_kernel, gemm._sum_partials_kernel,
+                         gemm._fill_zero_kernel]
     for _, signature in entries:
         arrays = [t for t in signature.args if hasattr(t, "layout")]
         assert arrays and all(t.layout == "A" and t.dtype.name == np.dtype(dtype).name for t in arrays)

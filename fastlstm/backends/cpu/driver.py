@@ -22,8 +22,8 @@ from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
-from .threads import chunk_count, single_threaded_blas
-from .units import pack_backward_panels, unit_bounds
+from .threads import single_threaded_blas
+from .units import pack_backward_panels, step_unit_bounds
 
 
 @dataclass
@@ -189,9 +189,8 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
     reverse = reverse_index(steps, batch, lengths)
 
     segment = _segment_steps(batch, gate_width, dtype)
-    chunks = chunk_count(min(segment, steps) * batch)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    bounds = unit_bounds(hidden, chunk_count(hidden))
+    bounds = step_unit_bounds(hidden)
     work = np.empty((len(bounds) - 1, gate_width * batch), dtype)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
@@ -216,7 +215,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
             matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), p["weight_ih"].T,
-                   xproj_segment.reshape(-1, gate_width), chunks)
+                   xproj_segment.reshape(-1, gate_width))
             xproj_segment += bias
             forward_loop(arrays, t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
@@ -247,19 +246,19 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, weight_ih, x, dx, direction, index, chunks):
+def _input_gradients(dgx, weight_ih, x, dx, direction, index):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
     :func:`_segment_index`) and its share of ``weight_ih`` and ``bias_ih``."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
     if direction == 0:
-        matmul(rows, weight_ih, dx[index].reshape(-1, inputs), chunks)
+        matmul(rows, weight_ih, dx[index].reshape(-1, inputs))
     else:
         dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
-        matmul(rows, weight_ih, dx_segment.reshape(-1, inputs), chunks)
+        matmul(rows, weight_ih, dx_segment.reshape(-1, inputs))
         dx[index] += dx_segment
-    weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows, chunks)
+    weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows)
     return {"weight_ih": weight, "bias_ih": bias}
 
 
@@ -268,12 +267,11 @@ def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1):
     Σ_t dah_tᵀ source_t as one GEMM (the source: h ⊙ m, or a tape plane)."""
     hidden = planes.shape[3]
     rows = dgh.reshape(-1, dgh.shape[-1])
-    chunks = chunk_count(len(rows))
     weights, biases = [], []
     for phase in spec.forward:
         source = weight_hh_saw if phase.source == RECURRENT_INPUT else planes[phase.source]
         g0, g1 = phase.gates
-        weight, bias = weight_gradient(rows, g0 * hidden, g1 * hidden, source[t0:t1].reshape(-1, hidden), chunks)
+        weight, bias = weight_gradient(rows, g0 * hidden, g1 * hidden, source[t0:t1].reshape(-1, hidden))
         weights.append(weight)
         biases.append(bias)
     if len(weights) == 1:
@@ -342,12 +340,11 @@ def _backward_layer(tape, dy, dstate, norms):
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
     segment = _segment_steps(batch, gate_width, dtype)
-    chunks = chunk_count(min(segment, steps) * batch)
     segment_shape = (max(1, min(segment, steps)), batch, gate_width)
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
-    bounds = unit_bounds(hidden, chunk_count(hidden))
+    bounds = step_unit_bounds(hidden)
     work = np.empty((len(bounds) - 1, batch * hidden), dtype)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
@@ -381,8 +378,7 @@ def _backward_layer(tape, dy, dstate, norms):
             _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
             _accumulate(direction_grads, _input_gradients(
-                dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
-                chunks))
+                dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1)))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
         if norms is not None:

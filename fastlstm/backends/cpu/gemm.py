@@ -1,23 +1,31 @@
 """Large GEMMs split across Numba's threads, each block a single-threaded BLAS call.
 
 Inside a call Numba's threads own the cores (see ``threads``), so the GEMMs before and
-after the time loops are parallelised the same way as the recurrent ones: by row blocks.
+after the time loops are parallelised the same way as the recurrent ones: in blocks whose
+number depends on the shapes alone (:func:`.units.block_count`), so that results do not
+depend on the thread count.
 """
 import numpy as np
 from numba import njit, prange
+
+from ... import tuning
+from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
 _BLOCK_ROWS = 256
 
 
+def matmul(a, b, out):
+    """out = a @ b, with a (M, K), b (K, N), out (M, N), in row blocks of at least ``gemm_rows``."""
+    _matmul_by_rows(a, b, out, block_count(a.shape[0], tuning.get("gemm_rows")))
+
+
 @njit(cache=True, parallel=True)
-def matmul(a, b, out, nchunks):
-    """out = a @ b, with a (M, K), b (K, N), out (M, N), split over row blocks of a."""
+def _matmul_by_rows(a, b, out, blocks):
     rows = a.shape[0]
-    chunks = max(1, min(nchunks, rows))
-    for chunk in prange(chunks):
-        r0 = chunk * rows // chunks
-        r1 = (chunk + 1) * rows // chunks
+    for block in prange(blocks):
+        r0 = block * rows // blocks
+        r1 = (block + 1) * rows // blocks
         np.dot(a[r0:r1], b, out[r0:r1])
 
 
@@ -77,20 +85,20 @@ def _by_columns(dgates, col0, inputs, weight, bias, chunks):
         _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
 
 
-def weight_gradient(dgates, col0, col1, inputs, nchunks):
+def weight_gradient(dgates, col0, col1, inputs):
     """A weight gradient and its bias gradient, summed over every row (time step × sequence).
 
-    With every column, each thread sums its own block of rows with one BLAS call (the faster
-    way: measured 256 vs 217 GFLOP/s at 1024 × 1536 × 512), and the blocks' sums are added in
-    order. With a slice of the columns, each thread owns a block of them and walks all rows in
-    blocks, copying its columns into a small contiguous buffer for one BLAS call per block.
+    With every column, each of at most ``gradient_partials`` row blocks is summed by one BLAS
+    call into a partial gradient (the faster way: measured 256 vs 217 GFLOP/s at
+    1024 × 1536 × 512), and the partials are added in order. With a slice of the columns, each
+    column block walks all rows in blocks of ``_BLOCK_ROWS``, copying its columns into a small
+    contiguous buffer for one BLAS call per block. Both splits depend on the shapes alone.
 
     Parameters
     ----------
     dgates : ndarray, shape (M, N), C-contiguous: gate pre-activation gradients
     col0, col1 : int, the columns of ``dgates`` to use
     inputs : ndarray, shape (M, K), C-contiguous: what those gates multiplied
-    nchunks : int, blocks run in parallel
 
     Returns
     -------
@@ -99,7 +107,7 @@ def weight_gradient(dgates, col0, col1, inputs, nchunks):
     """
     rows, width, inner = dgates.shape[0], col1 - col0, inputs.shape[1]
     if col0 == 0 and col1 == dgates.shape[1]:
-        chunks = max(1, min(nchunks, rows))
+        chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
         _by_rows(dgates, inputs, weight_parts, bias_parts)
@@ -108,5 +116,5 @@ def weight_gradient(dgates, col0, col1, inputs, nchunks):
         _sum_parts(bias_parts, bias)
         return weight, bias
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-    _by_columns(dgates, col0, inputs, weight, bias, max(1, min(nchunks, width)))
+    _by_columns(dgates, col0, inputs, weight, bias, block_count(width, tuning.get("gradient_columns")))
     return weight, bias

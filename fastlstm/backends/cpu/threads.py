@@ -77,9 +77,3 @@ def single_threaded_blas():
             if _holders == 0:
                 _set_threads(libraries, _found)
 
-
-def chunk_count(batch):
-    """How many row blocks a batch of ``batch`` sequences is split into."""
-    from numba import get_num_threads
-
-    return max(1, min(get_num_threads(), batch))

@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numba import cuda, types
 
+from ... import tuning
+
 # matmul: each block of THREADS × THREADS threads computes a TILE × TILE tile of the
 # output, every thread PER_THREAD × PER_THREAD of its values, strided by THREADS (so that
 # neighbouring threads touch neighbouring columns); K advances by TILE_K, the A and B
@@ -108,7 +110,7 @@ def _matmul_kernel(a, b, out, bias, accumulate, has_bias):
                     out[m, n] = value
 
 
-def _column_reduce_kernel(a, b, out, products):
+def _column_reduce_kernel(a, b, out, products, partials):
     partial = cuda.shared.array((ROW_THREADS, COLUMN_THREADS), a.dtype)
     zero = out.dtype.type(0)  # the dtype's own zero, as in _matmul_kernel
 
@@ -132,7 +134,20 @@ def _column_reduce_kernel(a, b, out, products):
     if ty == 0 and j < cols:
         for t in range(1, ROW_THREADS):
             total += partial[t, tx]
-        cuda.atomic.add(out, j, total)
+        if partials.shape[0] > 0:
+            partials[cuda.blockIdx.y, j] = total
+        else:
+            cuda.atomic.add(out, j, total)
+
+
+def _sum_partials_kernel(partials, out):
+    """out[j] += Σ_c partials[c, j], the chunks added in order (the "ordered" reductions)."""
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        total = out[j]
+        for c in range(partials.shape[0]):
+            total += partials[c, j]
+        out[j] = total
 
 
 def _fill_zero_kernel(out):
@@ -148,11 +163,13 @@ def _argument_types(function, dtype):
     if function is _matmul_kernel:
         return (matrix, matrix, matrix, vector, types.boolean, types.boolean)
     if function is _column_reduce_kernel:
-        return (matrix, matrix, vector, types.boolean)
+        return (matrix, matrix, vector, types.boolean, matrix)
+    if function is _sum_partials_kernel:
+        return (matrix, vector)
     return (vector,)
 
 
-_KERNEL_FUNCTIONS = (_matmul_kernel, _column_reduce_kernel, _fill_zero_kernel)
+_KERNEL_FUNCTIONS = (_matmul_kernel, _column_reduce_kernel, _sum_partials_kernel, _fill_zero_kernel)
 _kernels = {}
 
 
@@ -234,11 +251,17 @@ def _column_reduce(a, b, out, products, accumulate):
         _kernel(_fill_zero_kernel, out.dtype)[_ceil_div(cols, _FILL_THREADS), _FILL_THREADS](out)
     if rows == 0:
         return
-    # Row chunks are summed by separate blocks and added into out atomically, so float
-    # results may differ in the last bits from run to run.
+    # Row chunks are summed by separate blocks. "atomic" adds each chunk's sums into out as
+    # it finishes, in whatever order the blocks run, so float results may differ in the last
+    # bits from run to run; "ordered" writes them to a (chunks, N) scratch array and a second
+    # kernel adds them in chunk order: the same bits every run.
     chunks = min(_MAX_GRID_Y, _ceil_div(rows, ROWS_PER_CHUNK))
     grid = (_ceil_div(cols, COLUMN_THREADS), chunks)
-    _kernel(_column_reduce_kernel, out.dtype)[grid, (COLUMN_THREADS, ROW_THREADS)](a, b, out, products)
+    ordered = chunks > 1 and tuning.get("cuda_reductions") == "ordered"
+    partials = cuda.device_array((chunks, cols) if ordered else (0, 0), out.dtype)
+    _kernel(_column_reduce_kernel, out.dtype)[grid, (COLUMN_THREADS, ROW_THREADS)](a, b, out, products, partials)
+    if ordered:
+        _kernel(_sum_partials_kernel, out.dtype)[_ceil_div(cols, _FILL_THREADS), _FILL_THREADS](partials, out)
 
 
 def column_sums(a, out, accumulate=False):
@@ -260,8 +283,9 @@ def column_sums(a, out, accumulate=False):
     Notes
     -----
     Same float dtype for both, any strides. Blocks of rows are summed separately and
-    combined with atomic adds, so the last bits may vary from run to run. M = 0 gives
-    zeros (or leaves ``out`` as it is when accumulating).
+    combined with atomic adds, so the last bits may vary from run to run, or, with the
+    tuning knob ``cuda_reductions="ordered"``, added in a fixed order (the same bits every
+    run). M = 0 gives zeros (or leaves ``out`` as it is when accumulating).
     """
     _check_shape("a", a, (None, None))
     _check_shape("out", out, (a.shape[1],))
@@ -287,8 +311,8 @@ def column_dots(a, b, out, accumulate=False):
 
     Notes
     -----
-    As :func:`column_sums`: same float dtype, any strides, atomic combination of row
-    blocks.
+    As :func:`column_sums`: same float dtype, any strides, row blocks combined atomically
+    or in order (``cuda_reductions``).
     """
     _check_shape("a", a, (None, None))
     _check_shape("b", b, tuple(a.shape))
