@@ -3,7 +3,7 @@
 The cpu backend splits every parallel piece of work by shape alone (``units.block_count``), so
 that results do not depend on the thread count. Before, each was split into one block per
 thread; on two threads that split is the same code with
-``tuning.override(max_blocks=2, gradient_partials=2, step_units=1)``. Both run interleaved in one
+``tuning.override(**PER_THREAD)`` below (every extent of two or more split in two). Both run interleaved in one
 process, 7 rounds; each line prints the median ratio time(shape-fixed) / time(per-thread).
 
     NUMBA_NUM_THREADS=2 python bench/block_split_cost.py
@@ -21,7 +21,7 @@ SHAPES = [  # cell, input, hidden, batch, steps, training
     ("LSTM", 32, 32, 1, 500, True), ("GRU", 16, 128, 8, 300, True), ("LSTM", 1, 16, 256, 50, False),
     ("LSTM", 16, 128, 1, 200, True), ("RNN", 64, 512, 128, 50, True),
 ]
-PER_THREAD = dict(max_blocks=2, gradient_partials=2, step_units=1)
+PER_THREAD = dict(max_blocks=2, gradient_partials=2, step_units=1, gemm_rows=1, gradient_columns=1)
 
 
 def _call(layer, x, training):
