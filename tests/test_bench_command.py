@@ -1,7 +1,10 @@
 """``python -m fastlstm bench``'s machinery on tiny problems: the table, its ratios, the flop
-count, the interleaving, argument errors and the memory probe. Nothing here asserts a speed."""
+count, the interleaving, argument errors, the memory probe and the ``--grid`` sampler. Nothing
+here asserts a speed."""
 import importlib.util
 import json
+import math
+import re
 import sys
 
 import numpy as np
@@ -9,7 +12,16 @@ import pytest
 
 from fastlstm.__main__ import main
 from fastlstm.benchmark import memory, report, timing
-from fastlstm.benchmark.shapes import SHAPES, gemm_flops, select_shapes
+from fastlstm.benchmark.peers import _torch_unsupported
+from fastlstm.benchmark.shapes import (
+    GRID_FLOP_BUDGET,
+    GRID_RANGES,
+    SHAPES,
+    gemm_flops,
+    sample_grid,
+    select_shapes,
+    shape_ids,
+)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TINY = ["bench", "--quick", "--shapes", "7a", "--steps", "3", "--pause", "0", "--no-memory"]
@@ -137,3 +149,60 @@ def test_each_timed_block_follows_untimed_settling_calls():
     # 1 warm-up call, then per round 3 settling calls (the clock advances one per call) and 2 timed.
     assert len(calls) == 1 + 3 * (3 + 2)
     assert times == {"A": [1.0, 1.0, 1.0]}
+
+
+def test_grid_is_reproducible_for_a_seed_and_differs_across_seeds():
+    assert sample_grid(seed=3) == sample_grid(seed=3)
+    assert sample_grid(seed=3) != sample_grid(seed=4)
+    # A shorter grid of the same seed is the start of the longer one.
+    assert sample_grid(5, seed=3) == sample_grid(seed=3)[:5]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grid_shapes_lie_in_the_stated_ranges_under_the_flop_cap(seed):
+    shapes = sample_grid(seed=seed)
+    assert len(shapes) >= 40
+    ids = [s.id for s in shapes]
+    assert len(set(ids)) == len(ids) and ids[0] == "grid-01"
+    assert not set(ids) & set(shape_ids())
+    for s in shapes:
+        assert s.dtype == "float32" and s.mode in ("inference", "training"), s
+        for name, (low, high) in GRID_RANGES.items():
+            assert low <= getattr(s, name) <= high, (name, s)
+        assert gemm_flops(s) <= GRID_FLOP_BUDGET, s
+        if _torch_unsupported(s):
+            assert s.peers == ("onnxruntime",) and s.mode == "inference", s
+        else:
+            assert "torch" in s.peers, s
+        if s.mode == "training":
+            assert "onnxruntime" not in s.peers, s
+        assert ("onnxruntime" in s.peers) == (s.mode == "inference" and s.cell != "rnn"), s
+    assert {s.label for s in shapes} == {"LSTM", "GRU", "RNN(tanh)", "LSTM+peephole", "GRU(reset_after=False)"}
+
+
+def test_grid_sizes_are_log_uniform():
+    # Log-uniform on H 16…1025 (floored): P(H ≤ 128) = log(129/16) / log(1025/16) ≈ 0.50 and
+    # P(H ≥ 363) = log(1025/363) / log(1025/16) ≈ 0.25. Without the flop cap (which favours
+    # small shapes) the fractions follow these odds.
+    shapes = sample_grid(2000, seed=0, flop_budget=math.inf)
+    hidden = np.array([s.hidden_size for s in shapes])
+    assert abs(np.mean(hidden <= 128) - math.log(129 / 16) / math.log(1025 / 16)) < 0.05
+    assert abs(np.mean(hidden >= 363) - math.log(1025 / 363) / math.log(1025 / 16)) < 0.05
+    assert hidden.min() == 16 and hidden.max() >= 1000
+
+
+def test_grid_ids_widen_past_99_and_the_cap_is_respected():
+    shapes = sample_grid(120, seed=5, flop_budget=1e8)
+    assert shapes[0].id == "grid-001" and shapes[-1].id == "grid-120"
+    assert max(gemm_flops(s) for s in shapes) <= 1e8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"count": 0}, "count: expected a positive integer, got 0"),
+    ({"seed": -1}, "seed: expected an integer ≥ 0, got -1"),
+    ({"ranges": {**GRID_RANGES, "batch": (0, 4)}}, "ranges['batch']: expected 1 ≤ low ≤ high, got (0, 4)"),
+    ({"flop_budget": 10.0}, "above the budget 10"),
+])
+def test_grid_sampler_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sample_grid(**kwargs)

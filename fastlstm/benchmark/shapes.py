@@ -2,6 +2,7 @@
 
 Every entry is one row of ``python -m fastlstm bench``. A row's key is its id, plus
 ``/float64`` for the float64 variants (``"2"`` and ``"2/float64"`` are two rows).
+:func:`sample_grid` draws the random shapes of ``python -m fastlstm bench --grid``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class BenchShape:
     Attributes
     ----------
     id : str
-        The table's shape id (``"1"`` … ``"8b"``), shared by a shape's dtype variants.
+        The table's shape id (``"1"`` … ``"8b"``), shared by a shape's dtype variants, or a
+        grid shape's (``"grid-01"`` …, see :func:`sample_grid`).
     cell : {"lstm", "gru", "rnn"}
     options : tuple of (str, object) pairs
         Layer options beyond the sizes, e.g. ``(("peephole", True),)``.
@@ -81,6 +83,12 @@ class BenchShape:
     def label(self) -> str:
         """The cell as the table prints it, e.g. ``"LSTM+peephole"``."""
         return self.cell_type.label
+
+    @property
+    def description(self) -> str:
+        """The shape in words, e.g. ``"LSTM inference float32 I=8 H=64 B=32 T=200"``."""
+        return (f"{self.label} {self.mode} {self.dtype} I={self.input_size} H={self.hidden_size} "
+                f"B={self.batch} T={self.steps}")
 
     @property
     def gates(self) -> int:
@@ -221,3 +229,102 @@ def select_shapes(ids=None, dtypes=None, shapes=SHAPES) -> list[BenchShape]:
 def quick_steps(steps: int, factor: int = 5, minimum: int = 10) -> int:
     """The shortened T of quick runs: T / ``factor``, at least ``minimum`` (never above T)."""
     return min(steps, max(minimum, steps // factor))
+
+
+# The grid of ``python -m fastlstm bench --grid`` (see sample_grid).
+GRID_COUNT = 40
+GRID_RANGES = {"input_size": (1, 256), "hidden_size": (16, 1024), "batch": (1, 256), "steps": (50, 1000)}
+# A drawn shape whose GEMM flops (gemm_flops, at its drawn T) exceed this is drawn again: on
+# the project's 2-core machines (100–200 GFLOP/s in these GEMMs) one call then takes at
+# most about 0.1–0.2 s, so a whole shape times in seconds.
+GRID_FLOP_BUDGET = 2e10
+GRID_TARGET = 1.0
+# (cell, options, probability, whether PyTorch has the variant). The peephole LSTM and the
+# reset-before GRU are drawn in inference mode only, where ONNX Runtime has them.
+GRID_VARIANTS = (
+    ("lstm", (), 0.3, True),
+    ("gru", (), 0.3, True),
+    ("rnn", (), 0.2, True),
+    ("lstm", (("peephole", True),), 0.1, False),
+    ("gru", (("reset_after", False),), 0.1, False),
+)
+
+
+def _log_uniform(rng, low: int, high: int) -> int:
+    """An integer in [low, high] with P(k) ∝ log((k+1)/k): the floor of a log-uniform draw
+    on [low, high + 1)."""
+    value = int(np.exp(rng.uniform(np.log(low), np.log(high + 1))))
+    return min(max(value, low), high)
+
+
+def sample_grid(count: int = GRID_COUNT, seed: int = 0, ranges=None,
+                flop_budget: float = GRID_FLOP_BUDGET) -> list[BenchShape]:
+    """The random float32 shapes of ``python -m fastlstm bench --grid``.
+
+    Each shape is drawn with ``numpy.random.default_rng(seed)``, in order: the cell variant
+    (LSTM 0.3, GRU 0.3, RNN 0.2, peephole LSTM 0.1, reset-before GRU 0.1, see
+    ``GRID_VARIANTS``), the mode (inference or training with equal odds; the peephole LSTM
+    and the reset-before GRU, which PyTorch lacks, are inference only, timed against ONNX
+    Runtime alone), then I, H, B and T, each a log-uniform integer in its range of
+    ``ranges`` (so small and large sizes are equally represented per factor of size). A
+    draw whose :func:`gemm_flops` exceed ``flop_budget`` is thrown away and drawn again,
+    whole; the grid therefore leans towards smaller shapes than the ranges alone.
+
+    Parameters
+    ----------
+    count : int
+        Shapes to draw, at least 1; their ids are ``"grid-01"``, ``"grid-02"`` … (zero-padded
+        to at least two digits, so they never collide with the table's ids).
+    seed : int
+        The generator's seed, at least 0: the same seed gives the same shapes.
+    ranges : dict, optional
+        ``{"input_size": (low, high), "hidden_size": …, "batch": …, "steps": …}``, inclusive
+        bounds; defaults to ``GRID_RANGES`` (I 1–256, H 16–1024, B 1–256, T 50–1000).
+    flop_budget : float
+        The most GEMM flops one call of a shape may take (default ``GRID_FLOP_BUDGET``, 2e10).
+
+    Returns
+    -------
+    list of BenchShape
+        Targets ``GRID_TARGET`` (1.0: parity with each peer). Peers: PyTorch whenever it has
+        the variant, ONNX Runtime for LSTM and GRU inference (it runs inference only, and the
+        benchmark has no ONNX plain-RNN model).
+
+    Raises
+    ------
+    ValueError
+        For a count below 1, a negative seed, a range that is not 1 ≤ low ≤ high, or a budget
+        that even the cheapest shape of the ranges exceeds.
+    """
+    ranges = dict(GRID_RANGES if ranges is None else ranges)
+    if count < 1:
+        raise ValueError(f"count: expected a positive integer, got {count}")
+    if seed < 0:
+        raise ValueError(f"seed: expected an integer ≥ 0, got {seed}")
+    if sorted(ranges) != sorted(GRID_RANGES):
+        raise ValueError(f"ranges: expected the keys {sorted(GRID_RANGES)}, got {sorted(ranges)}")
+    for name, (low, high) in ranges.items():
+        if not 1 <= low <= high:
+            raise ValueError(f"ranges[{name!r}]: expected 1 ≤ low ≤ high, got ({low}, {high})")
+    # The cheapest outcome of a draw (an RNN inference at the lower bounds) must fit, so that
+    # redrawing ends.
+    cheapest = BenchShape(id="cheapest", cell="rnn", options=(), mode="inference", dtype="float32",
+                          peers=(), target=GRID_TARGET, **{name: low for name, (low, _) in ranges.items()})
+    if gemm_flops(cheapest) > flop_budget:
+        raise ValueError(f"flop_budget: even the cheapest shape of the ranges takes "
+                         f"{gemm_flops(cheapest):.3g} flops, above the budget {flop_budget:.3g}")
+    rng = np.random.default_rng(seed)
+    odds = np.array([variant[2] for variant in GRID_VARIANTS])
+    width = max(2, len(str(count)))
+    shapes = []
+    while len(shapes) < count:
+        cell, options, _, in_torch = GRID_VARIANTS[rng.choice(len(GRID_VARIANTS), p=odds)]
+        mode = MODES[rng.integers(len(MODES))] if in_torch else "inference"
+        peers = (("torch",) if in_torch else ()) + \
+            (("onnxruntime",) if mode == "inference" and cell != "rnn" else ())
+        sizes = {name: _log_uniform(rng, low, high) for name, (low, high) in ranges.items()}
+        shape = BenchShape(id=f"grid-{len(shapes) + 1:0{width}d}", cell=cell, options=options,
+                           mode=mode, dtype="float32", peers=peers, target=GRID_TARGET, **sizes)
+        if gemm_flops(shape) <= flop_budget:
+            shapes.append(shape)
+    return shapes
