@@ -1,5 +1,5 @@
 """``python -m fastlstm bench``'s machinery on tiny problems: the table, its ratios, the flop
-count, the interleaving, argument errors, the memory probe and the ``--grid`` sampler. Nothing
+count, the interleaving, argument errors, the memory probe and the ``--grid`` sampler and summary. Nothing
 here asserts a speed."""
 import importlib.util
 import json
@@ -17,11 +17,13 @@ from fastlstm.benchmark.shapes import (
     GRID_FLOP_BUDGET,
     GRID_RANGES,
     SHAPES,
+    BenchShape,
     gemm_flops,
     sample_grid,
     select_shapes,
     shape_ids,
 )
+from fastlstm.benchmark.suite import ShapeResult
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TINY = ["bench", "--quick", "--shapes", "7a", "--steps", "3", "--pause", "0", "--no-memory"]
@@ -206,3 +208,51 @@ def test_grid_ids_widen_past_99_and_the_cap_is_respected():
 def test_grid_sampler_refuses_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         sample_grid(**kwargs)
+
+
+def fake_result(shape_id, cell, hidden_size, ratios, **options):
+    """A one-round ShapeResult whose ratio to each peer is ``ratios[peer]``."""
+    shape = BenchShape(id=shape_id, cell=cell, options=tuple(options.items()), input_size=8,
+                       hidden_size=hidden_size, batch=4, steps=50, mode="inference", dtype="float32",
+                       peers=tuple(ratios), target=1.0)
+    times = {"fastlstm": [1.0], **{peer: [1.0 / ratio] for peer, ratio in ratios.items()}}
+    return ShapeResult(shape, times)
+
+
+def test_grid_summary_by_hand():
+    results = [
+        fake_result("grid-01", "lstm", 64, {"torch": 0.5, "onnxruntime": 0.25}),
+        fake_result("grid-02", "lstm", 512, {"torch": 2.0}),
+        fake_result("grid-03", "gru", 100, {"torch": 4.0, "onnxruntime": 4.0}),
+        fake_result("grid-04", "rnn", 1024, {"torch": 1.0}),
+        fake_result("grid-05", "lstm", 128, {"onnxruntime": 1.0}, peephole=True),
+    ]
+    summary = report.grid_summary(results)
+    assert list(summary) == ["torch", "onnxruntime"]
+    torch, ort = summary["torch"], summary["onnxruntime"]
+    # torch: 0.5 · 2 · 4 · 1 = 4 over 4 shapes -> 4 ** (1/4) = √2
+    assert torch["shapes"] == 4 and torch["geomean"] == pytest.approx(math.sqrt(2))
+    # LSTM shapes 0.5, 2 -> 1; H ≤ 128: 0.5 (H=64) and 4 (H=100) -> √2
+    assert torch["lstm"] == {"shapes": 2, "geomean": pytest.approx(1.0)}
+    assert torch["small_hidden"] == {"shapes": 2, "geomean": pytest.approx(math.sqrt(2))}
+    assert torch["faster"] == 1  # 1.0 is not faster
+    assert torch["worst"]["key"] == "grid-03" and torch["worst"]["ratio"] == pytest.approx(4.0)
+    assert torch["worst"]["description"].startswith("GRU ") and "H=100" in torch["worst"]["description"]
+    # onnxruntime: 0.25 · 4 · 1 = 1; LSTM (peephole included) 0.25 · 1 -> 0.5; all three H ≤ 128
+    assert ort["shapes"] == 3 and ort["geomean"] == pytest.approx(1.0)
+    assert ort["lstm"] == {"shapes": 2, "geomean": pytest.approx(0.5)}
+    assert ort["small_hidden"] == {"shapes": 3, "geomean": pytest.approx(1.0)}
+    assert ort["faster"] == 1 and ort["worst"]["key"] == "grid-03"
+    text = report.format_grid_summary(summary)
+    assert "torch: all 1.414 (4 shapes), LSTM 1.000 (2 shapes), H ≤ 128 1.414 (2 shapes); faster on 1 of 4" in text
+    assert "ort: all 1.000 (3 shapes)" in text and "worst: grid-03 GRU" in text
+
+
+def test_grid_summary_of_a_peer_without_lstm_shapes_has_no_lstm_mean():
+    summary = report.grid_summary([fake_result("grid-01", "gru", 512, {"torch": 0.5}),
+                                   fake_result("grid-02", "rnn", 16, {})])
+    assert summary["torch"]["lstm"] == {"shapes": 0, "geomean": None}
+    assert summary["torch"]["small_hidden"] == {"shapes": 0, "geomean": None}
+    assert "LSTM - (0 shapes)" in report.format_grid_summary(summary)
+    assert report.grid_summary([]) == {}
+    assert "no peer ran" in report.format_grid_summary({})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from .timing import MIN_BLOCK_S, SETTLE_S
 
@@ -38,8 +39,9 @@ def header_lines(machine: dict, settings: dict) -> list[str]:
     Parameters
     ----------
     machine : dict from :func:`fastlstm.benchmark.machine.machine_info`
-    settings : dict with ``quick`` (bool), ``repeats``, ``warmup``, ``pause`` and
-        ``steps_note`` (str, how T was changed, empty when it was not)
+    settings : dict with ``quick`` (bool), ``repeats``, ``warmup``, ``pause``,
+        ``steps_note`` (str, how T was changed, empty when it was not) and optionally ``grid``
+        (``None``, or the ``count``, ``seed`` and ``flop_budget`` of a ``--grid`` run)
     """
     sgemm = ", ".join(f"{n}×{n}: {g:.1f}" for n, g in machine["sgemm_gflops"].items())
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
@@ -59,6 +61,11 @@ def header_lines(machine: dict, settings: dict) -> list[str]:
     if others is not None:
         verdict = "WARNING: the times below are not reliable" if others >= BUSY_CORES else "quiet enough"
         lines.append(f"other processes used {others:.2f} cores on average while timing: {verdict}")
+    grid = settings.get("grid")
+    if grid:
+        lines.append(f"grid: {grid['count']} float32 shapes drawn with numpy.random.default_rng("
+                     f"{grid['seed']}), at most {grid['flop_budget']:.0e} GEMM flops each at the drawn T "
+                     f"(python -m fastlstm bench --help); target 1.00: parity with each peer")
     if settings.get("steps_note"):
         lines.append(settings["steps_note"])
     lines.append("ms: median ±IQR/median; ÷peer: median over rounds of time(fastlstm)/time(peer), "
@@ -132,9 +139,73 @@ def format_memory(results) -> str:
     return "\n".join(lines)
 
 
-def to_json(results, machine: dict, settings: dict, memory=()) -> str:
+def _geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def _part(pairs, keep):
+    """Count and geometric mean of the ratios of the (shape, ratio) ``pairs`` whose shape ``keep`` accepts."""
+    ratios = [r for s, r in pairs if keep(s)]
+    return {"shapes": len(ratios), "geomean": _geomean(ratios)}
+
+
+def grid_summary(results) -> dict:
+    """Per peer, the ratios time(fastlstm)/time(peer) of a grid run summed up.
+
+    Parameters
+    ----------
+    results : list of ShapeResult (anything with ``shape`` and ``ratios`` will do)
+
+    Returns
+    -------
+    dict
+        peer -> ``{"shapes": n, "geomean": …, "lstm": {"shapes", "geomean"},
+        "small_hidden": {"shapes", "geomean"}, "faster": k, "worst": {"key", "description",
+        "ratio"}}``, for each peer with at least one ratio, in order of first appearance.
+        ``geomean`` is the geometric mean of the ratios over all shapes the peer ran; ``lstm``
+        over the LSTM shapes only (peephole included), ``small_hidden`` over the shapes with
+        H ≤ 128 only (geomean ``None`` when there is none); ``faster`` counts the ratios below
+        1; ``worst`` is the shape of the largest ratio (the first of equal ones).
+    """
+    by_peer = {}
+    for result in results:
+        for peer, ratio in result.ratios.items():
+            by_peer.setdefault(peer, []).append((result.shape, ratio))
+    summary = {}
+    for peer, pairs in by_peer.items():
+        worst_shape, worst_ratio = max(pairs, key=lambda pair: pair[1])
+        summary[peer] = {
+            "shapes": len(pairs),
+            "geomean": _geomean([r for _, r in pairs]),
+            "lstm": _part(pairs, lambda s: s.cell == "lstm"),
+            "small_hidden": _part(pairs, lambda s: s.hidden_size <= 128),
+            "faster": sum(r < 1 for _, r in pairs),
+            "worst": {"key": worst_shape.key, "description": worst_shape.description, "ratio": worst_ratio},
+        }
+    return summary
+
+
+def format_grid_summary(summary: dict) -> str:
+    """The lines after a grid run's table: :func:`grid_summary` per peer."""
+    def mean(part):
+        value = "-" if part["geomean"] is None else f"{part['geomean']:.3f}"
+        return f"{value} ({part['shapes']} shape{'' if part['shapes'] == 1 else 's'})"
+
+    lines = ["grid summary: geometric means of time(fastlstm)/time(peer) (< 1: fastlstm faster)"]
+    for peer, entry in summary.items():
+        worst = entry["worst"]
+        lines += [(f"  {PEER_COLUMNS[peer]}: all {mean(entry)}, LSTM {mean(entry['lstm'])}, "
+                   f"H ≤ 128 {mean(entry['small_hidden'])}; faster on {entry['faster']} of {entry['shapes']}"),
+                  f"    worst: {worst['key']} {worst['description']}: {worst['ratio']:.3f}"]
+    if not summary:
+        lines.append("  no peer ran on any grid shape")
+    return "\n".join(lines)
+
+
+def to_json(results, machine: dict, settings: dict, memory=(), summary=None) -> str:
     """The run as JSON: ``machine``, ``settings``, ``results`` (one dict per shape, times in
-    seconds) and ``memory`` (MiB)."""
+    seconds), ``memory`` (MiB) and, when ``summary`` (the dict of :func:`grid_summary`) is
+    given, ``grid_summary``."""
     record = {
         "machine": machine,
         "settings": settings,
@@ -145,4 +216,6 @@ def to_json(results, machine: dict, settings: dict, memory=()) -> str:
             for shape, by_contender in memory
         ],
     }
+    if summary is not None:
+        record["grid_summary"] = summary
     return json.dumps(record, indent=2, default=str)
