@@ -35,8 +35,9 @@ def build_parser():
     check.add_argument("--hidden-size", type=int, default=32, help="hidden units H (default: %(default)s)")
     bench = commands.add_parser("bench", help="time the benchmark shapes against PyTorch and ONNX Runtime",
                                 description="Time fastlstm on the shapes table of fastlstm/benchmark/shapes.py "
-                                            "against PyTorch and ONNX Runtime, interleaved, with the same "
-                                            "weights, inputs and thread count.")
+                                            "(or, with --grid, on random shapes) against PyTorch and ONNX "
+                                            "Runtime, interleaved, with the same weights, inputs and thread "
+                                            "count.")
     from .benchmark.command import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)

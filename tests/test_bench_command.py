@@ -1,6 +1,7 @@
 """``python -m fastlstm bench``'s machinery on tiny problems: the table, its ratios, the flop
 count, the interleaving, argument errors, the memory probe and the ``--grid`` sampler and summary. Nothing
 here asserts a speed."""
+import functools
 import importlib.util
 import json
 import math
@@ -10,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from fastlstm.__main__ import main
-from fastlstm.benchmark import memory, report, timing
+from fastlstm.__main__ import build_parser, main
+from fastlstm.benchmark import command, memory, report, timing
 from fastlstm.benchmark.peers import _torch_unsupported
 from fastlstm.benchmark.shapes import (
     GRID_FLOP_BUDGET,
@@ -19,6 +20,7 @@ from fastlstm.benchmark.shapes import (
     SHAPES,
     BenchShape,
     gemm_flops,
+    quick_steps,
     sample_grid,
     select_shapes,
     shape_ids,
@@ -256,3 +258,53 @@ def test_grid_summary_of_a_peer_without_lstm_shapes_has_no_lstm_mean():
     assert "LSTM - (0 shapes)" in report.format_grid_summary(summary)
     assert report.grid_summary([]) == {}
     assert "no peer ran" in report.format_grid_summary({})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grid", "--shapes", "1"], "--grid: cannot be combined with --shapes"),
+    (["--grid", "--dtype", "float64", "--steps", "5"], "--grid: cannot be combined with --dtype, --steps"),
+    (["--grid", "--memory"], "--grid: cannot be combined with --memory"),
+    (["--grid", "--count", "0"], "--count: expected a positive integer, got 0"),
+    (["--grid", "--seed", "-2"], "--seed: expected an integer ≥ 0, got -2"),
+    (["--count", "3"], "--count: only with --grid"),
+])
+def test_bad_grid_arguments_are_refused_before_anything_runs(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench"] + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_grid_quick_shortens_t_as_for_the_table():
+    parser, _ = build_parser()
+    shapes, settings = command.resolve(parser.parse_args(["bench", "--grid", "--count", "5", "--quick"]))
+    full = sample_grid(5)
+    assert [s.steps for s in shapes] == [max(10, s.steps // 5) for s in full]
+    assert settings["grid"] == {"count": 5, "seed": 0, "flop_budget": GRID_FLOP_BUDGET}
+    assert settings["memory"] is False
+
+
+TINY_GRID = {"input_size": (1, 4), "hidden_size": (4, 8), "batch": (1, 2), "steps": (50, 60)}
+
+
+def test_grid_runs_end_to_end_on_tiny_shapes(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(command, "sample_grid", functools.partial(sample_grid, ranges=TINY_GRID))
+    json_path = tmp_path / "grid.json"
+    assert main(["bench", "--grid", "--count", "2", "--seed", "1", "--quick", "--repeats", "1",
+                 "--pause", "0", "--no-memory", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    expected = [s.replace(steps=quick_steps(s.steps)) for s in sample_grid(2, seed=1, ranges=TINY_GRID)]
+    for shape in expected:
+        row = table_row(out, shape.key)
+        assert row[2:6] == [str(shape.input_size), str(shape.hidden_size), str(shape.batch), str(shape.steps)]
+    assert "grid: 2 float32 shapes drawn with numpy.random.default_rng(1)" in out
+    assert "grid summary" in out
+    record = json.loads(json_path.read_text())
+    assert [r["key"] for r in record["results"]] == [s.key for s in expected]
+    ran = {peer for r in record["results"] for peer in r["ratios"]}
+    assert set(record["grid_summary"]) == ran
+    for peer, entry in record["grid_summary"].items():
+        ratios = [r["ratios"][peer] for r in record["results"] if peer in r["ratios"]]
+        assert entry["geomean"] == pytest.approx(math.exp(np.mean(np.log(ratios))))
+    if HAS_TORCH:
+        assert "torch" in ran
