@@ -10,13 +10,17 @@ from fastlstm import tuning
 
 # (cell, input, hidden, batch, steps, dtype, layer options, tuning knobs): the knobs shrink the
 # blocks so that small problems are split into many blocks; the last case runs the defaults.
-FINE = dict(step_units=8, gemm_rows=8, gradient_columns=8)
+FINE = dict(step_units=8, gemm_rows=8, gradient_columns=8, cpu_loop="units")
+# the sequences loop on blocks of two rows, up to four blocks
+BLOCKS = dict(gemm_rows=8, gradient_columns=8, cpu_loop="sequences", batch_rows=2, cost_threads=4)
 CASES = [
     ("LSTM", 5, 48, 6, 23, np.float32, dict(bidirectional=True, num_layers=2, dropout=0.2, recurrent_dropout=0.3,
                                             zoneout_cell=0.2, zoneout=0.1, input_dropout=0.1), FINE),
     ("LSTM", 7, 40, 5, 19, np.float64, dict(peephole=True), FINE),
     ("GRU", 9, 56, 7, 17, np.float32, dict(reset_after=False, bidirectional=True, zoneout=0.3), FINE),
     ("GRU", 3, 32, 3, 21, np.float64, dict(recurrent_dropout=0.25), FINE),
+    ("LSTM", 5, 24, 9, 23, np.float32, dict(bidirectional=True, recurrent_dropout=0.3, zoneout=0.1), BLOCKS),
+    ("GRU", 4, 16, 7, 19, np.float64, dict(reset_after=False), BLOCKS),
     ("RNN", 6, 40, 4, 29, np.float32, dict(nonlinearity="relu", weight_dropout=0.2), FINE),
     ("LSTM", 32, 256, 64, 40, np.float32, dict(bidirectional=True), {}),
 ]

@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 
-from fastlstm import functional
+from fastlstm import functional, tuning
 from fastlstm.cells import VARIANTS, make_cell
 from fastlstm.config import init_parameters, make_config
 from fastlstm.tolerances import judged, naive_float32_backend
@@ -53,6 +53,18 @@ def with_backend(config, backend):
     if backend == "reference-float32":
         return replace(config, backend=backend, dtype=np.float32)
     return replace(config, backend=backend)
+
+
+# The cpu loops' strategies (fastlstm.backends.cpu.strategy), as the property tests force them:
+# "sequences" with blocks of one row and up to four blocks, so that small batches are split.
+LOOP_STRATEGIES = ("auto", "sequences", "single", "units")
+
+
+def loop_strategy(name):
+    """A ``tuning.override`` forcing the cpu loop strategy ``name`` (one of :data:`LOOP_STRATEGIES`)."""
+    if name == "sequences":
+        return tuning.override(cpu_loop=name, batch_rows=1, cost_threads=4)
+    return tuning.override(cpu_loop=name)
 
 
 def run(problem, backend):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import CELL_VARIANTS, assert_matches_reference, make_problem, run
+from support import CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy, make_problem, run
 
 sizes = st.integers(1, 6)
 
@@ -16,15 +16,17 @@ sizes = st.integers(1, 6)
     x_scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
     param_scale=st.sampled_from([1.0, 3.0]),
     with_state=st.booleans(), with_dstate=st.booleans(), batch_first=st.booleans(),
-    seed=st.integers(0, 2**32 - 1),
+    seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
 )
 def test_cpu_matches_reference(variant, steps, batch, inputs, hidden, dtype, x_scale, param_scale,
-                               with_state, with_dstate, batch_first, seed):
+                               with_state, with_dstate, batch_first, seed, loop):
     problem = make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=x_scale,
                            param_scale=param_scale, with_state=with_state, with_dstate=with_dstate,
                            batch_first=batch_first)
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    assert_matches_reference(run(problem, "cpu"), run(problem, "reference"), dtype, naive)
+    with loop_strategy(loop):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
 
 def test_zero_length_sequence_returns_the_initial_state():
@@ -53,12 +55,14 @@ def test_relu_overflow_becomes_inf_in_float32_without_raising():
 @given(
     steps=st.integers(1, 4), batch=st.integers(1, 9), hidden=st.integers(7, 40),
     dtype=st.sampled_from([np.float32, np.float64]),
-    x_scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**32 - 1),
+    x_scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
 )
-def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed):
+def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed, loop):
     """Hidden sizes that fill the vectorised gate loops (and their remainders), and batches on
     both sides of the small-batch projection's threshold."""
     problem = make_problem(variant, steps, batch, 5, hidden, dtype, seed, x_scale=x_scale,
                            with_state=True, with_dstate=True)
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    assert_matches_reference(run(problem, "cpu"), run(problem, "reference"), dtype, naive)
+    with loop_strategy(loop):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), dtype, naive)

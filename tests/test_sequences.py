@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastlstm import functional, tuning
-from support import (CELL_VARIANTS, assert_matches_reference, make_problem, numeric_gradient, run,
-                     state_parts, with_backend)
+from support import (CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy, make_problem,
+                     numeric_gradient, run, state_parts, with_backend)
 
 
 @st.composite
@@ -28,13 +28,15 @@ def sequence_problems(draw, variant):
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
 @given(data=st.data())
 def test_cpu_matches_reference_with_every_sequence_option(variant, data):
-    """Also over the backward's segment length: one step per segment, a few, or all at once."""
+    """Also over the segment length (one step per segment, a few, or all at once) and the loop
+    strategy."""
     options = data.draw(sequence_problems(variant))
     segment_rows = data.draw(st.sampled_from([1, 3, 8, 2048]))
     problem = make_problem(**options)
     dtype = options["dtype"]
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    with tuning.override(segment_rows=segment_rows, segment_bytes=0):
+    with tuning.override(segment_rows=segment_rows, segment_bytes=0), loop_strategy(data.draw(
+            st.sampled_from(LOOP_STRATEGIES))):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 

@@ -22,8 +22,9 @@ from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
+from .strategy import choose
 from .threads import single_threaded_blas
-from .units import pack_backward_panels, step_unit_bounds
+from .units import pack_backward_panels
 
 
 @dataclass
@@ -60,6 +61,7 @@ class LayerTape:
     states : list, per direction, (S, T+1, B, H): every state from the initial one on
     planes : list, per direction, (K, T, B, H): the cell's saved planes, in the direction's time
     loops : list, per direction, DirectionLoop
+    plan : .strategy.Plan, how the forward shared its loops (the backward does the same)
     """
 
     kernels: object
@@ -71,6 +73,7 @@ class LayerTape:
     states: list
     planes: list
     loops: list
+    plan: object
 
     def gate_planes(self):
         """Per direction, the cell's activations (A, T, B, H) in natural time and the caller's
@@ -189,14 +192,14 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
     reverse = reverse_index(steps, batch, lengths)
 
     segment = _segment_steps(batch, gate_width, dtype)
+    plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    bounds = step_unit_bounds(hidden)
-    work = np.empty((len(bounds) - 1, gate_width * batch), dtype)
+    work = _work(plan, gate_width * (batch if plan.loop == "units" else int(np.diff(plan.row_bounds).max())), dtype)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
-    finals, all_states, all_planes, all_loops = [], [], [], []
     allocate = buffers.empty if lengths is None else buffers.zeros
+    all_states, all_planes, all_loops = [], [], []
     for direction, p in enumerate(params):
         loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], state[direction],
                                (steps, batch, hidden), dtype, order, direction, reverse, lengths, keep_tape)
@@ -209,24 +212,26 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
         arrays = ForwardArrays(xproj, states, planes, p["weight_hh"], p["bias_hh"], _vectors(spec, p, hidden, dtype),
-                               work, active, bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
-        forward_loop = kernels.forward_loop(loop.recurrent_dropout, loop.zoneout)
+                               work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
+        run = _loop_runner(plan, kernels.forward_loop(_loop_kind(plan), loop.recurrent_dropout, loop.zoneout))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
             matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), p["weight_ih"].T,
                    xproj_segment.reshape(-1, gate_width))
             xproj_segment += bias
-            forward_loop(arrays, t0, t1)
+            run(arrays, t0, t1)
+        all_states.append(states)
+        all_planes.append(planes)
+        all_loops.append(loop)
+    finals = []
+    for direction, states in enumerate(all_states):
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
         y[..., direction * hidden:(direction + 1) * hidden] = h
         finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
-        all_states.append(states)
-        all_planes.append(planes)
-        all_loops.append(loop)
-    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops) \
+    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops, plan) \
         if keep_tape else None
     return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
 
@@ -236,6 +241,29 @@ def _vectors(spec, params, hidden, dtype):
     if not spec.vectors:
         return np.empty((0, hidden), dtype)
     return np.stack([params[name] for name in spec.vectors])
+
+
+def _work(plan, per_block, dtype):
+    """Each block's scratch for the loops' projections: (blocks, per_block)."""
+    blocks = len(plan.unit_bounds) - 1 if plan.loop == "units" else len(plan.row_bounds) - 1
+    return np.empty((blocks, per_block), dtype)
+
+
+def _loop_kind(plan):
+    """Which compiled loop a plan runs (see :meth:`.kernels.CellKernels.forward_loop`)."""
+    if plan.loop == "units":
+        return "units"
+    return "rows" if len(plan.row_bounds) == 2 else "blocks"
+
+
+def _loop_runner(plan, loop):
+    """``run(arrays, t0, t1)`` running ``loop`` (of :func:`_loop_kind`) over a segment."""
+    kind = _loop_kind(plan)
+    if kind == "units":
+        return loop
+    if kind == "rows":
+        return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds[0], plan.row_bounds[1], arrays.work[0])
+    return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds, arrays.work)
 
 
 def _accumulate(total, part):
@@ -341,11 +369,11 @@ def _backward_layer(tape, dy, dstate, norms):
 
     segment = _segment_steps(batch, gate_width, dtype)
     segment_shape = (max(1, min(segment, steps)), batch, gate_width)
+    plan = tape.plan
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
-    bounds = step_unit_bounds(hidden)
-    work = np.empty((len(bounds) - 1, batch * hidden), dtype)
+    work = _work(plan, hidden * (batch if plan.loop == "units" else int(np.diff(plan.row_bounds).max())), dtype)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     state_count = len(spec.states)
@@ -358,9 +386,10 @@ def _backward_layer(tape, dy, dstate, norms):
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
-                                _vectors(spec, p, hidden, dtype), tape.active, bounds, dstates, dgx, dgh,
-                                pack_backward_panels(p["weight_hh"], bounds), work, stage, loop_norms)
-        backward_loop = kernels.backward_loop(loop.recurrent_dropout, loop.zoneout, norms is not None)
+                                _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
+                                pack_backward_panels(p["weight_hh"], plan.unit_bounds), work, stage, loop_norms)
+        run = _loop_runner(plan, kernels.backward_loop(_loop_kind(plan), loop.recurrent_dropout, loop.zoneout,
+                                                       norms is not None))
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)
@@ -374,7 +403,7 @@ def _backward_layer(tape, dy, dstate, norms):
             dgx_segment, dgh_segment = dgx[:t1 - t0], dgh[:t1 - t0]
             dgx_segment[...] = 0
             dgh_segment[...] = 0
-            backward_loop(arrays, t0, t1)
+            run(arrays, t0, t1)
             _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
             _accumulate(direction_grads, _input_gradients(

@@ -64,7 +64,8 @@ def _columns_product(dgates, col0, c0, c1, inputs, weight, bias):
 @njit(cache=True, error_model="numpy")
 def _sum_parts(parts, out):
     """out = Σ_j parts[j] (flat), in the order of j."""
-    out[:] = parts[0]
+    for i in range(out.shape[0]):
+        out[i] = parts[0, i]
     for j in range(1, parts.shape[0]):
         for i in range(out.shape[0]):
             out[i] += parts[j, i]

@@ -18,10 +18,18 @@ from .activations import compiled_activations
 
 
 def _compile(template, suffix, parallel=False, inline=False, **bindings):
-    options = dict(cache=True, error_model="numpy", parallel=parallel)
+    options = dict(cache=True, error_model="numpy", parallel=parallel, nogil=True)
     if inline:
         options["inline"] = "always"
     return njit(**options)(rebind(template, suffix, **bindings))
+
+
+# The loops' templates: per step by units (a parallel region per phase), by sequences (one
+# block of rows, every step; and the region running every block).
+LOOPS = {
+    "forward": (loops.forward_loop, loops.forward_rows, loops.forward_blocks),
+    "backward": (loops.backward_loop, loops.backward_rows, loops.backward_blocks),
+}
 
 
 class CellKernels(CompiledCell):
@@ -31,40 +39,56 @@ class CellKernels(CompiledCell):
         super().__init__(cell, dtype, compiled_activations(dtype),
                          lambda function, suffix, math: _compile(function, suffix, inline=True, **math))
         self._loops = {}
+        self._phases = {}
 
     def _per_phase(self, template, switch, phases, suffix, **flags):
         """``switch`` bound to one compiled copy of ``template`` per phase (the switch calls the
-        copy of the phase it is given)."""
-        copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
-                  for phase in range(phases)]
-        copies += [copies[0]] * (3 - phases)    # never called
-        return _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])
+        copy of the phase it is given); built once and shared by every loop that calls it."""
+        key = (template.__name__, suffix)
+        if key not in self._phases:
+            copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
+                      for phase in range(phases)]
+            copies += [copies[0]] * (3 - phases)    # never called
+            self._phases[key] = _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])
+        return self._phases[key]
 
-    def forward_loop(self, recurrent_dropout=False, zoneout=False):
-        """The compiled forward loop with these regularisers inside it."""
-        key = ("forward", bool(recurrent_dropout), bool(zoneout))
-        if key not in self._loops:
-            suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
-            flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
-            phases = len(self.spec.forward)
-            self._loops[key] = _compile(
-                loops.forward_loop, suffix, parallel=True, FORWARD_PHASES=phases,
-                forward_phase=self._per_phase(steps.forward_phase, steps.forward_switch, phases, suffix, **flags))
-        return self._loops[key]
+    def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False):
+        """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
+        (:func:`.loops.forward_loop`), ``"rows"`` (:func:`.loops.forward_rows`) or ``"blocks"``
+        (:func:`.loops.forward_blocks`)."""
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
+        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
+        phases = len(self.spec.forward)
+        return self._loop("forward", by, suffix, lambda: dict(
+            FORWARD_PHASES=phases,
+            forward_phase=self._per_phase(steps.forward_phase, steps.forward_switch, phases, suffix, **flags)))
 
-    def backward_loop(self, recurrent_dropout=False, zoneout=False, record_norms=False):
-        """The compiled backward loop with these regularisers (and the norms' record) inside it."""
-        key = ("backward", bool(recurrent_dropout), bool(zoneout), bool(record_norms))
+    def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
+        """The compiled backward loop with these regularisers (and the norms' record) inside it,
+        ``by`` as :meth:`forward_loop`'s."""
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
+        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
+        phases = len(self.spec.backward)
+        return self._loop("backward", by, f"{suffix}_n{int(record_norms)}", lambda: dict(
+            BACKWARD_PHASES=phases, RECORD_NORMS=bool(record_norms),
+            backward_pointwise=self._per_phase(steps.backward_pointwise, steps.pointwise_switch, phases, suffix,
+                                               **flags),
+            backward_projection=self._per_phase(steps.backward_projection, steps.projection_switch, phases, suffix,
+                                                **flags)))
+
+    def _loop(self, direction, by, suffix, bindings):
+        """Compile (once) the ``direction`` loop ``by`` units, rows or blocks; ``bindings()``
+        gives the step functions it binds."""
+        key = (direction, by, suffix)
         if key not in self._loops:
-            suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}_n{int(record_norms)}"
-            flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
-            phases = len(self.spec.backward)
-            self._loops[key] = _compile(
-                loops.backward_loop, suffix, parallel=True, BACKWARD_PHASES=phases, RECORD_NORMS=bool(record_norms),
-                backward_pointwise=self._per_phase(steps.backward_pointwise, steps.pointwise_switch, phases, suffix,
-                                                   **flags),
-                backward_projection=self._per_phase(steps.backward_projection, steps.projection_switch, phases,
-                                                    suffix, **flags))
+            units, rows, blocks = LOOPS[direction]
+            if by == "units":
+                self._loops[key] = _compile(units, suffix, parallel=True, **bindings())
+            elif by == "rows":
+                self._loops[key] = _compile(rows, suffix, **bindings())
+            else:
+                self._loops[key] = _compile(blocks, suffix, parallel=True,
+                                            rows_loop=self._loop(direction, "rows", suffix, bindings))
         return self._loops[key]
 
 

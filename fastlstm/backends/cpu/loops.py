@@ -1,10 +1,18 @@
 """The time loops every cell shares, as templates :mod:`.kernels` binds and compiles.
 
-Each loop walks time sequentially. A step is the cell's phases (:mod:`.steps`); in each,
-every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
-:mod:`.units`) for every running sequence, and the end of the ``prange`` is the barrier after
-which the next projection may read what all blocks wrote. Numba's threads own the cores
-during the loop; the BLAS library is held to one thread meanwhile (:mod:`.threads`).
+Each loop walks time sequentially; a step is the cell's phases (:mod:`.steps`). Two ways to
+share a call among threads (:mod:`.strategy` chooses):
+
+* **by sequences** (:func:`forward_rows`, :func:`backward_rows`): sequences are independent,
+  so a block of batch rows runs every step of the segment, every phase, every hidden unit,
+  with no barrier; :func:`forward_blocks` and :func:`backward_blocks` run the blocks as one
+  parallel region per segment. One block is the single-threaded loop.
+* **by units** (:func:`forward_loop`, :func:`backward_loop`): in each phase of each step,
+  every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
+  :mod:`.units`) for every running sequence; the end of the ``prange`` is the barrier after
+  which the next projection may read what all blocks wrote.
+
+The BLAS library is held to one thread during the loops (:mod:`.threads`).
 
 The batch is sorted by non-increasing length, so at step t the sequences still running are
 the first ``active[t]`` rows; the others carry their state (and state gradient) unchanged and
@@ -21,16 +29,17 @@ from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
 
 forward_phase = Unbound("forward_phase")
+rows_loop = Unbound("rows_loop")
 backward_pointwise = Unbound("backward_pointwise")
 backward_projection = Unbound("backward_projection")
 RECORD_NORMS = Unbound("RECORD_NORMS")
 
 
 @njit(cache=True, error_model="numpy")
-def record_state_gradient(t, running, dy, dnext, norms):
-    """Before backward step t: norms[t, b] = ‖∂L/∂h_t‖ of each running row, the gradient from
-    the later steps plus dy[t] (introspection)."""
-    for b in range(running):
+def record_state_gradient(t, r0, r1, dy, dnext, norms):
+    """Before backward step t: norms[t, b] = ‖∂L/∂h_t‖ of rows [r0, r1), the gradient from the
+    later steps plus dy[t] (introspection)."""
+    for b in range(r0, r1):
         g_row, dy_row = dnext[0, b], dy[t, b]
         total = 0.0
         for u in range(g_row.shape[0]):
@@ -40,22 +49,82 @@ def record_state_gradient(t, running, dy, dnext, norms):
 
 
 @njit(cache=True, error_model="numpy")
-def carry_states(states, t, running):
-    """Finished sequences keep their state: states[:, t + 1, b] = states[:, t, b] for b ≥ running.
+def carry_states(states, t, r0, r1):
+    """Finished sequences keep their state: states[:, t + 1, b] = states[:, t, b] for b in [r0, r1).
 
-    (A helper, not an array expression: in a ``parallel=True`` loop that would become a
-    parallel region of its own, and cost seconds of compiling.)"""
+    (Element loops, not array assignments: those compile a shape-mismatch error path that
+    costs seconds, and in a ``parallel=True`` loop an array expression is a region of its own.)"""
     for k in range(states.shape[0]):
-        for b in range(running, states.shape[2]):
-            states[k, t + 1, b] = states[k, t, b]
+        for b in range(r0, r1):
+            for u in range(states.shape[3]):
+                states[k, t + 1, b, u] = states[k, t, b, u]
 
 
 @njit(cache=True, error_model="numpy")
-def carry_gradients(dprev, dnext, running):
-    """Finished sequences pass their state gradient through: dprev[:, b] = dnext[:, b] for b ≥ running."""
+def carry_gradients(dprev, dnext, r0, r1):
+    """Finished sequences pass their state gradient through: dprev[:, b] = dnext[:, b] for b in [r0, r1)."""
     for k in range(dprev.shape[0]):
-        for b in range(running, dprev.shape[1]):
-            dprev[k, b] = dnext[k, b]
+        for b in range(r0, r1):
+            for u in range(dprev.shape[2]):
+                dprev[k, b, u] = dnext[k, b, u]
+
+
+def forward_rows(a, t0, t1, r0, r1, work):
+    """Run steps ``t0`` … ``t1 − 1`` forward for batch rows [r0, r1), every unit (``a``:
+    :class:`.steps.ForwardArrays`; ``work``: this block's projections, G·(r1 − r0)·H values).
+
+    On entry ``a.states[:, t0, r0:r1]`` holds the rows' state before step t0 (and, under
+    recurrent dropout, ``a.inputs`` their h ⊙ mask); on return ``a.states[:, t0 + 1 … t1,
+    r0:r1]`` are filled. Nothing outside the rows is read or written but the shared weights.
+    """
+    hidden = a.states.shape[3]
+    keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
+    every_input = a.inputs.shape[0] == a.states.shape[1]
+    for t in range(t0, t1):
+        running = min(a.active[t], r1)
+        rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
+        if running > r0:
+            for phase in range(FORWARD_PHASES):
+                forward_phase(phase, t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+        if running < r1:
+            carry_states(a.states, t, max(r0, running), r1)
+
+
+def backward_rows(a, t0, t1, r0, r1, work):
+    """Run steps ``t1 − 1`` down to ``t0`` backward for batch rows [r0, r1) (``a``:
+    :class:`.steps.BackwardArrays` with one panel, the whole of ``weight_hh``; ``work``: this
+    block's back-projections, (r1 − r0)·H values). The state gradients alternate in
+    ``a.dstates`` as in :func:`backward_loop`; each phase's math is followed at once by its
+    projection, the rows' own gradients being all it reads.
+    """
+    hidden = a.dy.shape[2]
+    for t in range(t1 - 1, t0 - 1, -1):
+        step = t - t0
+        dnext = a.dstates[(step + 1) % 2]
+        dprev = a.dstates[step % 2]
+        running = min(a.active[t], r1)
+        if running > r0:
+            if RECORD_NORMS:
+                record_state_gradient(t, r0, running, a.dy, dnext, a.norms)
+            for phase in range(BACKWARD_PHASES):
+                backward_pointwise(phase, t, step, r0, running, 0, hidden, work, dnext, dprev, a)
+                backward_projection(phase, step, r0, running, 0, hidden, work, dprev, a)
+        if running < r1:
+            carry_gradients(dprev, dnext, max(r0, running), r1)
+
+
+def forward_blocks(a, t0, t1, row_bounds, work):
+    """:func:`forward_rows` (bound as ``rows_loop``) on every block of rows, one region for the
+    whole segment."""
+    for block in prange(row_bounds.shape[0] - 1):
+        rows_loop(a, t0, t1, row_bounds[block], row_bounds[block + 1], work[block])
+
+
+def backward_blocks(a, t0, t1, row_bounds, work):
+    """:func:`backward_rows` (bound as ``rows_loop``) on every block of rows, one region for
+    the whole segment."""
+    for block in prange(row_bounds.shape[0] - 1):
+        rows_loop(a, t0, t1, row_bounds[block], row_bounds[block + 1], work[block])
 
 
 def forward_loop(a, t0, t1):
@@ -77,7 +146,7 @@ def forward_loop(a, t0, t1):
                     forward_phase(phase, t, t * keep, t - t0, rec_slot, next_slot, 0, running, a.bounds[block],
                                   a.bounds[block + 1], a.work[block], a)
         if running < batch:
-            carry_states(a.states, t, running)
+            carry_states(a.states, t, running, batch)
 
 
 def backward_loop(a, t0, t1):
@@ -100,7 +169,7 @@ def backward_loop(a, t0, t1):
         running = a.active[t]
         if running > 0:
             if RECORD_NORMS:
-                record_state_gradient(t, running, a.dy, dnext, a.norms)
+                record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
             for region in range(BACKWARD_PHASES + 1):
                 for block in prange(blocks):
                     u0, u1 = a.bounds[block], a.bounds[block + 1]
@@ -110,4 +179,4 @@ def backward_loop(a, t0, t1):
                     if region < BACKWARD_PHASES:
                         backward_pointwise(region, t, step, 0, running, u0, u1, work, dnext, dprev, a)
         if running < batch:
-            carry_gradients(dprev, dnext, running)
+            carry_gradients(dprev, dnext, running, batch)

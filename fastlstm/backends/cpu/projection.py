@@ -59,15 +59,35 @@ def project(h, weight, g0, g1, u0, u1, out_flat):
     h : ndarray, shape (rows, H), C-contiguous: what ``weight`` multiplies
     weight : ndarray, shape (G·H, H), the recurrent weights as stored (gate g, unit j in row g·H + j)
     g0, g1, u0, u1 : int
-    out_flat : ndarray, flat, at least (g1 − g0)·rows·(u1 − u0) values; afterwards gate g's
-        (rows, u1 − u0) projections start at (g − g0)·rows·(u1 − u0).
+    out_flat : ndarray, flat, at least (g1 − g0)·rows·(u1 − u0) values; afterwards value
+        (gate g, row r, unit u0 + k) is at :func:`projected_at` (g − g0, r, k).
+
+    Every unit ([0, H)): the gates' weight rows are contiguous, one product (rows, (g1 − g0)·H).
+    A block of units: one product per gate, (rows, u1 − u0) each.
     """
     rows, hidden, width = h.shape[0], weight.shape[1], u1 - u0
+    if width == hidden:
+        out = out_flat[:rows * (g1 - g0) * hidden].reshape(rows, (g1 - g0) * hidden)
+        _product(h, weight[g0 * hidden:g1 * hidden], out)
+        return
     for g in range(g0, g1):
         start = (g - g0) * rows * width
-        out = out_flat[start:start + rows * width].reshape(rows, width)
-        weight_rows = weight[g * hidden + u0:g * hidden + u1]
-        if rows <= SMALL_BATCH:
-            _times_rows(h, weight_rows, out)
-        else:
-            np.dot(h, weight_rows.T, out)
+        _product(h, weight[g * hidden + u0:g * hidden + u1], out_flat[start:start + rows * width].reshape(rows, width))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _product(h, weight_rows, out):
+    """out = h @ weight_rowsᵀ."""
+    if h.shape[0] <= SMALL_BATCH:
+        _times_rows(h, weight_rows, out)
+    else:
+        np.dot(h, weight_rows.T, out)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def projected_at(gate, row, k, gates, rows, width, hidden):
+    """Where :func:`project` left (gate, row, unit u0 + k) of ``gates`` gates, ``rows`` rows and a
+    block ``width`` units wide."""
+    if width == hidden:
+        return (row * gates + gate) * hidden + k
+    return (gate * rows + row) * width + k

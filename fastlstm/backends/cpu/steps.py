@@ -26,7 +26,7 @@ from ...rebinding import Unbound
 from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
-from .projection import project
+from .projection import project, projected_at
 from .unit_values import at, gather_gates, gather_planes, gather_vectors, scatter_planes, tuple_setitem
 
 # The phase a compiled copy runs: a constant, so that its loops over the gates have constant
@@ -140,7 +140,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
             ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
             ah = ZERO_GATES
             for g in range(g0, g1):
-                value = work[at((g - g0) * rows * width + (r - r0) * width + k)]
+                value = work[at(projected_at(g - g0, r - r0, k, g1 - g0, rows, width, hidden))]
                 if g >= FOLDED:
                     value += bias_hh[at(g * hidden + u)]
                 ah = tuple_setitem(ah, g, value)

@@ -1,0 +1,132 @@
+"""How one layer call shares its time loops among threads: the loop strategies and the cost
+model that chooses between them.
+
+Strategies (:mod:`.loops`):
+
+* ``"sequences"``: the batch rows are split into blocks; each block runs every step of a
+  segment with no barrier, the blocks one parallel region per segment. Nothing waits for a
+  thread the OS has descheduled until the segment's end.
+* ``"single"``: the same loop on one block, in the calling thread, no parallel region.
+* ``"units"``: every step's phases split by hidden units, one parallel region per phase per
+  step (a barrier each): the only way to share a step of a batch too small to split.
+
+The cost model (:func:`choose`) estimates a step's time under each strategy from the shape
+and the ``cost_*`` knobs of :mod:`fastlstm.tuning` (measured on this project's machines with
+``bench/strategy_cost.py``), never from the thread count: the blocks, and therefore every
+result's bits, depend on the shape and the knobs alone (see :mod:`.units`). It assumes each
+block gets a thread of its own (up to ``max_blocks``):
+
+* a block of sequences costs its rows' flops at the rate of a GEMM of that many rows, plus,
+  when the recurrent weights do not fit in ``cost_cache_bytes``, streaming all of them;
+* a block of units costs the same for every running row and its share of the weights, plus
+  ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache lines the
+  threads exchange).
+
+Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP=units``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import tuning
+from .units import block_count, step_unit_bounds, unit_bounds
+
+STRATEGIES = ("sequences", "single", "units")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a layer call runs its loops.
+
+    Attributes
+    ----------
+    strategy : {"sequences", "single", "units"}
+    loop : {"sequences", "units"}, the loop templates it compiles (:data:`.kernels.LOOPS`)
+    row_bounds : ndarray (blocks + 1,) int64, the blocks of sequences (one block for "units")
+    unit_bounds : ndarray (blocks + 1,) int64, the blocks of hidden units (one for the others)
+    """
+
+    strategy: str
+    row_bounds: np.ndarray
+    unit_bounds: np.ndarray
+
+    @property
+    def loop(self):
+        return "units" if self.strategy == "units" else "sequences"
+
+
+def _flop_rate(rows):
+    """Modelled flops per ns of one thread's recurrent projection over ``rows`` rows: a GEMM of
+    few rows is bound by its weight loads, its rate growing with the rows up to the peak."""
+    peak = tuning.get("cost_peak_flops_per_ns")
+    return peak * rows / (rows + tuning.get("cost_half_rate_rows"))
+
+
+def sequence_blocks(batch):
+    """Blocks of rows of the "sequences" loop: one per thread of ``cost_threads``, each of at
+    least ``batch_rows`` rows."""
+    return block_count(batch, tuning.get("batch_rows"), min(max(1, tuning.get("cost_threads")),
+                                                            tuning.get("max_blocks")))
+
+
+def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
+    """Modelled ns of one time step of a layer call under each strategy (the module's docstring).
+
+    Parameters
+    ----------
+    gates : int, G: the recurrent weights are (G·H, H)
+    phases : int, parallel regions per step of the "units" loop (forward, plus backward's)
+    batch, hidden, directions, itemsize : int
+    training : bool, whether the step is a forward and a backward (twice the projections)
+
+    Returns
+    -------
+    dict of strategy -> float
+    """
+    threads = max(1, tuning.get("cost_threads"))
+    passes = 2 if training else 1
+    weight_bytes = gates * hidden * hidden * itemsize
+    stream = tuning.get("cost_stream_bytes_per_ns")
+    cache = tuning.get("cost_cache_bytes")
+    call = tuning.get("cost_call_ns")
+
+    def block_ns(rows, weight_share):
+        """One thread's step on ``rows`` rows and a share of the weights."""
+        flops = passes * 2.0 * rows * gates * hidden * hidden * weight_share
+        share_bytes = weight_bytes * weight_share
+        loads = passes * share_bytes / stream if share_bytes > cache else 0.0
+        return passes * phases * call + flops / _flop_rate(rows) + loads
+
+    blocks = sequence_blocks(batch)
+    unit_blocks = len(step_unit_bounds(hidden)) - 1
+    return {
+        "sequences": directions * -(-blocks // threads) * block_ns(-(-batch // blocks), 1.0),
+        "single": directions * block_ns(batch, 1.0),
+        "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks)
+                               + passes * phases * tuning.get("cost_region_ns")),
+    }
+
+
+def choose(spec, batch, hidden, directions, itemsize, training):
+    """The :class:`Plan` of a layer call: the ``cpu_loop`` knob's strategy, or under ``"auto"``
+    the one :func:`step_costs` models fastest (ties to the fewer threads).
+
+    Parameters
+    ----------
+    spec : fastlstm.cells.spec.CellSpec
+    batch, hidden, directions, itemsize : int
+    training : bool
+    """
+    strategy = tuning.get("cpu_loop")
+    if strategy == "auto":
+        phases = len(spec.forward) + (len(spec.backward) if training else 0)
+        costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training)
+        strategy = min(("single", "sequences", "units"), key=lambda s: costs[s])
+    whole_batch, whole_units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
+    if strategy == "units":
+        return Plan(strategy, whole_batch, step_unit_bounds(hidden))
+    if strategy == "single":
+        return Plan(strategy, whole_batch, whole_units)
+    return Plan(strategy, unit_bounds(batch, sequence_blocks(batch)), whole_units)
