@@ -3,6 +3,7 @@
 ``import fastlstm`` loads NumPy only; Numba compiles a backend's kernels on first use.
 """
 from .layers import GRU, LSTM, RNN
+from .precompile import precompile
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "precompile", "__version__"]

@@ -8,6 +8,9 @@ named after what it binds, so Numba's on-disk cache keeps each one (:mod:`fastls
 Only the loops a call needs are compiled: a layer that never uses recurrent dropout never
 compiles a loop with it.
 """
+import os
+import sys
+
 import numpy as np
 from numba import njit
 
@@ -40,15 +43,23 @@ class CellKernels(CompiledCell):
                          lambda function, suffix, math: _compile(function, suffix, inline=True, **math))
         self._loops = {}
         self._phases = {}
+        self._announced = False
 
-    def _per_phase(self, template, switch, phases, suffix, **flags):
-        """``switch`` bound to one compiled copy of ``template`` per phase (the switch calls the
-        copy of the phase it is given); built once and shared by every loop that calls it."""
+    def _copies(self, template, phases, suffix, **flags):
+        """One compiled copy of ``template`` per phase (three: a cell's unused phases repeat phase
+        0's, never called), built once and shared by every loop that calls them."""
         key = (template.__name__, suffix)
         if key not in self._phases:
             copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
                       for phase in range(phases)]
-            copies += [copies[0]] * (3 - phases)    # never called
+            self._phases[key] = copies + [copies[0]] * (3 - phases)
+        return self._phases[key]
+
+    def _switch(self, template, switch, phases, suffix, **flags):
+        """``switch`` bound to :meth:`_copies` (it calls the copy of the phase it is given)."""
+        key = (switch.__name__, suffix)
+        if key not in self._phases:
+            copies = self._copies(template, phases, suffix, **flags)
             self._phases[key] = _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])
         return self._phases[key]
 
@@ -59,9 +70,14 @@ class CellKernels(CompiledCell):
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
         flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
         phases = len(self.spec.forward)
-        return self._loop("forward", by, suffix, lambda: dict(
-            FORWARD_PHASES=phases,
-            forward_phase=self._per_phase(steps.forward_phase, steps.forward_switch, phases, suffix, **flags)))
+
+        def bindings(by):
+            if by == "units":
+                return dict(FORWARD_PHASES=phases, forward_phase=self._switch(
+                    steps.forward_phase, steps.forward_switch, phases, suffix, **flags))
+            copies = self._copies(steps.forward_phase, phases, suffix, **flags)
+            return dict(FORWARD_PHASES=phases, **{f"FORWARD_{p}": copies[p] for p in range(3)})
+        return self._loop("forward", by, suffix, bindings)
 
     def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
@@ -69,27 +85,44 @@ class CellKernels(CompiledCell):
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
         flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
         phases = len(self.spec.backward)
-        return self._loop("backward", by, f"{suffix}_n{int(record_norms)}", lambda: dict(
-            BACKWARD_PHASES=phases, RECORD_NORMS=bool(record_norms),
-            backward_pointwise=self._per_phase(steps.backward_pointwise, steps.pointwise_switch, phases, suffix,
-                                               **flags),
-            backward_projection=self._per_phase(steps.backward_projection, steps.projection_switch, phases, suffix,
-                                                **flags)))
+
+        def bindings(by):
+            common = dict(BACKWARD_PHASES=phases, RECORD_NORMS=bool(record_norms))
+            if by == "units":
+                return dict(common, backward_pointwise=self._switch(
+                    steps.backward_pointwise, steps.pointwise_switch, phases, suffix, **flags),
+                    backward_projection=self._switch(
+                        steps.backward_projection, steps.projection_switch, phases, suffix, **flags))
+            pointwise = self._copies(steps.backward_pointwise, phases, suffix, **flags)
+            projection = self._copies(steps.backward_projection, phases, suffix, **flags)
+            return dict(common, **{f"POINTWISE_{p}": pointwise[p] for p in range(3)},
+                        **{f"PROJECTION_{p}": projection[p] for p in range(3)})
+        return self._loop("backward", by, f"{suffix}_n{int(record_norms)}", bindings)
 
     def _loop(self, direction, by, suffix, bindings):
-        """Compile (once) the ``direction`` loop ``by`` units, rows or blocks; ``bindings()``
+        """Compile (once) the ``direction`` loop ``by`` units, rows or blocks; ``bindings(by)``
         gives the step functions it binds."""
         key = (direction, by, suffix)
         if key not in self._loops:
             units, rows, blocks = LOOPS[direction]
             if by == "units":
-                self._loops[key] = _compile(units, suffix, parallel=True, **bindings())
+                loop = _compile(units, suffix, parallel=True, **bindings(by))
             elif by == "rows":
-                self._loops[key] = _compile(rows, suffix, **bindings())
+                loop = _compile(rows, suffix, **bindings(by))
             else:
-                self._loops[key] = _compile(blocks, suffix, parallel=True,
-                                            rows_loop=self._loop(direction, "rows", suffix, bindings))
+                loop = _compile(blocks, suffix, parallel=True, rows_loop=self._loop(direction, "rows", suffix, bindings))
+            if not self._announced and not _cached_on_disk(loop):
+                print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
+                      file=sys.stderr, flush=True)
+                self._announced = True
+            self._loops[key] = loop
         return self._loops[key]
+
+
+def _cached_on_disk(dispatcher):
+    """Whether Numba's on-disk cache holds compiled code of ``dispatcher`` (its index file exists)."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    return cache_file is not None and os.path.exists(cache_file._index_path)
 
 
 _kernels = {}

@@ -19,7 +19,8 @@ the first ``active[t]`` rows; the others carry their state (and state gradient) 
 cost no work.
 
 ``forward_phase``, ``backward_pointwise``, ``backward_projection`` (each a switch calling the
-compiled copy of its phase, see :mod:`.steps`), the phase counts and ``RECORD_NORMS`` are
+compiled copy of its phase, see :mod:`.steps`; the rows loops call the copies directly,
+``FORWARD_p``, ``POINTWISE_p``, ``PROJECTION_p``), the phase counts and ``RECORD_NORMS`` are
 placeholders that every compiled copy binds.
 """
 import numpy as np
@@ -29,6 +30,11 @@ from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
 
 forward_phase = Unbound("forward_phase")
+# the rows loops call each phase's compiled copy directly (a switch between is a level of
+# compiling more: Numba optimises a callee's code again in every caller that links it)
+FORWARD_0, FORWARD_1, FORWARD_2 = (Unbound(f"FORWARD_{p}") for p in range(3))
+POINTWISE_0, POINTWISE_1, POINTWISE_2 = (Unbound(f"POINTWISE_{p}") for p in range(3))
+PROJECTION_0, PROJECTION_1, PROJECTION_2 = (Unbound(f"PROJECTION_{p}") for p in range(3))
 rows_loop = Unbound("rows_loop")
 backward_pointwise = Unbound("backward_pointwise")
 backward_projection = Unbound("backward_projection")
@@ -84,8 +90,11 @@ def forward_rows(a, t0, t1, r0, r1, work):
         running = min(a.active[t], r1)
         rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
         if running > r0:
-            for phase in range(FORWARD_PHASES):
-                forward_phase(phase, t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+            FORWARD_0(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+            if FORWARD_PHASES > 1:
+                FORWARD_1(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+            if FORWARD_PHASES > 2:
+                FORWARD_2(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
         if running < r1:
             carry_states(a.states, t, max(r0, running), r1)
 
@@ -106,9 +115,14 @@ def backward_rows(a, t0, t1, r0, r1, work):
         if running > r0:
             if RECORD_NORMS:
                 record_state_gradient(t, r0, running, a.dy, dnext, a.norms)
-            for phase in range(BACKWARD_PHASES):
-                backward_pointwise(phase, t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                backward_projection(phase, step, r0, running, 0, hidden, work, dprev, a)
+            POINTWISE_0(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
+            PROJECTION_0(step, r0, running, 0, hidden, work, dprev, a)
+            if BACKWARD_PHASES > 1:
+                POINTWISE_1(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
+                PROJECTION_1(step, r0, running, 0, hidden, work, dprev, a)
+            if BACKWARD_PHASES > 2:
+                POINTWISE_2(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
+                PROJECTION_2(step, r0, running, 0, hidden, work, dprev, a)
         if running < r1:
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
