@@ -401,8 +401,9 @@ def _backward_layer(tape, dy, dstate, norms):
             elif (t1 - t0) % 2:
                 dstates[1] = dstates[0]
             dgx_segment, dgh_segment = dgx[:t1 - t0], dgh[:t1 - t0]
-            dgx_segment[...] = 0
-            dgh_segment[...] = 0
+            if t1 > t0 and tape.active[t1 - 1] < batch:   # rows past a sequence's end must read zero
+                dgx_segment[...] = 0
+                dgh_segment[...] = 0
             run(arrays, t0, t1)
             _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
