@@ -20,6 +20,7 @@ more free bytes than the most bytes ever leased at once (one call's working set,
 loop of similar calls) nor more than the ``pool_max_free_bytes`` tunable; beyond that it
 releases the blocks returned longest ago.
 """
+import math
 import threading
 from collections import OrderedDict, deque
 
@@ -128,7 +129,7 @@ def empty(shape, dtype):
     """
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < tuning.get("pool_min_bytes"):
         return np.empty(shape, dtype)
     return np.asarray(_Lease(_pool.lease(nbytes), shape, dtype))

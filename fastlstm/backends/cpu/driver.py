@@ -57,7 +57,7 @@ class LayerTape:
     x : ndarray (T, B, I), the layer's input
     order : ndarray (B,), the sort applied to the batch, or None
     active : ndarray (T,), how many sequences run at each step
-    reverse : tuple, fancy index reading a (T, B, ...) array in per-sequence reverse time
+    reverse : tuple, fancy index reading a (T, B, ...) array in per-sequence reverse time (None: one direction)
     states : list, per direction, (S, T+1, B, H): every state from the initial one on
     planes : list, per direction, (K, T, B, H): the cell's saved planes, in the direction's time
     loops : list, per direction, DirectionLoop
@@ -189,7 +189,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
         active = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     else:
         active = np.full(steps, batch)
-    reverse = reverse_index(steps, batch, lengths)
+    reverse = reverse_index(steps, batch, lengths) if len(params) > 1 else None
 
     segment = _segment_steps(batch, gate_width, dtype)
     plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)

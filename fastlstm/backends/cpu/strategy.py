@@ -26,6 +26,8 @@ Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +111,12 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
     }
 
 
+# the knobs a plan depends on: a plan is computed once per shape and values of these
+PLAN_KNOBS = ("cpu_loop", "batch_rows", "cost_threads", "cost_call_ns", "cost_peak_flops_per_ns",
+              "cost_half_rate_rows", "cost_stream_bytes_per_ns", "cost_cache_bytes", "cost_region_ns", "step_units",
+              "max_blocks")
+
+
 def choose(spec, batch, hidden, directions, itemsize, training):
     """The :class:`Plan` of a layer call: the ``cpu_loop`` knob's strategy, or under ``"auto"``
     the one :func:`step_costs` models fastest (ties to the fewer threads).
@@ -119,14 +127,26 @@ def choose(spec, batch, hidden, directions, itemsize, training):
     batch, hidden, directions, itemsize : int
     training : bool
     """
+    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuple(tuning.get(k) for k in PLAN_KNOBS))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(spec, batch, hidden, directions, itemsize, training, knobs):
+    """:func:`choose`'s plan, once per shape and knob values (``knobs``: of :data:`PLAN_KNOBS`)."""
+    with tuning.override(**dict(zip(PLAN_KNOBS, knobs))):
+        return _choose(spec, batch, hidden, directions, itemsize, training)
+
+
+def _choose(spec, batch, hidden, directions, itemsize, training):
     strategy = tuning.get("cpu_loop")
     if strategy == "auto":
         phases = len(spec.forward) + (len(spec.backward) if training else 0)
         costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training)
         strategy = min(("single", "sequences", "units"), key=lambda s: costs[s])
-    whole_batch, whole_units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
+    rows, units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
     if strategy == "units":
-        return Plan(strategy, whole_batch, step_unit_bounds(hidden))
-    if strategy == "single":
-        return Plan(strategy, whole_batch, whole_units)
-    return Plan(strategy, unit_bounds(batch, sequence_blocks(batch)), whole_units)
+        units = step_unit_bounds(hidden)
+    elif strategy == "sequences":
+        rows = unit_bounds(batch, sequence_blocks(batch))
+    rows.flags.writeable = units.flags.writeable = False     # a plan is shared by every call of its shape
+    return Plan(strategy, rows, units)
