@@ -84,6 +84,9 @@ TUNABLES = {t.name: t for t in (
             "cpu cost model: bytes per ns one thread streams recurrent weights that are not in its cache"),
     Tunable("cost_cache_bytes", 1 << 20,
             "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step"),
+    Tunable("cost_units_margin", 25,
+            "cpu cost model: percent by which the 'units' loop must model faster to be chosen (its per-step "
+            "barriers collapse beside a busy process)"),
     Tunable("cost_region_ns", 3000,
             "cpu cost model: ns of one parallel region of the 'units' loop (fork, barrier, shared cache lines)"),
     Tunable("step_units", 64,
@@ -98,6 +101,9 @@ TUNABLES = {t.name: t for t in (
     Tunable("max_blocks", 16,
             "cpu: most blocks one piece of parallel work is split into (the splits depend on shapes and these "
             "knobs only, never on the thread count, so that results do not either)"),
+    Tunable("parallel_flops", 1 << 22,
+            "cpu: fewest flops of a GEMM around the time loops that runs its blocks across threads (smaller ones "
+            "run them one after the other: the same blocks and bits, no parallel region to wait in)"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,

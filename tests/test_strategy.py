@@ -34,7 +34,19 @@ def test_auto_takes_the_cheapest_strategy_of_the_model(batch, hidden, directions
     plan = choose(LSTM, batch, hidden, directions, 4, training)
     phases = len(LSTM.forward) + (len(LSTM.backward) if training else 0)
     costs = step_costs(len(LSTM.gates), phases, batch, hidden, directions, 4, training)
+    costs["units"] *= 1 + tuning.get("cost_units_margin") / 100
     assert costs[plan.strategy] == min(costs.values())
+
+
+def test_the_units_loop_needs_its_margin():
+    """A shape where the units loop models a little faster (within the margin) runs by sequences,
+    and without the margin by units."""
+    phases = len(LSTM.forward) + len(LSTM.backward)
+    costs = step_costs(len(LSTM.gates), phases, 32, 256, 1, 4, True)
+    assert costs["units"] < min(costs["sequences"], costs["single"]) < 1.25 * costs["units"]
+    assert choose(LSTM, 32, 256, 1, 4, training=True).strategy == "sequences"
+    with tuning.override(cost_units_margin=0):
+        assert choose(LSTM, 32, 256, 1, 4, training=True).strategy == "units"
 
 
 def test_the_model_splits_large_batches_by_sequences_and_wide_single_sequences_by_units():

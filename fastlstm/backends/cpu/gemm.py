@@ -15,18 +15,40 @@ from .units import block_count
 _BLOCK_ROWS = 256
 
 
+def _parallel(flops):
+    """Whether work of ``flops`` runs its blocks across threads (else one after the other, in the
+    calling thread: the same blocks, so the same bits). Small work gains less from the threads
+    than a parallel region costs, and beside a busy process a region waits for every thread."""
+    return flops >= tuning.get("parallel_flops")
+
+
 def matmul(a, b, out):
     """out = a @ b, with a (M, K), b (K, N), out (M, N), in row blocks of at least ``gemm_rows``."""
-    _matmul_by_rows(a, b, out, block_count(a.shape[0], tuning.get("gemm_rows")))
+    blocks = block_count(a.shape[0], tuning.get("gemm_rows"))
+    if _parallel(2.0 * a.shape[0] * a.shape[1] * b.shape[1]):
+        _matmul_by_rows(a, b, out, blocks)
+    else:
+        _matmul_by_rows_serial(a, b, out, blocks)
+
+
+@njit(cache=True, error_model="numpy")
+def _matmul_block(a, b, out, block, blocks):
+    rows = a.shape[0]
+    r0 = block * rows // blocks
+    r1 = (block + 1) * rows // blocks
+    np.dot(a[r0:r1], b, out[r0:r1])
 
 
 @njit(cache=True, parallel=True)
 def _matmul_by_rows(a, b, out, blocks):
-    rows = a.shape[0]
     for block in prange(blocks):
-        r0 = block * rows // blocks
-        r1 = (block + 1) * rows // blocks
-        np.dot(a[r0:r1], b, out[r0:r1])
+        _matmul_block(a, b, out, block, blocks)
+
+
+@njit(cache=True)
+def _matmul_by_rows_serial(a, b, out, blocks):
+    for block in range(blocks):
+        _matmul_block(a, b, out, block, blocks)
 
 
 @njit(cache=True, error_model="numpy")
@@ -79,10 +101,25 @@ def _by_rows(dgates, inputs, weight_parts, bias_parts):
                       bias_parts[chunk])
 
 
+@njit(cache=True, error_model="numpy")
+def _by_rows_serial(dgates, inputs, weight_parts, bias_parts):
+    chunks, rows = weight_parts.shape[0], dgates.shape[0]
+    for chunk in range(chunks):
+        _rows_product(dgates, inputs, chunk * rows // chunks, (chunk + 1) * rows // chunks, weight_parts[chunk],
+                      bias_parts[chunk])
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _by_columns(dgates, col0, inputs, weight, bias, chunks):
     width = weight.shape[0]
     for chunk in prange(chunks):
+        _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
+
+
+@njit(cache=True, error_model="numpy")
+def _by_columns_serial(dgates, col0, inputs, weight, bias, chunks):
+    width = weight.shape[0]
+    for chunk in range(chunks):
         _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
 
 
@@ -107,15 +144,17 @@ def weight_gradient(dgates, col0, col1, inputs):
     bias : ndarray, shape (col1 − col0,), Σ_m g_m
     """
     rows, width, inner = dgates.shape[0], col1 - col0, inputs.shape[1]
+    parallel = _parallel(2.0 * rows * width * inner)
     if col0 == 0 and col1 == dgates.shape[1]:
         chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
-        _by_rows(dgates, inputs, weight_parts, bias_parts)
+        (_by_rows if parallel else _by_rows_serial)(dgates, inputs, weight_parts, bias_parts)
         weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
         _sum_parts(weight_parts.reshape(chunks, -1), weight.reshape(-1))
         _sum_parts(bias_parts, bias)
         return weight, bias
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-    _by_columns(dgates, col0, inputs, weight, bias, block_count(width, tuning.get("gradient_columns")))
+    (_by_columns if parallel else _by_columns_serial)(dgates, col0, inputs, weight, bias,
+                                                     block_count(width, tuning.get("gradient_columns")))
     return weight, bias

@@ -20,7 +20,12 @@ block gets a thread of its own (up to ``max_blocks``):
   when the recurrent weights do not fit in ``cost_cache_bytes``, streaming all of them;
 * a block of units costs the same for every running row and its share of the weights, plus
   ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache lines the
-  threads exchange).
+  threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
+
+The units loop is chosen only when it models ``cost_units_margin`` percent faster than the
+others: its barriers wait for every thread at every step, so beside a busy process it is the
+one that collapses (``bench/under_load.py``: an LSTM(64, 256), B 32, T 100 training call
+slowed 3.7× with it, 2.45× with blocks of sequences).
 
 Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP=units``.
 """
@@ -113,13 +118,13 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
 
 # the knobs a plan depends on: a plan is computed once per shape and values of these
 PLAN_KNOBS = ("cpu_loop", "batch_rows", "cost_threads", "cost_call_ns", "cost_peak_flops_per_ns",
-              "cost_half_rate_rows", "cost_stream_bytes_per_ns", "cost_cache_bytes", "cost_region_ns", "step_units",
-              "max_blocks")
+              "cost_half_rate_rows", "cost_stream_bytes_per_ns", "cost_cache_bytes", "cost_region_ns",
+              "cost_units_margin", "step_units", "max_blocks")
 
 
 def choose(spec, batch, hidden, directions, itemsize, training):
     """The :class:`Plan` of a layer call: the ``cpu_loop`` knob's strategy, or under ``"auto"``
-    the one :func:`step_costs` models fastest (ties to the fewer threads).
+    the one :func:`step_costs` models fastest (the units loop by a margin; ties to the fewer threads).
 
     Parameters
     ----------
@@ -142,6 +147,9 @@ def _choose(spec, batch, hidden, directions, itemsize, training):
     if strategy == "auto":
         phases = len(spec.forward) + (len(spec.backward) if training else 0)
         costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training)
+        # the units loop's barriers wait for every thread at every step: beside a busy process
+        # it collapses where the others do not, so it must win by a margin
+        costs["units"] *= 1 + tuning.get("cost_units_margin") / 100
         strategy = min(("single", "sequences", "units"), key=lambda s: costs[s])
     rows, units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
     if strategy == "units":
