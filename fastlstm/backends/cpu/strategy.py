@@ -32,7 +32,6 @@ Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 import numpy as np
