@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-STRATEGIES = ("sequences", "single", "units")
+from .backends.cpu.strategy import STRATEGIES
 
 
 def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES, training=True,

@@ -194,12 +194,12 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
     segment = _segment_steps(batch, gate_width, dtype)
     plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    work = _work(plan, gate_width * (batch if plan.loop == "units" else int(np.diff(plan.row_bounds).max())), dtype)
+    work = np.empty((plan.blocks, plan.block_rows * gate_width), dtype)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
+    finals, all_states, all_planes, all_loops = [], [], [], []
     allocate = buffers.empty if lengths is None else buffers.zeros
-    all_states, all_planes, all_loops = [], [], []
     for direction, p in enumerate(params):
         loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], state[direction],
                                (steps, batch, hidden), dtype, order, direction, reverse, lengths, keep_tape)
@@ -213,7 +213,7 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
         arrays = ForwardArrays(xproj, states, planes, p["weight_hh"], p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
-        run = _loop_runner(plan, kernels.forward_loop(_loop_kind(plan), loop.recurrent_dropout, loop.zoneout))
+        run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
@@ -221,16 +221,14 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
                    xproj_segment.reshape(-1, gate_width))
             xproj_segment += bias
             run(arrays, t0, t1)
-        all_states.append(states)
-        all_planes.append(planes)
-        all_loops.append(loop)
-    finals = []
-    for direction, states in enumerate(all_states):
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
         y[..., direction * hidden:(direction + 1) * hidden] = h
         finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
+        all_states.append(states)
+        all_planes.append(planes)
+        all_loops.append(loop)
     tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops, plan) \
         if keep_tape else None
     return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
@@ -243,25 +241,11 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _work(plan, per_block, dtype):
-    """Each block's scratch for the loops' projections: (blocks, per_block)."""
-    blocks = len(plan.unit_bounds) - 1 if plan.loop == "units" else len(plan.row_bounds) - 1
-    return np.empty((blocks, per_block), dtype)
-
-
-def _loop_kind(plan):
-    """Which compiled loop a plan runs (see :meth:`.kernels.CellKernels.forward_loop`)."""
-    if plan.loop == "units":
-        return "units"
-    return "rows" if len(plan.row_bounds) == 2 else "blocks"
-
-
 def _loop_runner(plan, loop):
-    """``run(arrays, t0, t1)`` running ``loop`` (of :func:`_loop_kind`) over a segment."""
-    kind = _loop_kind(plan)
-    if kind == "units":
+    """``run(arrays, t0, t1)`` running ``loop`` (compiled for ``plan.kind``) over a segment."""
+    if plan.kind == "units":
         return loop
-    if kind == "rows":
+    if plan.kind == "rows":
         return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds[0], plan.row_bounds[1], arrays.work[0])
     return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds, arrays.work)
 
@@ -373,7 +357,7 @@ def _backward_layer(tape, dy, dstate, norms):
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
-    work = _work(plan, hidden * (batch if plan.loop == "units" else int(np.diff(plan.row_bounds).max())), dtype)
+    work = np.empty((plan.blocks, plan.block_rows * hidden), dtype)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     state_count = len(spec.states)
@@ -388,7 +372,7 @@ def _backward_layer(tape, dy, dstate, norms):
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 pack_backward_panels(p["weight_hh"], plan.unit_bounds), work, stage, loop_norms)
-        run = _loop_runner(plan, kernels.backward_loop(_loop_kind(plan), loop.recurrent_dropout, loop.zoneout,
+        run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ... import tuning
+from ...rebinding import rebind
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -25,30 +26,16 @@ def _parallel(flops):
 def matmul(a, b, out):
     """out = a @ b, with a (M, K), b (K, N), out (M, N), in row blocks of at least ``gemm_rows``."""
     blocks = block_count(a.shape[0], tuning.get("gemm_rows"))
-    if _parallel(2.0 * a.shape[0] * a.shape[1] * b.shape[1]):
-        _matmul_by_rows(a, b, out, blocks)
-    else:
-        _matmul_by_rows_serial(a, b, out, blocks)
+    by_rows = _MATMUL_BY_ROWS[_parallel(2.0 * a.shape[0] * a.shape[1] * b.shape[1])]
+    by_rows(a, b, out, blocks)
 
 
-@njit(cache=True, error_model="numpy")
-def _matmul_block(a, b, out, block, blocks):
-    rows = a.shape[0]
-    r0 = block * rows // blocks
-    r1 = (block + 1) * rows // blocks
-    np.dot(a[r0:r1], b, out[r0:r1])
-
-
-@njit(cache=True, parallel=True)
 def _matmul_by_rows(a, b, out, blocks):
+    rows = a.shape[0]
     for block in prange(blocks):
-        _matmul_block(a, b, out, block, blocks)
-
-
-@njit(cache=True)
-def _matmul_by_rows_serial(a, b, out, blocks):
-    for block in range(blocks):
-        _matmul_block(a, b, out, block, blocks)
+        r0 = block * rows // blocks
+        r1 = (block + 1) * rows // blocks
+        np.dot(a[r0:r1], b, out[r0:r1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,7 +80,6 @@ def _sum_parts(parts, out):
             out[i] += parts[j, i]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def _by_rows(dgates, inputs, weight_parts, bias_parts):
     chunks, rows = weight_parts.shape[0], dgates.shape[0]
     for chunk in prange(chunks):
@@ -101,26 +87,22 @@ def _by_rows(dgates, inputs, weight_parts, bias_parts):
                       bias_parts[chunk])
 
 
-@njit(cache=True, error_model="numpy")
-def _by_rows_serial(dgates, inputs, weight_parts, bias_parts):
-    chunks, rows = weight_parts.shape[0], dgates.shape[0]
-    for chunk in range(chunks):
-        _rows_product(dgates, inputs, chunk * rows // chunks, (chunk + 1) * rows // chunks, weight_parts[chunk],
-                      bias_parts[chunk])
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
 def _by_columns(dgates, col0, inputs, weight, bias, chunks):
     width = weight.shape[0]
     for chunk in prange(chunks):
         _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
 
 
-@njit(cache=True, error_model="numpy")
-def _by_columns_serial(dgates, col0, inputs, weight, bias, chunks):
-    width = weight.shape[0]
-    for chunk in range(chunks):
-        _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
+def _serial_and_parallel(template):
+    """``{False: serial, True: parallel}`` compiled copies of ``template``: outside a parallel
+    function ``prange`` is ``range``, so both run the same blocks in the same arithmetic."""
+    return {parallel: njit(cache=True, parallel=parallel, error_model="numpy")(
+        rebind(template, "parallel" if parallel else "serial")) for parallel in (False, True)}
+
+
+_MATMUL_BY_ROWS = _serial_and_parallel(_matmul_by_rows)
+_BY_ROWS = _serial_and_parallel(_by_rows)
+_BY_COLUMNS = _serial_and_parallel(_by_columns)
 
 
 def weight_gradient(dgates, col0, col1, inputs):
@@ -149,12 +131,11 @@ def weight_gradient(dgates, col0, col1, inputs):
         chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
-        (_by_rows if parallel else _by_rows_serial)(dgates, inputs, weight_parts, bias_parts)
+        _BY_ROWS[parallel](dgates, inputs, weight_parts, bias_parts)
         weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
         _sum_parts(weight_parts.reshape(chunks, -1), weight.reshape(-1))
         _sum_parts(bias_parts, bias)
         return weight, bias
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-    (_by_columns if parallel else _by_columns_serial)(dgates, col0, inputs, weight, bias,
-                                                     block_count(width, tuning.get("gradient_columns")))
+    _BY_COLUMNS[parallel](dgates, col0, inputs, weight, bias, block_count(width, tuning.get("gradient_columns")))
     return weight, bias

@@ -28,10 +28,10 @@ def _compile(template, suffix, parallel=False, inline=False, **bindings):
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one
-# block of rows, every step; and the region running every block).
+# block of rows, every step; :func:`.loops.every_block` runs every block in one region).
 LOOPS = {
-    "forward": (loops.forward_loop, loops.forward_rows, loops.forward_blocks),
-    "backward": (loops.backward_loop, loops.backward_rows, loops.backward_blocks),
+    "forward": (loops.forward_loop, loops.forward_rows),
+    "backward": (loops.backward_loop, loops.backward_rows),
 }
 
 
@@ -66,7 +66,7 @@ class CellKernels(CompiledCell):
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
         (:func:`.loops.forward_loop`), ``"rows"`` (:func:`.loops.forward_rows`) or ``"blocks"``
-        (:func:`.loops.forward_blocks`)."""
+        (:func:`.loops.every_block` over the rows loop)."""
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
         flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
         phases = len(self.spec.forward)
@@ -104,13 +104,14 @@ class CellKernels(CompiledCell):
         gives the step functions it binds."""
         key = (direction, by, suffix)
         if key not in self._loops:
-            units, rows, blocks = LOOPS[direction]
+            units, rows = LOOPS[direction]
             if by == "units":
                 loop = _compile(units, suffix, parallel=True, **bindings(by))
             elif by == "rows":
                 loop = _compile(rows, suffix, **bindings(by))
             else:
-                loop = _compile(blocks, suffix, parallel=True, rows_loop=self._loop(direction, "rows", suffix, bindings))
+                loop = _compile(loops.every_block, f"{direction}_{suffix}", parallel=True,
+                                rows_loop=self._loop(direction, "rows", suffix, bindings))
             if not self._announced and not _cached_on_disk(loop):
                 print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
                       file=sys.stderr, flush=True)

@@ -5,8 +5,7 @@ share a call among threads (:mod:`.strategy` chooses):
 
 * **by sequences** (:func:`forward_rows`, :func:`backward_rows`): sequences are independent,
   so a block of batch rows runs every step of the segment, every phase, every hidden unit,
-  with no barrier; :func:`forward_blocks` and :func:`backward_blocks` run the blocks as one
-  parallel region per segment. One block is the single-threaded loop.
+  with no barrier; :func:`every_block` runs the blocks as one parallel region per segment. One block is the single-threaded loop.
 * **by units** (:func:`forward_loop`, :func:`backward_loop`): in each phase of each step,
   every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
   :mod:`.units`) for every running sequence; the end of the ``prange`` is the barrier after
@@ -127,16 +126,9 @@ def backward_rows(a, t0, t1, r0, r1, work):
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
 
-def forward_blocks(a, t0, t1, row_bounds, work):
-    """:func:`forward_rows` (bound as ``rows_loop``) on every block of rows, one region for the
-    whole segment."""
-    for block in prange(row_bounds.shape[0] - 1):
-        rows_loop(a, t0, t1, row_bounds[block], row_bounds[block + 1], work[block])
-
-
-def backward_blocks(a, t0, t1, row_bounds, work):
-    """:func:`backward_rows` (bound as ``rows_loop``) on every block of rows, one region for
-    the whole segment."""
+def every_block(a, t0, t1, row_bounds, work):
+    """A rows loop (:func:`forward_rows` or :func:`backward_rows`, bound as ``rows_loop``) on
+    every block of rows, one region for the whole segment."""
     for block in prange(row_bounds.shape[0] - 1):
         rows_loop(a, t0, t1, row_bounds[block], row_bounds[block + 1], work[block])
 

@@ -4,8 +4,9 @@ Forward, the block's weight rows are used in place, contiguous along the state (
 With many sequences that is a single-threaded BLAS GEMM (a transposed operand: no copy);
 with up to ``SMALL_BATCH`` of them BLAS spends its time packing the weights on every call,
 and :func:`dot_rows` (register-blocked dot products) does the step: measured on one core of
-the project's machines (``bench/projection_kernels.py``), 45–90 GFLOP/s against BLAS's 23–88
-at 4–16 rows by H 256–512; at 32 rows BLAS is faster (94–122 against 58–87).
+the project's machines (``bench/projection_kernels.py``, bench/RESULTS.md), 64–79 GFLOP/s
+against BLAS's 23–75 at 4–16 rows by H 256–512; at 32 and 64 rows BLAS is faster (108 and
+131 against 75).
 Backward, the block's columns of the weights are packed once per call (``units``) and the
 block's gradients are one BLAS GEMM against them (:func:`.steps.backward_projection`).
 """

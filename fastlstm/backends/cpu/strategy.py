@@ -39,7 +39,7 @@ import numpy as np
 from ... import tuning
 from .units import block_count, step_unit_bounds, unit_bounds
 
-STRATEGIES = ("sequences", "single", "units")
+STRATEGIES = tuple(choice for choice in tuning.TUNABLES["cpu_loop"].choices if choice != "auto")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Plan:
     ----------
     strategy : {"sequences", "single", "units"}
     loop : {"sequences", "units"}, the loop templates it compiles (:data:`.kernels.LOOPS`)
+    kind, blocks, block_rows : the compiled loop, its parallel blocks, the most rows in one
     row_bounds : ndarray (blocks + 1,) int64, the blocks of sequences (one block for "units")
     unit_bounds : ndarray (blocks + 1,) int64, the blocks of hidden units (one for the others)
     """
@@ -61,6 +62,24 @@ class Plan:
     @property
     def loop(self):
         return "units" if self.strategy == "units" else "sequences"
+
+    @property
+    def kind(self):
+        """The compiled loop it runs: "units", "rows" (one block of rows) or "blocks" (several;
+        see :meth:`.kernels.CellKernels.forward_loop`)."""
+        if self.loop == "units":
+            return "units"
+        return "rows" if len(self.row_bounds) == 2 else "blocks"
+
+    @property
+    def blocks(self):
+        """How many blocks the loop runs in parallel (each with its scratch)."""
+        return len(self.unit_bounds if self.loop == "units" else self.row_bounds) - 1
+
+    @property
+    def block_rows(self):
+        """The most batch rows one block projects."""
+        return int(self.row_bounds[-1]) if self.loop == "units" else int(np.diff(self.row_bounds).max())
 
 
 def _flop_rate(rows):
