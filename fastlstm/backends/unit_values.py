@@ -44,6 +44,11 @@ def gather_gates(array, r, u, width, zeros):
     return tuple(array[r, g * width + u] for g in range(len(zeros)))
 
 
+def gather_strided(array, start, stride, zeros):
+    """``(array[start], array[start + stride], array[start + 2·stride], …)``, as many as ``zeros`` has."""
+    return tuple(array[start + g * stride] for g in range(len(zeros)))
+
+
 def scatter_planes(array, i, r, u, values):
     """``array[k, i, r, u] = values[k]`` for every k."""
     for k in range(len(values)):
@@ -52,6 +57,16 @@ def scatter_planes(array, i, r, u, values):
 
 def _length(tuple_type):
     return len(tuple_type.types) if hasattr(tuple_type, "types") else tuple_type.count
+
+
+def _tuple_function(name, parameters, entry, count):
+    """A function ``name(parameters)`` returning the tuple of ``entry.format(g=g)`` for g < ``count``,
+    written out entry by entry: a loop of ``tuple_setitem`` at a run-time index is a tuple in memory
+    for LLVM, which then keeps the loop over the units scalar."""
+    body = "".join(entry.format(g=g) + ", " for g in range(count))
+    namespace = {"at": at}
+    exec(f"def {name}({parameters}):\n    return ({body})\n", namespace)
+    return namespace[name]
 
 
 def register(overload, setitem, target):
@@ -99,6 +114,11 @@ def register(overload, setitem, target):
                 out = setitem(out, g, array[at(r), at(g * width + u)])
             return out
         return impl
+
+    @overload(gather_strided, target=target)
+    def _gather_strided(array, start, stride, zeros):
+        return _tuple_function("gather_strided", "array, start, stride, zeros", "array[at(start + {g} * stride)]",
+                               _length(zeros))
 
     @overload(scatter_planes, target=target)
     def _scatter_planes(array, i, r, u, values):

@@ -27,7 +27,8 @@ from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, 
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
 from .projection import project, projected_at
-from .unit_values import at, gather_gates, gather_planes, gather_vectors, scatter_planes, tuple_setitem
+from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
+                          tuple_setitem)
 
 # The phase a compiled copy runs: a constant, so that its loops over the gates have constant
 # bounds, unroll, and leave the loop over the units to the vectoriser.
@@ -134,16 +135,20 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
     project(projected_source[r0:r1], a.weight_hh, g0, g1, u0, u1, work)
     last = phase == FORWARD_PHASES - 1
     x_t = a.xproj[step]
+    stride = projected_at(1, 0, 0, g1 - g0, rows, width, hidden)   # from one gate's value to the next's
     for r in range(r0, r1):
         for k in range(width):
             u = u0 + k
             ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
-            ah = ZERO_GATES
-            for g in range(g0, g1):
-                value = work[at(projected_at(g - g0, r - r0, k, g1 - g0, rows, width, hidden))]
-                if g >= FOLDED:
-                    value += bias_hh[at(g * hidden + u)]
-                ah = tuple_setitem(ah, g, value)
+            first = projected_at(0, r - r0, k, g1 - g0, rows, width, hidden)
+            if g1 - g0 == GATES:   # the phase projects every gate: one tuple, written out
+                ah = gather_strided(work, first, stride, ZERO_GATES)
+            else:
+                ah = ZERO_GATES
+                for g in range(g0, g1):
+                    ah = tuple_setitem(ah, g, work[at(first + (g - g0) * stride)])
+            for g in range(max(g0, FOLDED), g1):
+                ah = tuple_setitem(ah, g, ah[g] + bias_hh[at(g * hidden + u)])
             state = gather_planes(states, t, r, u, ZERO_STATES)
             rec = inputs[at(rec_slot), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
             saved = gather_planes(tape, slot, r, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
