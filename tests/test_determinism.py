@@ -2,24 +2,29 @@
 process after process (the README's "Guarantees")."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
+import background
+
 WORKER = os.path.join(os.path.dirname(__file__), "determinism_worker.py")
+# one worker process per thread count, run beside the suite (tests/background.py)
+WORKERS = {threads: background.command(f"determinism worker, {threads} thread(s)", [sys.executable, WORKER],
+                                       dict(os.environ, NUMBA_NUM_THREADS=str(threads)), timeout=900)
+           for threads in (1, 2, 3)}
+pytestmark = [pytest.mark.background(name) for name in WORKERS.values()]
 
 
-def _digests(threads):
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, WORKER], env=env, capture_output=True, text=True, timeout=900)
+def _digests(name):
+    done = background.result(name)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def by_threads():
-    return {threads: _digests(threads) for threads in (1, 2, 3)}
+    return {threads: _digests(name) for threads, name in WORKERS.items()}
 
 
 def test_every_result_is_the_same_bits_run_after_run(by_threads):
