@@ -35,7 +35,7 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from fastlstm.benchmark.machine import sgemm_gflops
+from fastlstm.benchmark.machine import gemm_gflops
 from fastlstm.benchmark.shapes import gemm_flops, select_shapes
 from fastlstm.benchmark.suite import run_shape
 
@@ -78,28 +78,13 @@ def read_bandwidth(size_bytes, threads, seconds=0.3):
 
 def measure_machine():
     """The FMA peaks (GFLOP/s) and read bandwidths (GB/s) of this machine, as a dict."""
-    machine = {"sgemm_gflops": {t: sgemm_gflops(2048, t) for t in (1, 2)},
-               "dgemm_gflops": {t: _dgemm_gflops(2048, t) for t in (1, 2)},
+    machine = {"sgemm_gflops": {t: gemm_gflops(2048, t) for t in (1, 2)},
+               "dgemm_gflops": {t: gemm_gflops(2048, t, repeats=3, dtype=np.float64) for t in (1, 2)},
                "bandwidth_gbs": {}}
     for level, size in LEVELS:
         for threads in ((1,) if level in ("L1", "L2") else (1, 2)):
             machine["bandwidth_gbs"][f"{level}/{threads}"] = read_bandwidth(size, threads)
     return machine
-
-
-def _dgemm_gflops(size, threads, repeats=3):
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((size, size))
-    out = np.empty_like(a)
-    best = float("inf")
-    with threadpool_limits(limits=threads, user_api="blas"):
-        np.matmul(a, a, out=out)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            np.matmul(a, a, out=out)
-            best = min(best, time.perf_counter() - start)
-    return 2.0 * size ** 3 / best / 1e9
 
 
 def weight_level(bytes_per_core):

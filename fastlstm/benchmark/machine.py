@@ -36,8 +36,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def sgemm_gflops(size: int, threads: int, repeats: int = 5) -> float:
-    """Best-of-``repeats`` GFLOP/s of NumPy's float32 (size × size) @ (size × size).
+def gemm_gflops(size: int, threads: int, repeats: int = 5, dtype=np.float32) -> float:
+    """Best-of-``repeats`` GFLOP/s of NumPy's (size × size) @ (size × size) in ``dtype``
+    (float32 by default: sgemm; float64: dgemm).
 
     BLAS is limited to ``threads`` threads for the measurement (threadpoolctl).
 
@@ -46,6 +47,7 @@ def sgemm_gflops(size: int, threads: int, repeats: int = 5) -> float:
     size : int
     threads : int
     repeats : int
+    dtype : numpy dtype, optional
 
     Returns
     -------
@@ -55,8 +57,8 @@ def sgemm_gflops(size: int, threads: int, repeats: int = 5) -> float:
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size)).astype(np.float32)
-    b = rng.standard_normal((size, size)).astype(np.float32)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
     out = np.empty_like(a)
     best = float("inf")
     with threadpool_limits(limits=threads, user_api="blas"):
@@ -89,7 +91,7 @@ def machine_info(threads: int, sgemm_sizes=(1024,)) -> dict:
         "load_average": load_average(),
         "threads": threads,
         "versions": package_versions(),
-        "sgemm_gflops": {int(n): sgemm_gflops(n, threads) for n in sgemm_sizes},
+        "sgemm_gflops": {int(n): gemm_gflops(n, threads) for n in sgemm_sizes},
     }
 
 
