@@ -5,7 +5,8 @@ share a call among threads (:mod:`.strategy` chooses):
 
 * **by sequences** (:func:`forward_rows`, :func:`backward_rows`): sequences are independent,
   so a block of batch rows runs every step of the segment, every phase, every hidden unit,
-  with no barrier; :func:`every_block` runs the blocks as one parallel region per segment. One block is the single-threaded loop.
+  with no barrier; :func:`every_block` runs the blocks as one parallel region per segment.
+  One block is the single-threaded loop.
 * **by units** (:func:`forward_loop`, :func:`backward_loop`): in each phase of each step,
   every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
   :mod:`.units`) for every running sequence; the end of the ``prange`` is the barrier after
