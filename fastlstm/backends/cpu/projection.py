@@ -17,61 +17,58 @@ from numba import njit
 SMALL_BATCH = 16
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+_FASTMATH = {"reassoc", "contract"}
+
+
+def _row_block(count):
+    """A compiled ``block(a, b, w, n, out)``: out[b + i, n + j] = a[b + i] · w[n + j] for every
+    i < ``count`` and j < 4, written out: ``count`` × 4 running sums, each row of ``a`` and of
+    ``w`` loaded once per k for all the products it is in (one function per ``count``: the sums
+    must be named variables for LLVM to keep them in registers)."""
+    rows, cols = range(count), range(4)
+    source = "\n".join([
+        "def block(a, b, w, n, out):",
+        "    zero = a.dtype.type(0)",
+        "".join(f"    a{i} = a[b + {i}]\n" for i in rows) + "".join(f"    w{j} = w[n + {j}]\n" for j in cols),
+        "    " + " = ".join(f"s{i}{j}" for i in rows for j in cols) + " = zero",
+        "    for k in range(a.shape[1]):",
+        "".join(f"        x{i} = a{i}[k]\n" for i in rows) + "".join(f"        y{j} = w{j}[k]\n" for j in cols),
+        "".join(f"        s{i}{j} += x{i} * y{j}\n" for i in rows for j in cols),
+        "".join(f"    out[b + {i}, n + {j}] = s{i}{j}\n" for i in rows for j in cols),
+    ])
+    namespace = {}
+    exec(source, namespace)
+    return njit(inline="always", fastmath=_FASTMATH, error_model="numpy")(namespace["block"])
+
+
+_BLOCK_4, _BLOCK_3, _BLOCK_2, _BLOCK_1 = (_row_block(count) for count in (4, 3, 2, 1))
+
+
+@njit(cache=True, fastmath=_FASTMATH, error_model="numpy")
 def dot_rows(a, w, out):
     """out[b, n] = a[b] · w[n] for every row b of a (rows, K) and n of w (N, K), rows and
     columns contiguous along K.
 
-    Register-blocked: four rows of ``a`` by four rows of ``w`` at a time, sixteen running sums,
-    each of the eight rows loaded once per k for four products; ``reassoc`` lets LLVM vectorise
-    the sums along K. The remainders (rows, then columns, past a multiple of four) take one row
-    or column at a time.
+    Register-blocked: four rows of ``w`` at a time against four rows of ``a`` (then the three,
+    two or one left), up to sixteen running sums, each of the rows loaded once per k for all
+    its products; ``reassoc`` lets LLVM vectorise the sums along K. The columns past a multiple
+    of four take one at a time.
     """
     zero = a.dtype.type(0)
     rows, count, inner = a.shape[0], w.shape[0], a.shape[1]
     n = 0
     while n + 4 <= count:
-        w0, w1, w2, w3 = w[n], w[n + 1], w[n + 2], w[n + 3]
         b = 0
         while b + 4 <= rows:
-            a0, a1, a2, a3 = a[b], a[b + 1], a[b + 2], a[b + 3]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-            for k in range(inner):
-                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
-                y0, y1, y2, y3 = w0[k], w1[k], w2[k], w3[k]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s02 += x0 * y2
-                s03 += x0 * y3
-                s10 += x1 * y0
-                s11 += x1 * y1
-                s12 += x1 * y2
-                s13 += x1 * y3
-                s20 += x2 * y0
-                s21 += x2 * y1
-                s22 += x2 * y2
-                s23 += x2 * y3
-                s30 += x3 * y0
-                s31 += x3 * y1
-                s32 += x3 * y2
-                s33 += x3 * y3
-            out[b, n], out[b, n + 1], out[b, n + 2], out[b, n + 3] = s00, s01, s02, s03
-            out[b + 1, n], out[b + 1, n + 1], out[b + 1, n + 2], out[b + 1, n + 3] = s10, s11, s12, s13
-            out[b + 2, n], out[b + 2, n + 1], out[b + 2, n + 2], out[b + 2, n + 3] = s20, s21, s22, s23
-            out[b + 3, n], out[b + 3, n + 1], out[b + 3, n + 2], out[b + 3, n + 3] = s30, s31, s32, s33
+            _BLOCK_4(a, b, w, n, out)
             b += 4
-        while b < rows:
-            a0 = a[b]
-            s00 = s01 = s02 = s03 = zero
-            for k in range(inner):
-                x0 = a0[k]
-                s00 += x0 * w0[k]
-                s01 += x0 * w1[k]
-                s02 += x0 * w2[k]
-                s03 += x0 * w3[k]
-            out[b, n], out[b, n + 1], out[b, n + 2], out[b, n + 3] = s00, s01, s02, s03
-            b += 1
+        left = rows - b
+        if left == 3:
+            _BLOCK_3(a, b, w, n, out)
+        elif left == 2:
+            _BLOCK_2(a, b, w, n, out)
+        elif left == 1:
+            _BLOCK_1(a, b, w, n, out)
         n += 4
     while n < count:
         w0 = w[n]
