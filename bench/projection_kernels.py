@@ -5,19 +5,70 @@
 For per-step shapes (rows × H by H × G·H, the shapes a block of the time loops multiplies),
 times ``out = h @ W_hhᵀ`` single-threaded with Numba's BLAS call and with
 ``fastlstm.backends.cpu.projection.dot_rows``, interleaved, and prints GFLOP/s and the largest
-difference from a float64 product. ``SMALL_BATCH`` in that module is where the kernel hands
-over to BLAS.
+difference from a float64 product, and which of the two the forward loops use at that shape
+(``dot_rows_faster``, the module's rate model).
+
+Where PyPI's ``mkl`` is installed (``libmkl_rt`` beside the interpreter), a third column is
+MKL's packed GEMM: ``W_hh`` packed once by ``cblas_sgemm_pack``, each product one
+``cblas_sgemm_compute`` called from compiled code, which is what an MKL path of the time loops
+would run.
 """
+import ctypes
+import glob
+import os
+import sys
 import time
 
 import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from fastlstm.backends.cpu.projection import SMALL_BATCH, dot_rows
+from fastlstm.backends.cpu.projection import dot_rows, dot_rows_faster
 
-SHAPES = ((1, 1024, 256), (4, 1024, 256), (8, 1024, 256), (16, 256, 64), (16, 1024, 256), (16, 2048, 512),
-          (32, 1024, 256), (64, 1024, 256), (16, 64, 16))
+SHAPES = ((1, 1024, 256), (4, 1024, 256), (7, 1024, 256), (8, 1024, 256), (16, 256, 64), (16, 1024, 256),
+          (16, 2048, 512), (7, 648, 162), (13, 344, 86), (16, 128, 32), (24, 1024, 256), (32, 1024, 256),
+          (64, 1024, 256), (16, 64, 16), (64, 256, 64), (128, 1024, 256), (128, 2048, 512), (64, 4096, 1024))
+
+# cblas enumerations (mkl_cblas.h)
+_ROW_MAJOR, _NO_TRANS, _TRANS, _B_MATRIX, _PACKED = 101, 111, 112, 162, 151
+
+
+def _mkl():
+    """MKL's single-threaded ``cblas_sgemm_pack``/``cblas_sgemm_compute`` as ctypes functions, or None."""
+    paths = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    if not paths:
+        return None
+    lib = ctypes.CDLL(paths[0])
+    lib.MKL_Set_Num_Threads(1)
+    integer, pointer = ctypes.c_int, ctypes.c_void_p
+    lib.cblas_sgemm_pack_get_size.restype = ctypes.c_size_t
+    lib.cblas_sgemm_pack_get_size.argtypes = [integer] * 4
+    lib.cblas_sgemm_pack.argtypes = [integer] * 6 + [ctypes.c_float, pointer, integer, pointer]
+    lib.cblas_sgemm_compute.argtypes = [integer] * 6 + [pointer, integer, pointer, integer, ctypes.c_float, pointer,
+                                                       integer]
+    lib.cblas_sgemm_compute.restype = None
+    return lib
+
+
+def _mkl_packed_product(lib):
+    """``(pack, repeat)``: ``pack(weight, rows)`` packs weight (N, K) as the transposed B operand;
+    ``repeat(h, packed, out, count)`` runs out = h @ weightᵀ ``count`` times from compiled code."""
+    compute = lib.cblas_sgemm_compute
+
+    def pack(weight, rows):
+        count, inner = weight.shape
+        packed = np.empty(lib.cblas_sgemm_pack_get_size(_B_MATRIX, rows, count, inner) // 4 + 16, np.float32)
+        lib.cblas_sgemm_pack(_ROW_MAJOR, _B_MATRIX, _TRANS, rows, count, inner, 1.0, weight.ctypes.data, inner,
+                             packed.ctypes.data)
+        return packed
+
+    @njit
+    def repeat(h, packed, out, count):
+        rows, inner, columns = h.shape[0], h.shape[1], out.shape[1]
+        for _ in range(count):
+            compute(_ROW_MAJOR, _NO_TRANS, _PACKED, rows, columns, inner, h.ctypes.data, inner, packed.ctypes.data,
+                    inner, np.float32(0.0), out.ctypes.data, columns)
+    return pack, repeat
 
 
 @njit(cache=True)
@@ -32,8 +83,14 @@ def _repeat(kernel, h, weight, out, count):
 
 
 def main():
-    print(f"one core; rows × K by K × N; dot_rows is used up to SMALL_BATCH = {SMALL_BATCH} rows")
-    print(f"{'rows':>5} {'N':>5} {'K':>5} {'BLAS GFLOP/s':>13} {'dot_rows GFLOP/s':>17} {'max error':>10}")
+    mkl = _mkl()
+    pack, mkl_repeat = _mkl_packed_product(mkl) if mkl is not None else (None, None)
+    print("one core; rows × K by K × N" + ("" if mkl else "; MKL not installed (pip install mkl): no packed-GEMM column"))
+    print(f"{'rows':>5} {'N':>5} {'K':>5} {'BLAS GFLOP/s':>13} {'dot_rows GFLOP/s':>17} {'MKL packed':>11}"
+          f" {'max error':>10} {'loops use':>9}")
+    # Numba loads SciPy's BLAS when it first compiles a product; threadpoolctl limits only the
+    # libraries loaded when its limit is entered
+    _blas(np.ones((1, 1), np.float32), np.ones((1, 1), np.float32), np.empty((1, 1), np.float32))
     with threadpool_limits(1):
         for rows, count, inner in SHAPES:
             rng = np.random.default_rng(0)
@@ -43,17 +100,24 @@ def main():
             exact = h.astype(np.float64) @ weight.T.astype(np.float64)
             flops = 2.0 * rows * count * inner
             repeats = max(1, int(2e8 / flops))
-            best = {}
+            runs = {"blas": lambda n: _repeat(_blas, h, weight, out, n),
+                    "dot_rows": lambda n: _repeat(dot_rows, h, weight, out, n)}
+            if mkl is not None:
+                packed = pack(weight, rows)
+                runs["mkl"] = lambda n: mkl_repeat(h, packed, out, n)
+            best, error = {}, 0.0
             for _ in range(3):
-                for name, kernel in (("blas", _blas), ("dot_rows", dot_rows)):
-                    _repeat(kernel, h, weight, out, 1)
+                for name, run in runs.items():
+                    run(1)
+                    error = max(error, np.abs(out - exact).max())
                     start = time.perf_counter()
-                    _repeat(kernel, h, weight, out, repeats)
+                    run(repeats)
                     rate = flops * repeats / (time.perf_counter() - start) / 1e9
                     best[name] = max(best.get(name, 0.0), rate)
-            dot_rows(h, weight, out)
-            error = np.abs(out - exact).max()
-            print(f"{rows:5d} {count:5d} {inner:5d} {best['blas']:13.1f} {best['dot_rows']:17.1f} {error:10.1e}")
+            mkl_rate = f"{best['mkl']:11.1f}" if "mkl" in best else f"{'-':>11}"
+            used = "dot_rows" if dot_rows_faster(rows, inner) else "BLAS"
+            print(f"{rows:5d} {count:5d} {inner:5d} {best['blas']:13.1f} {best['dot_rows']:17.1f} {mkl_rate}"
+                  f" {error:10.1e} {used:>9}")
 
 
 if __name__ == "__main__":

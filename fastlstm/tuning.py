@@ -119,8 +119,9 @@ TUNABLES = {t.name: t for t in (
 
 # Constants compiled into cached kernels (module: name). Edit them there.
 FROZEN = {
-    "fastlstm.backends.cpu.projection": "SMALL_BATCH: up to this many rows, the forward projection is the "
-                                         "register-blocked dot-product kernel dot_rows instead of a BLAS GEMM",
+    "fastlstm.backends.cpu.projection": "DOT_PEAK, DOT_HALF_K, BLAS_PEAK, BLAS_HALF_ROWS: the rate model that "
+                                         "chooses, per forward step, the register-blocked kernel dot_rows or a BLAS "
+                                         "GEMM",
     "fastlstm.backends.cpu.gemm": "_BLOCK_ROWS: rows copied at a time by weight_gradient on a column slice",
     "fastlstm.cells.activations": "the float32 activations' coefficients and saturation points",
 }

@@ -1,12 +1,14 @@
 """The recurrent projection of one block of units: ``h @ W_hhᵀ`` restricted to its gates.
 
-Forward, the block's weight rows are used in place, contiguous along the state (H) axis.
-With many sequences that is a single-threaded BLAS GEMM (a transposed operand: no copy);
-with up to ``SMALL_BATCH`` of them BLAS spends its time packing the weights on every call,
-and :func:`dot_rows` (register-blocked dot products) does the step: measured on one core of
-the project's machines (``bench/projection_kernels.py``, bench/RESULTS.md), 64–79 GFLOP/s
-against BLAS's 23–75 at 4–16 rows by H 256–512; at 32 and 64 rows BLAS is faster (108 and
-131 against 75).
+Forward, the block's weight rows are used in place, contiguous along the state (H) axis, and
+each step's product is :func:`dot_rows` (register-blocked dot products) or a single-threaded
+BLAS GEMM (a transposed operand: no copy), whichever :func:`dot_rows_faster` models faster.
+BLAS packs the weights on every call, a cost its rate recovers only over many rows; dot_rows
+has a fixed cost per output (its horizontal sums), recovered over a long K. Measured on one
+core of the project's machines (``bench/projection_kernels.py``, bench/RESULTS.md), OpenBLAS
+runs at 36–40 / 53–57 / 69–73 / 78–81 GFLOP/s at 16 / 32 / 64 / 128 rows whatever H, and
+dot_rows at 45 / 62 / 74 / 80 / 85 at K = 64 / 128 / 256 / 512 / 1024 whatever the rows
+(4 to 128); the model's constants are those two curves' fits.
 Backward, the block's columns of the weights are packed once per call (``units``) and the
 block's gradients are one BLAS GEMM against them (:func:`.steps.backward_projection`).
 """
@@ -14,7 +16,9 @@ import numpy as np
 from numba import njit
 
 
-SMALL_BATCH = 16
+# one core's modelled GFLOP/s: dot_rows DOT_PEAK · K / (K + DOT_HALF_K), BLAS BLAS_PEAK · rows / (rows + BLAS_HALF_ROWS)
+DOT_PEAK, DOT_HALF_K = 90, 60
+BLAS_PEAK, BLAS_HALF_ROWS = 95, 24
 
 
 _FASTMATH = {"reassoc", "contract"}
@@ -107,9 +111,15 @@ def project(h, weight, g0, g1, u0, u1, out_flat):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def dot_rows_faster(rows, inner):
+    """Whether :func:`dot_rows` is modelled faster than BLAS for ``rows`` rows by K = ``inner``."""
+    return DOT_PEAK * inner * (rows + BLAS_HALF_ROWS) >= BLAS_PEAK * rows * (inner + DOT_HALF_K)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _product(h, weight_rows, out):
     """out = h @ weight_rowsᵀ."""
-    if h.shape[0] <= SMALL_BATCH:
+    if dot_rows_faster(h.shape[0], h.shape[1]):
         dot_rows(h, weight_rows, out)
     else:
         np.dot(h, weight_rows.T, out)
