@@ -21,6 +21,7 @@ from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
+from .projection import transposed_panels_pay
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
 from .threads import single_threaded_blas
@@ -358,6 +359,10 @@ def _backward_layer(tape, dy, dstate, norms):
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
     work = np.empty((plan.blocks, plan.block_rows * hidden), dtype)
+    projects = tuple(phase.projects for phase in spec.backward)
+    layout = tuning.get("backward_panels")
+    transposed = layout == "transposed" or (layout == "auto" and transposed_panels_pay(
+        steps * batch, plan.block_rows, hidden, projects, dtype.itemsize))
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     state_count = len(spec.states)
@@ -371,7 +376,8 @@ def _backward_layer(tape, dy, dstate, norms):
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                pack_backward_panels(p["weight_hh"], plan.unit_bounds), work, stage, loop_norms)
+                                pack_backward_panels(p["weight_hh"], plan.unit_bounds, projects, transposed),
+                                transposed, work, stage, loop_norms)
         run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))
         direction_grads = {}

@@ -9,11 +9,16 @@ core of the project's machines (``bench/projection_kernels.py``, bench/RESULTS.m
 runs at 36–40 / 53–57 / 69–73 / 78–81 GFLOP/s at 16 / 32 / 64 / 128 rows whatever H, and
 dot_rows at 45 / 62 / 74 / 80 / 85 at K = 64 / 128 / 256 / 512 / 1024 whatever the rows
 (4 to 128); the model's constants are those two curves' fits.
-Backward, the block's columns of the weights are packed once per call (``units``) and the
-block's gradients are one BLAS GEMM against them (:func:`.steps.backward_projection`).
+Backward, the block's columns of the weights are packed once per call, per phase
+(:func:`.units.pack_backward_panels`), and the block's gradients go back through them the same
+way, dot_rows (K the phase's gates × H) or BLAS by the same model, where the call is long
+enough for the transposition dot_rows needs to pay (:func:`transposed_panels_pay`); else
+BLAS on the panels as they are (:func:`.steps.backward_projection`).
 """
 import numpy as np
 from numba import njit
+
+from ... import tuning
 
 
 # one core's modelled GFLOP/s: dot_rows DOT_PEAK · K / (K + DOT_HALF_K), BLAS BLAS_PEAK · rows / (rows + BLAS_HALF_ROWS)
@@ -111,9 +116,43 @@ def project(h, weight, g0, g1, u0, u1, out_flat):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def dot_rows_rate(inner):
+    """Modelled GFLOP/s (flops per ns) of one core's :func:`dot_rows` at K = ``inner``."""
+    return DOT_PEAK * inner / (inner + DOT_HALF_K)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def blas_rate(rows):
+    """Modelled GFLOP/s of one core's BLAS GEMM of ``rows`` rows (its packing recovered over the rows)."""
+    return BLAS_PEAK * rows / (rows + BLAS_HALF_ROWS)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def dot_rows_faster(rows, inner):
     """Whether :func:`dot_rows` is modelled faster than BLAS for ``rows`` rows by K = ``inner``."""
-    return DOT_PEAK * inner * (rows + BLAS_HALF_ROWS) >= BLAS_PEAK * rows * (inner + DOT_HALF_K)
+    return dot_rows_rate(inner) >= blas_rate(rows)
+
+
+def transposed_panels_pay(products, rows, hidden, projects, itemsize):
+    """Whether a backward call gains more from :func:`dot_rows` on transposed panels than the
+    transposition costs (:func:`.units.pack_backward_panels`).
+
+    Parameters
+    ----------
+    products : int, the (step, sequence) pairs the call sends back through the weights
+    rows : int, the most rows one block projects at a step
+    hidden : int
+    projects : tuple of (g0, g1), the gate blocks each backward phase projects
+    itemsize : int
+    """
+    gain, weights = 0.0, 0
+    for g0, g1 in projects:
+        inner = (g1 - g0) * hidden
+        weights += inner * hidden
+        dot, blas = dot_rows_rate(inner), blas_rate(rows)
+        if dot > blas:
+            gain += products * 2.0 * inner * hidden * (1.0 / blas - 1.0 / dot)
+    return gain > weights * itemsize / tuning.get("cost_transpose_bytes_per_ns")
 
 
 @njit(cache=True, inline="always", error_model="numpy")

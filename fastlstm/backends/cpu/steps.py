@@ -26,7 +26,7 @@ from ...rebinding import Unbound
 from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
-from .projection import project, projected_at
+from .projection import dot_rows, dot_rows_faster, project, projected_at
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
                           tuple_setitem)
 
@@ -86,7 +86,8 @@ class BackwardArrays(NamedTuple):
     dstates : (2, S, B, H), the state gradients, used alternately (see :mod:`.loops`)
     dgx : (n, B, G·H), zero on entry: the segment's gradients of the input-side pre-activations
     dgh : (n, B, G·H), the same of the recurrent side (``dgx`` itself where they coincide)
-    panels : flat, each unit block's columns of ``weight_hh`` (:func:`.units.pack_backward_panels`)
+    panels : flat, each unit block's columns of ``weight_hh`` per phase (:func:`.units.pack_backward_panels`)
+    transposed : bool, the panels' layout: (width, K) if True, else (K, width)
     work : (blocks, B·G·H), each block's back-projections
     stage : (P, B·G·H): per backward phase that sends back only some gates, their gradients,
         contiguous per row
@@ -107,6 +108,7 @@ class BackwardArrays(NamedTuple):
     dgx: np.ndarray
     dgh: np.ndarray
     panels: np.ndarray
+    transposed: bool
     work: np.ndarray
     stage: np.ndarray
     norms: np.ndarray
@@ -242,9 +244,18 @@ def backward_projection(step, r0, r1, u0, u1, work, dprev, a):
         gradients = a.stage[phase, r0 * inner:r1 * inner].reshape(rows, inner)
     else:
         gradients = a.dgh[step, r0:r1]
-    block_panel = a.panels[GATES * hidden * u0:GATES * hidden * u1].reshape(GATES * hidden, width)
+    start = GATES * hidden * u0
+    for earlier in range(phase):
+        start += (BACKWARD_PROJECTS[earlier][1] - BACKWARD_PROJECTS[earlier][0]) * hidden * width
     out = work[:rows * width].reshape(rows, width)
-    np.dot(gradients, block_panel[p0 * hidden:p1 * hidden], out)
+    if a.transposed:
+        panel = a.panels[start:start + width * inner].reshape(width, inner)
+        if dot_rows_faster(rows, inner):
+            dot_rows(gradients, panel, out)
+        else:
+            np.dot(gradients, panel.T, out)
+    else:
+        np.dot(gradients, a.panels[start:start + inner * width].reshape(inner, width), out)
     if phase == BACKWARD_PHASES - 1:
         mask = a.mask
         for r in range(r0, r1):
