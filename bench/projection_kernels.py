@@ -1,12 +1,13 @@
-"""The recurrent projection of one step on one core: BLAS against the library's dot-product kernel.
+"""The recurrent projection of one step on one core: BLAS against the library's tile kernel.
 
     python bench/projection_kernels.py
 
 For per-step shapes (rows × H by H × G·H, the shapes a block of the time loops multiplies),
 times ``out = h @ W_hhᵀ`` single-threaded with Numba's BLAS call and with
-``fastlstm.backends.cpu.projection.dot_rows``, interleaved, and prints GFLOP/s and the largest
-difference from a float64 product, and which of the two the forward loops use at that shape
-(``dot_rows_faster``, the module's rate model).
+``fastlstm.backends.cpu.tiles.product`` on the weights packed once
+(``fastlstm.backends.cpu.tiles.pack_transposed``), interleaved, and prints GFLOP/s, the largest
+difference from a float64 product, and the packing's time in steps of the tile kernel (what a
+call pays once for the packed layout).
 
 Where PyPI's ``mkl`` is installed (``libmkl_rt`` beside the interpreter), a third column is
 MKL's packed GEMM: ``W_hh`` packed once by ``cblas_sgemm_pack``, each product one
@@ -23,7 +24,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from fastlstm.backends.cpu.projection import dot_rows, dot_rows_faster
+from fastlstm.backends.cpu.tiles import pack_transposed, panels_size, product
 
 SHAPES = ((1, 1024, 256), (4, 1024, 256), (7, 1024, 256), (8, 1024, 256), (16, 256, 64), (16, 1024, 256),
           (16, 2048, 512), (7, 648, 162), (13, 344, 86), (16, 128, 32), (24, 1024, 256), (32, 1024, 256),
@@ -77,17 +78,23 @@ def _blas(h, weight, out):
 
 
 @njit(cache=True)
-def _repeat(kernel, h, weight, out, count):
+def _repeat_blas(h, weight, out, count):
     for _ in range(count):
-        kernel(h, weight, out)
+        np.dot(h, weight.T, out)
+
+
+@njit(cache=True)
+def _repeat_tiles(h, panels, out, count):
+    for _ in range(count):
+        product(h, panels, out)
 
 
 def main():
     mkl = _mkl()
     pack, mkl_repeat = _mkl_packed_product(mkl) if mkl is not None else (None, None)
     print("one core; rows × K by K × N" + ("" if mkl else "; MKL not installed (pip install mkl): no packed-GEMM column"))
-    print(f"{'rows':>5} {'N':>5} {'K':>5} {'BLAS GFLOP/s':>13} {'dot_rows GFLOP/s':>17} {'MKL packed':>11}"
-          f" {'max error':>10} {'loops use':>9}")
+    print(f"{'rows':>5} {'N':>5} {'K':>5} {'BLAS GFLOP/s':>13} {'tiles GFLOP/s':>14} {'MKL packed':>11}"
+          f" {'max error':>10} {'packing, in steps':>18}")
     # Numba loads SciPy's BLAS when it first compiles a product; threadpoolctl limits only the
     # libraries loaded when its limit is entered
     _blas(np.ones((1, 1), np.float32), np.ones((1, 1), np.float32), np.empty((1, 1), np.float32))
@@ -100,8 +107,10 @@ def main():
             exact = h.astype(np.float64) @ weight.T.astype(np.float64)
             flops = 2.0 * rows * count * inner
             repeats = max(1, int(2e8 / flops))
-            runs = {"blas": lambda n: _repeat(_blas, h, weight, out, n),
-                    "dot_rows": lambda n: _repeat(dot_rows, h, weight, out, n)}
+            panels = np.empty(panels_size(inner, count, np.float32), np.float32)
+            pack_transposed(weight, panels)
+            runs = {"blas": lambda n: _repeat_blas(h, weight, out, n),
+                    "tiles": lambda n: _repeat_tiles(h, panels, out, n)}
             if mkl is not None:
                 packed = pack(weight, rows)
                 runs["mkl"] = lambda n: mkl_repeat(h, packed, out, n)
@@ -114,10 +123,13 @@ def main():
                     run(repeats)
                     rate = flops * repeats / (time.perf_counter() - start) / 1e9
                     best[name] = max(best.get(name, 0.0), rate)
+            start = time.perf_counter()
+            for _ in range(5):
+                pack_transposed(weight, panels)
+            packing = (time.perf_counter() - start) / 5 / (flops / best["tiles"] / 1e9)
             mkl_rate = f"{best['mkl']:11.1f}" if "mkl" in best else f"{'-':>11}"
-            used = "dot_rows" if dot_rows_faster(rows, inner) else "BLAS"
-            print(f"{rows:5d} {count:5d} {inner:5d} {best['blas']:13.1f} {best['dot_rows']:17.1f} {mkl_rate}"
-                  f" {error:10.1e} {used:>9}")
+            print(f"{rows:5d} {count:5d} {inner:5d} {best['blas']:13.1f} {best['tiles']:14.1f} {mkl_rate}"
+                  f" {error:10.1e} {packing:18.1f}")
 
 
 if __name__ == "__main__":

@@ -76,14 +76,6 @@ TUNABLES = {t.name: t for t in (
             environment="FASTLSTM_COST_THREADS"),
     Tunable("cost_call_ns", 1000,
             "cpu cost model: ns of fixed cost of one block's phase of one step (calls, loop set-up)"),
-    Tunable("backward_panels", "auto",
-            "cpu: the layout a backward call packs the recurrent weights in: 'auto' (transposed for the dot-product "
-            "kernel where fastlstm.backends.cpu.projection.transposed_panels_pay models it faster), 'transposed' or "
-            "'stored' (as stored, for BLAS)",
-            environment="FASTLSTM_BACKWARD_PANELS", choices=("auto", "transposed", "stored")),
-    Tunable("cost_transpose_bytes_per_ns", 4,
-            "cpu cost model: bytes of recurrent weights transposed per ns when a backward call packs them for the "
-            "dot-product kernel (measured 3.7-3.9 on this project's machines)"),
     Tunable("cost_peak_flops_per_ns", 40,
             "cpu cost model: one thread's recurrent-projection flops per ns with many rows"),
     Tunable("cost_half_rate_rows", 4,
@@ -127,9 +119,8 @@ TUNABLES = {t.name: t for t in (
 
 # Constants compiled into cached kernels (module: name). Edit them there.
 FROZEN = {
-    "fastlstm.backends.cpu.projection": "DOT_PEAK, DOT_HALF_K, BLAS_PEAK, BLAS_HALF_ROWS: the rate model that "
-                                         "chooses, per forward step, the register-blocked kernel dot_rows or a BLAS "
-                                         "GEMM",
+    "fastlstm.backends.cpu.tiles": "TILE_ROWS, TILE_VECTORS: the rows and SIMD vectors of columns of the "
+                                    "recurrent projections' register tile",
     "fastlstm.backends.cpu.gemm": "_BLOCK_ROWS: rows copied at a time by weight_gradient on a column slice",
     "fastlstm.cells.activations": "the float32 activations' coefficients and saturation points",
 }

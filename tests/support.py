@@ -58,15 +58,13 @@ def with_backend(config, backend):
 # The cpu loops' strategies (fastlstm.backends.cpu.strategy), as the property tests force them:
 # "sequences" with blocks of one row and up to four blocks, so that small batches are split.
 LOOP_STRATEGIES = ("auto", "sequences", "single", "units")
-BACKWARD_PANELS = ("auto", "transposed", "stored")
 
 
-def loop_strategy(name, panels="auto"):
-    """A ``tuning.override`` forcing the cpu loop strategy ``name`` (one of :data:`LOOP_STRATEGIES`)
-    and the backward's weight layout ``panels`` (one of :data:`BACKWARD_PANELS`)."""
+def loop_strategy(name):
+    """A ``tuning.override`` forcing the cpu loop strategy ``name`` (one of :data:`LOOP_STRATEGIES`)."""
     if name == "sequences":
-        return tuning.override(cpu_loop=name, batch_rows=1, cost_threads=4, backward_panels=panels)
-    return tuning.override(cpu_loop=name, backward_panels=panels)
+        return tuning.override(cpu_loop=name, batch_rows=1, cost_threads=4)
+    return tuning.override(cpu_loop=name)
 
 
 def run(problem, backend):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import (BACKWARD_PANELS, CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy,
+from support import (CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy,
                      make_problem, run)
 
 sizes = st.integers(1, 6)
@@ -17,15 +17,15 @@ sizes = st.integers(1, 6)
     x_scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
     param_scale=st.sampled_from([1.0, 3.0]),
     with_state=st.booleans(), with_dstate=st.booleans(), batch_first=st.booleans(),
-    seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES), panels=st.sampled_from(BACKWARD_PANELS),
+    seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
 )
 def test_cpu_matches_reference(variant, steps, batch, inputs, hidden, dtype, x_scale, param_scale,
-                               with_state, with_dstate, batch_first, seed, loop, panels):
+                               with_state, with_dstate, batch_first, seed, loop):
     problem = make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=x_scale,
                            param_scale=param_scale, with_state=with_state, with_dstate=with_dstate,
                            batch_first=batch_first)
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    with loop_strategy(loop, panels):
+    with loop_strategy(loop):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
@@ -57,15 +57,13 @@ def test_relu_overflow_becomes_inf_in_float32_without_raising():
     steps=st.integers(1, 4), batch=st.integers(1, 40), hidden=st.integers(7, 40),
     dtype=st.sampled_from([np.float32, np.float64]),
     x_scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
-    panels=st.sampled_from(BACKWARD_PANELS),
 )
-def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed, loop, panels):
-    """Hidden sizes that fill the vectorised gate loops (and their remainders), batches on both
-    sides of where the projections change from the dot-product kernel to BLAS, and the backward's
-    weight layouts."""
+def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed, loop):
+    """Hidden sizes that fill the vectorised gate loops and several panels of the projections'
+    tiles (and their remainders), batches of many tiles of rows."""
     problem = make_problem(variant, steps, batch, 5, hidden, dtype, seed, x_scale=x_scale,
                            with_state=True, with_dstate=True)
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    with loop_strategy(loop, panels):
+    with loop_strategy(loop):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)

@@ -1,71 +1,86 @@
-"""The CPU's projection kernel against NumPy's product, on every remainder of its blocks; the
-backward's packed weights against the slices they stand for; the choices of the rate model."""
+"""The CPU's recurrent-projection kernel (fastlstm.backends.cpu.tiles) against NumPy's product,
+on every remainder of its tiles; the packed weights against the slices they stand for."""
 import numpy as np
 import pytest
 
-from fastlstm import tuning
-from fastlstm.backends.cpu.projection import dot_rows, dot_rows_faster, transposed_panels_pay
-from fastlstm.backends.cpu.units import pack_backward_panels, transpose_into
+from fastlstm.backends.cpu.tiles import TILE_ROWS, TILE_VECTORS, lanes, pack, pack_transposed, panels_size, product, \
+    product_add
+from fastlstm.backends.cpu.units import backward_panels, forward_panels
+
+
+def _columns(dtype):
+    """Column counts around every tile boundary: a lane, a vector, a panel, two panels."""
+    width = lanes(dtype)
+    panel = TILE_VECTORS * width
+    return sorted({1, width - 1, width, width + 1, panel - 1, panel, panel + 1, 2 * panel + width + 3})
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_dot_rows_matches_numpy_for_every_row_and_column_remainder(dtype):
+def test_product_matches_numpy_on_every_tile_remainder(dtype):
     rng = np.random.default_rng(0)
-    for rows in range(1, 10):             # blocks of four rows, two or three left over, one left over
-        for count in (1, 3, 4, 5, 8, 11):
-            for inner in (1, 7, 40):
-                a = rng.standard_normal((rows, inner)).astype(dtype)
-                w = rng.standard_normal((count, inner)).astype(dtype)
-                out = np.full((rows, count), np.nan, dtype)
-                dot_rows(a, w, out)
-                expected = a.astype(np.float64) @ w.astype(np.float64).T
-                tolerance = 1e-12 if dtype == np.float64 else 1e-5
-                np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance * inner,
-                                           err_msg=f"rows {rows}, columns {count}, inner {inner}")
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for rows in range(1, 2 * TILE_ROWS + 2):
+        for inner in (0, 1, 2, 7, 40):
+            for columns in _columns(dtype):
+                a = rng.standard_normal((rows, inner + 3)).astype(dtype)[:, 1:1 + inner]   # strided rows
+                b = rng.standard_normal((inner, columns)).astype(dtype)
+                panels = np.full(panels_size(inner, columns, dtype) + 5, np.nan, dtype)
+                pack(b, 0, columns, panels)
+                c = np.full((rows, columns + 4), 7.0, dtype)
+                product(a, panels, c[:, 2:2 + columns])
+                expected = a.astype(np.float64) @ b.astype(np.float64)
+                where = f"rows {rows}, inner {inner}, columns {columns}"
+                np.testing.assert_allclose(c[:, 2:2 + columns], expected, rtol=tolerance,
+                                           atol=tolerance * max(1, inner), err_msg=where)
+                assert (c[:, :2] == 7).all() and (c[:, 2 + columns:] == 7).all(), f"wrote outside c: {where}"
+                product_add(a, panels, c[:, 2:2 + columns])
+                np.testing.assert_allclose(c[:, 2:2 + columns], 2 * expected, rtol=tolerance,
+                                           atol=2 * tolerance * max(1, inner), err_msg=where)
 
 
-@pytest.mark.parametrize("transposed", [False, True])
-@pytest.mark.parametrize("projects", [((0, 4),), ((2, 3), (0, 2))])   # LSTM; GRU, reset gate before
-def test_backward_panels_hold_each_blocks_columns_per_phase(projects, transposed):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pack_transposed_is_pack_of_the_transpose(dtype):
+    rng = np.random.default_rng(1)
+    width = lanes(dtype)
+    for columns in _columns(dtype):
+        for inner in (0, 1, width - 1, width, width + 1, 3 * width + 5):
+            weight = rng.standard_normal((columns, inner)).astype(dtype)
+            expected = np.full(panels_size(inner, columns, dtype), np.nan, dtype)
+            pack(np.ascontiguousarray(weight.T), 0, columns, expected)
+            packed = np.full_like(expected, np.nan)
+            pack_transposed(weight, packed)
+            np.testing.assert_array_equal(packed, expected, err_msg=f"columns {columns}, inner {inner}")
+
+
+def _unpack(panels, inner, columns, dtype):
+    """The (inner, columns) matrix that :func:`pack` laid out in ``panels`` (the test's reading of its layout)."""
+    width = lanes(dtype)
+    out = np.empty((inner, columns), dtype)
+    start = 0
+    for j0 in range(0, columns, TILE_VECTORS * width):
+        count = min(TILE_VECTORS * width, columns - j0)
+        stride = -(-count // width) * width
+        block = panels[start:start + inner * stride].reshape(inner, stride)
+        out[:, j0:j0 + count] = block[:, :count]
+        assert (block[:, count:] == 0).all(), "padding lanes must be zero"
+        start += inner * stride
+    return out
+
+
+@pytest.mark.parametrize("phases", [((0, 4),), ((0, 2), (2, 3))])   # LSTM; GRU, reset gate before
+def test_block_panels_hold_each_blocks_weights_per_phase(phases):
     hidden = 13
-    gates = max(g1 for _, g1 in projects)
-    weight = np.random.default_rng(1).standard_normal((gates * hidden, hidden))
+    gates = max(g1 for _, g1 in phases)
+    weight = np.random.default_rng(2).standard_normal((gates * hidden, hidden))
     for bounds in (np.array([0, hidden]), np.array([0, 3, 7, 13])):
-        panels = pack_backward_panels(weight, bounds, projects, transposed)
-        for u0, u1 in zip(bounds[:-1], bounds[1:]):
-            start = gates * hidden * u0
-            for g0, g1 in projects:
-                columns = weight[g0 * hidden:g1 * hidden, u0:u1]
-                block = panels[start:start + columns.size]
-                expected = columns.T if transposed else columns
-                np.testing.assert_array_equal(block.reshape(expected.shape), expected)
-                start += columns.size
-
-
-def test_transpose_into_matches_numpy_on_tile_remainders():
-    for shape in ((1, 1), (8, 8), (9, 17), (40, 3)):
-        source = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-        out = np.full(shape[::-1], np.nan, np.float32)
-        transpose_into(source, out)
-        np.testing.assert_array_equal(out, source.T)
-
-
-def test_the_rate_model_takes_dot_rows_for_few_rows_and_blas_for_many_rows_of_a_short_k():
-    assert all(dot_rows_faster(1, inner) for inner in (16, 256, 4096))
-    assert not dot_rows_faster(256, 64)
-    assert dot_rows_faster(64, 1024) and not dot_rows_faster(64, 32)
-    for inner in (16, 64, 256, 1024):        # one change of kernel along the rows, none back
-        choices = [dot_rows_faster(rows, inner) for rows in range(1, 513)]
-        assert choices == sorted(choices, reverse=True)
-
-
-def test_transposed_panels_pay_only_over_enough_products():
-    lstm = ((0, 4),)
-    assert not transposed_panels_pay(1, 1, 1024, lstm, 4)       # one product: a 16 MB transpose for nothing
-    assert transposed_panels_pay(100 * 16, 16, 256, lstm, 4)
-    assert not transposed_panels_pay(10 ** 6, 512, 16, lstm, 4)  # BLAS is faster there anyway
-    with tuning.override(cost_transpose_bytes_per_ns=1):
-        slow = [n for n in range(1, 2000) if transposed_panels_pay(n, 8, 256, lstm, 4)][0]
-    with tuning.override(cost_transpose_bytes_per_ns=8):
-        fast = [n for n in range(1, 2000) if transposed_panels_pay(n, 8, 256, lstm, 4)][0]
-    assert fast < slow
+        forward, forward_starts = forward_panels(weight, bounds, phases)
+        backward, backward_starts = backward_panels(weight, bounds, phases)
+        for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
+            for phase, (g0, g1) in enumerate(phases):
+                rows = [g * hidden + u for g in range(g0, g1) for u in range(u0, u1)]
+                expected = weight[rows].T                       # (H, gates·width), (gate, unit) order
+                got = _unpack(forward[forward_starts[block, phase]:], hidden, len(rows), weight.dtype)
+                np.testing.assert_array_equal(got, expected)
+                expected = weight[g0 * hidden:g1 * hidden, u0:u1]
+                got = _unpack(backward[backward_starts[block, phase]:], *expected.shape, weight.dtype)
+                np.testing.assert_array_equal(got, expected)

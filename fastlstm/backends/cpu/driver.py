@@ -21,11 +21,10 @@ from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
-from .projection import transposed_panels_pay
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
 from .threads import single_threaded_blas
-from .units import pack_backward_panels
+from .units import backward_panels, forward_panels
 
 
 @dataclass
@@ -212,7 +211,8 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
-        arrays = ForwardArrays(xproj, states, planes, p["weight_hh"], p["bias_hh"], _vectors(spec, p, hidden, dtype),
+        panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
+        arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
         run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout))
         for t0 in range(0, steps, segment):
@@ -360,9 +360,6 @@ def _backward_layer(tape, dy, dstate, norms):
     dx = buffers.empty((steps, batch, inputs), dtype)
     work = np.empty((plan.blocks, plan.block_rows * hidden), dtype)
     projects = tuple(phase.projects for phase in spec.backward)
-    layout = tuning.get("backward_panels")
-    transposed = layout == "transposed" or (layout == "auto" and transposed_panels_pay(
-        steps * batch, plan.block_rows, hidden, projects, dtype.itemsize))
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     state_count = len(spec.states)
@@ -376,8 +373,7 @@ def _backward_layer(tape, dy, dstate, norms):
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                pack_backward_panels(p["weight_hh"], plan.unit_bounds, projects, transposed),
-                                transposed, work, stage, loop_norms)
+                                *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms)
         run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))
         direction_grads = {}

@@ -90,18 +90,18 @@ def forward_rows(a, t0, t1, r0, r1, work):
         running = min(a.active[t], r1)
         rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
         if running > r0:
-            FORWARD_0(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+            FORWARD_0(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
             if FORWARD_PHASES > 1:
-                FORWARD_1(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+                FORWARD_1(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
             if FORWARD_PHASES > 2:
-                FORWARD_2(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, work, a)
+                FORWARD_2(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
         if running < r1:
             carry_states(a.states, t, max(r0, running), r1)
 
 
 def backward_rows(a, t0, t1, r0, r1, work):
     """Run steps ``t1 − 1`` down to ``t0`` backward for batch rows [r0, r1) (``a``:
-    :class:`.steps.BackwardArrays` with one panel, the whole of ``weight_hh``; ``work``: this
+    :class:`.steps.BackwardArrays` with one unit block; ``work``: this
     block's back-projections, (r1 − r0)·H values). The state gradients alternate in
     ``a.dstates`` as in :func:`backward_loop`; each phase's math is followed at once by its
     projection, the rows' own gradients being all it reads.
@@ -116,13 +116,13 @@ def backward_rows(a, t0, t1, r0, r1, work):
             if RECORD_NORMS:
                 record_state_gradient(t, r0, running, a.dy, dnext, a.norms)
             POINTWISE_0(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-            PROJECTION_0(step, r0, running, 0, hidden, work, dprev, a)
+            PROJECTION_0(step, r0, running, 0, hidden, 0, work, dprev, a)
             if BACKWARD_PHASES > 1:
                 POINTWISE_1(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                PROJECTION_1(step, r0, running, 0, hidden, work, dprev, a)
+                PROJECTION_1(step, r0, running, 0, hidden, 0, work, dprev, a)
             if BACKWARD_PHASES > 2:
                 POINTWISE_2(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                PROJECTION_2(step, r0, running, 0, hidden, work, dprev, a)
+                PROJECTION_2(step, r0, running, 0, hidden, 0, work, dprev, a)
         if running < r1:
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
@@ -151,7 +151,7 @@ def forward_loop(a, t0, t1):
             for phase in range(FORWARD_PHASES):
                 for block in prange(blocks):
                     forward_phase(phase, t, t * keep, t - t0, rec_slot, next_slot, 0, running, a.bounds[block],
-                                  a.bounds[block + 1], a.work[block], a)
+                                  a.bounds[block + 1], block, a.work[block], a)
         if running < batch:
             carry_states(a.states, t, running, batch)
 
@@ -182,7 +182,7 @@ def backward_loop(a, t0, t1):
                     u0, u1 = a.bounds[block], a.bounds[block + 1]
                     work = a.work[block]
                     if region > 0:
-                        backward_projection(region - 1, step, 0, running, u0, u1, work, dprev, a)
+                        backward_projection(region - 1, step, 0, running, u0, u1, block, work, dprev, a)
                     if region < BACKWARD_PHASES:
                         backward_pointwise(region, t, step, 0, running, u0, u1, work, dnext, dprev, a)
         if running < batch:

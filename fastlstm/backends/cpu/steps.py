@@ -26,7 +26,8 @@ from ...rebinding import Unbound
 from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
-from .projection import dot_rows, dot_rows_faster, project, projected_at
+from .projection import project, projected_at
+from .tiles import product, product_add
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
                           tuple_setitem)
 
@@ -47,7 +48,8 @@ class ForwardArrays(NamedTuple):
     xproj : (n, B, G·H), the segment's input projections with the folded biases (step t at t − t0)
     states : (S, T+1, B, H), states[:, 0] set on entry
     tape : (K, T, B, H), or (K, 1, B, H) in inference (every step reuses slot 0)
-    weight_hh : (G·H, H)
+    panels : flat, the recurrent weights packed per unit block and phase (:func:`.units.forward_panels`)
+    panel_starts : (blocks, phases) int64, where each block's panels of each phase start
     bias_hh : (G·H,), of which the loop adds the unfolded gates' part
     vectors : (V, H), the cell's element-wise parameters
     work : (blocks, G·B·H), each block's projections
@@ -63,7 +65,8 @@ class ForwardArrays(NamedTuple):
     xproj: np.ndarray
     states: np.ndarray
     tape: np.ndarray
-    weight_hh: np.ndarray
+    panels: np.ndarray
+    panel_starts: np.ndarray
     bias_hh: np.ndarray
     vectors: np.ndarray
     work: np.ndarray
@@ -86,8 +89,8 @@ class BackwardArrays(NamedTuple):
     dstates : (2, S, B, H), the state gradients, used alternately (see :mod:`.loops`)
     dgx : (n, B, G·H), zero on entry: the segment's gradients of the input-side pre-activations
     dgh : (n, B, G·H), the same of the recurrent side (``dgx`` itself where they coincide)
-    panels : flat, each unit block's columns of ``weight_hh`` per phase (:func:`.units.pack_backward_panels`)
-    transposed : bool, the panels' layout: (width, K) if True, else (K, width)
+    panels : flat, the recurrent weights packed per unit block and phase (:func:`.units.backward_panels`)
+    panel_starts : (blocks, phases) int64, where each block's panels of each phase start
     work : (blocks, B·G·H), each block's back-projections
     stage : (P, B·G·H): per backward phase that sends back only some gates, their gradients,
         contiguous per row
@@ -108,14 +111,14 @@ class BackwardArrays(NamedTuple):
     dgx: np.ndarray
     dgh: np.ndarray
     panels: np.ndarray
-    transposed: bool
+    panel_starts: np.ndarray
     work: np.ndarray
     stage: np.ndarray
     norms: np.ndarray
 
 
-def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
-    """Forward phase ``PHASE`` of step t for rows [r0, r1) and units [u0, u1).
+def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
+    """Forward phase ``PHASE`` of step t for rows [r0, r1) and units [u0, u1), unit block ``block``.
 
     ``slot`` is the tape's slot for step t, ``step`` its index in the segment's ``xproj``;
     ``rec_slot`` and ``next_slot`` index ``a.inputs`` for steps t and t + 1; ``work`` is the
@@ -134,15 +137,15 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
         projected_source = inputs[rec_slot] if RECURRENT_DROPOUT else states[0, t]
     else:
         projected_source = tape[source, slot]
-    project(projected_source[r0:r1], a.weight_hh, g0, g1, u0, u1, work)
+    project(projected_source[r0:r1], a.panels, a.panel_starts[block, phase], g1 - g0, width, work)
     last = phase == FORWARD_PHASES - 1
     x_t = a.xproj[step]
-    stride = projected_at(1, 0, 0, g1 - g0, rows, width, hidden)   # from one gate's value to the next's
+    stride = projected_at(1, 0, 0, g1 - g0, width)   # from one gate's value to the next's
     for r in range(r0, r1):
         for k in range(width):
             u = u0 + k
             ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
-            first = projected_at(0, r - r0, k, g1 - g0, rows, width, hidden)
+            first = projected_at(0, r - r0, k, g1 - g0, width)
             if g1 - g0 == GATES:   # the phase projects every gate: one tuple, written out
                 ah = gather_strided(work, first, stride, ZERO_GATES)
             else:
@@ -232,10 +235,11 @@ def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
                     dprev[at(s), at(r), at(u)] += value
 
 
-def backward_projection(step, r0, r1, u0, u1, work, dprev, a):
+def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
     """Send backward phase ``PHASE``'s projected gates' gradients of rows [r0, r1) back through
-    their ``weight_hh`` rows, for units [u0, u1): into the block's work (the next phase's
-    ``projected``), or, after the last phase, added to the gradient reaching h (⊙ mask)."""
+    their ``weight_hh`` rows, for units [u0, u1) (unit block ``block``): into the block's work
+    (the next phase's ``projected``), or, after the last phase, added to the gradient reaching h
+    (⊙ mask)."""
     phase = PHASE
     hidden = a.states.shape[3]
     p0, p1 = BACKWARD_PROJECTS[phase]
@@ -244,38 +248,30 @@ def backward_projection(step, r0, r1, u0, u1, work, dprev, a):
         gradients = a.stage[phase, r0 * inner:r1 * inner].reshape(rows, inner)
     else:
         gradients = a.dgh[step, r0:r1]
-    start = GATES * hidden * u0
-    for earlier in range(phase):
-        start += (BACKWARD_PROJECTS[earlier][1] - BACKWARD_PROJECTS[earlier][0]) * hidden * width
-    out = work[:rows * width].reshape(rows, width)
-    if a.transposed:
-        panel = a.panels[start:start + width * inner].reshape(width, inner)
-        if dot_rows_faster(rows, inner):
-            dot_rows(gradients, panel, out)
-        else:
-            np.dot(gradients, panel.T, out)
+    panels = a.panels[a.panel_starts[block, phase]:]
+    if phase < BACKWARD_PHASES - 1:
+        product(gradients, panels, work[:rows * width].reshape(rows, width))
+    elif not RECURRENT_DROPOUT:
+        product_add(gradients, panels, dprev[0, r0:r1, u0:u1])
     else:
-        np.dot(gradients, a.panels[start:start + inner * width].reshape(inner, width), out)
-    if phase == BACKWARD_PHASES - 1:
+        out = work[:rows * width].reshape(rows, width)
+        product(gradients, panels, out)
         mask = a.mask
         for r in range(r0, r1):
             for k in range(width):
-                value = out[at(r - r0), at(k)]
-                if RECURRENT_DROPOUT:
-                    value *= mask[at(r), at(u0 + k)]
-                dprev[at(0), at(r), at(u0 + k)] += value
+                dprev[at(0), at(r), at(u0 + k)] += out[at(r - r0), at(k)] * mask[at(r), at(u0 + k)]
 
 
 # ---------------------------------------------------------------- the loops call a phase by number
 
-def forward_switch(phase, t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a):
+def forward_switch(phase, t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
     """Run the compiled copy of :func:`forward_phase` for ``phase`` (at most three)."""
     if phase == 0:
-        PHASE_0(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+        PHASE_0(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
     elif phase == 1:
-        PHASE_1(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+        PHASE_1(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
     else:
-        PHASE_2(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, work, a)
+        PHASE_2(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
 
 
 def pointwise_switch(phase, t, step, r0, r1, u0, u1, work, dnext, dprev, a):
@@ -288,11 +284,11 @@ def pointwise_switch(phase, t, step, r0, r1, u0, u1, work, dnext, dprev, a):
         PHASE_2(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
 
 
-def projection_switch(phase, step, r0, r1, u0, u1, work, dprev, a):
+def projection_switch(phase, step, r0, r1, u0, u1, block, work, dprev, a):
     """Run the compiled copy of :func:`backward_projection` for ``phase``."""
     if phase == 0:
-        PHASE_0(step, r0, r1, u0, u1, work, dprev, a)
+        PHASE_0(step, r0, r1, u0, u1, block, work, dprev, a)
     elif phase == 1:
-        PHASE_1(step, r0, r1, u0, u1, work, dprev, a)
+        PHASE_1(step, r0, r1, u0, u1, block, work, dprev, a)
     else:
-        PHASE_2(step, r0, r1, u0, u1, work, dprev, a)
+        PHASE_2(step, r0, r1, u0, u1, block, work, dprev, a)

@@ -15,9 +15,9 @@ weights (which stay in its cache from step to step when they fit; Numba hands ea
 the same blocks every step), and a batch of one sequence is split as well as a batch of many.
 """
 import numpy as np
-from numba import njit
 
 from ... import tuning
+from .tiles import pack, pack_transposed, panels_size
 
 
 def block_count(extent, smallest, largest=None):
@@ -40,45 +40,73 @@ def unit_bounds(hidden, blocks):
     return (np.arange(blocks + 1) * hidden) // blocks
 
 
-def pack_backward_panels(weight, bounds, projects, transposed):
-    """Each block's columns of ``weight``, per backward phase: the operand of its projection.
+def forward_panels(weight, bounds, phases):
+    """Each unit block's recurrent weights for its forward projections, per phase, packed once
+    per call for :func:`.tiles.product`: ``weight_hhᵀ``'s columns of the phase's gates and the
+    block's units, in (gate, unit) order.
 
     Parameters
     ----------
-    weight : ndarray, shape (G·H, H): gate g, unit j in row g·H + j
-    bounds : ndarray, shape (blocks + 1,)
-    projects : tuple of (g0, g1), the gate blocks each backward phase projects (disjoint)
-    transposed : bool, the panels' layout (see Returns)
+    weight : ndarray, shape (G·H, H), C-contiguous: gate g, unit j in row g·H + j
+    bounds : ndarray, shape (blocks + 1,), the unit blocks
+    phases : tuple of (g0, g1), the gates each forward phase projects
 
     Returns
     -------
-    ndarray, shape (G·H·H,): block [u0, u1) starts at G·H·u0 and holds, phase after phase, the
-    phase's panel ``weight[g0·H:g1·H, u0:u1]``, (K, u1 − u0) with K = (g1 − g0)·H, or
-    ``transposed`` its transpose (u1 − u0, K), rows contiguous along K, for :func:`.projection.dot_rows`.
+    panels : ndarray, flat
+    starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
     """
     hidden = weight.shape[1]
-    panels = np.empty(weight.size, weight.dtype)
-    for u0, u1 in zip(bounds[:-1], bounds[1:]):
-        start = weight.shape[0] * u0
-        for g0, g1 in projects:
-            inner, width = (g1 - g0) * hidden, u1 - u0
-            panel = panels[start:start + inner * width]
-            if transposed:
-                transpose_into(weight[g0 * hidden:g1 * hidden, u0:u1], panel.reshape(width, inner))
-            else:
-                panel.reshape(inner, width)[:] = weight[g0 * hidden:g1 * hidden, u0:u1]
-            start += inner * width
-    return panels
+
+    def rows(u0, u1, g0, g1):
+        return np.concatenate([np.arange(g * hidden + u0, g * hidden + u1) for g in range(g0, g1)])
+
+    pieces = [[rows(u0, u1, g0, g1) for g0, g1 in phases] for u0, u1 in zip(bounds[:-1], bounds[1:])]
+    starts, panels = _layout(pieces, hidden, weight.dtype)
+    for block, per_phase in enumerate(pieces):
+        for phase, picked in enumerate(per_phase):
+            source = weight if len(picked) == weight.shape[0] else weight[picked]
+            pack_transposed(source, panels[starts[block, phase]:])
+    return panels, starts
 
 
-@njit(cache=True, error_model="numpy")
-def transpose_into(source, out):
-    """out = sourceᵀ, in tiles of 8 × 8 (a row of ``out`` per column of a tile: NumPy's strided
-    copy of a 2048 × 512 float32 weight took 3.5 ms, this 1.1)."""
-    rows, columns = source.shape
-    for i0 in range(0, rows, 8):
-        i1 = min(rows, i0 + 8)
-        for j0 in range(0, columns, 8):
-            for j in range(j0, min(columns, j0 + 8)):
-                for i in range(i0, i1):
-                    out[j, i] = source[i, j]
+def backward_panels(weight, bounds, phases):
+    """Each unit block's recurrent weights for its backward projections, per phase, packed once
+    per call for :func:`.tiles.product`: ``weight_hh``'s rows of the phase's gates, the block's
+    units' columns.
+
+    Parameters
+    ----------
+    weight : ndarray, shape (G·H, H), C-contiguous
+    bounds : ndarray, shape (blocks + 1,), the unit blocks
+    phases : tuple of (g0, g1), the gates each backward phase sends back
+
+    Returns
+    -------
+    panels : ndarray, flat
+    starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
+    """
+    hidden = weight.shape[1]
+    shapes = [[((g1 - g0) * hidden, u1 - u0) for g0, g1 in phases] for u0, u1 in zip(bounds[:-1], bounds[1:])]
+    starts = np.zeros((len(shapes), len(phases)), np.int64)
+    total = 0
+    for block, per_phase in enumerate(shapes):
+        for phase, (inner, width) in enumerate(per_phase):
+            starts[block, phase] = total
+            total += panels_size(inner, width, weight.dtype)
+    panels = np.empty(max(1, total), weight.dtype)
+    for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for phase, (g0, g1) in enumerate(phases):
+            pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[starts[block, phase]:])
+    return panels, starts
+
+
+def _layout(pieces, inner, dtype):
+    """Starts (blocks, phases) and room for the forward panels of ``pieces[block][phase]`` columns."""
+    starts = np.zeros((len(pieces), len(pieces[0])), np.int64)
+    total = 0
+    for block, per_phase in enumerate(pieces):
+        for phase, picked in enumerate(per_phase):
+            starts[block, phase] = total
+            total += panels_size(inner, len(picked), dtype)
+    return starts, np.empty(max(1, total), dtype)
