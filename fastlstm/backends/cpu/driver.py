@@ -1,6 +1,8 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
-Every GEMM runs on Numba's threads (:mod:`.gemm`). Time is processed in segments of a few
+Every GEMM runs on Numba's threads (:mod:`.gemm`): the forward's and ``dx``'s on the tile kernel
+(:mod:`.tiles`), the weight gradients on BLAS held to one thread per Numba thread
+(:mod:`.threads`). Time is processed in segments of a few
 thousand (step, sequence) rows, so that no array of every step's gate values is held:
 forward, one GEMM projects a segment's inputs, then the compiled forward loop runs its
 steps; backward runs the segments from the last step back, and after each its rows' ``dx``,
@@ -24,6 +26,7 @@ from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
 from .threads import single_threaded_blas
+from .tiles import pack, pack_transposed, panels_size
 from .units import backward_panels, forward_panels
 
 
@@ -171,11 +174,6 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         y (T, B, D·H), zero past each sequence's end; the final state per direction; the
         :class:`LayerTape`, or None when ``keep_tape`` is False.
     """
-    with single_threaded_blas():
-        return _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop)
-
-
-def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
     spec = kernels.spec
     steps, batch, inputs = x.shape
     hidden = params[0]["weight_hh"].shape[1]
@@ -211,16 +209,17 @@ def _forward_layer(kernels, params, x, state, lengths, keep_tape, in_the_loop):
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
+        input_panels = np.empty(panels_size(inputs, gate_width, dtype), dtype)
+        pack_transposed(p["weight_ih"], input_panels)
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
-        arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
+        arrays = ForwardArrays(xproj, bias, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
         run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
-            matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), p["weight_ih"].T,
+            matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), input_panels,
                    xproj_segment.reshape(-1, gate_width))
-            xproj_segment += bias
             run(arrays, t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
@@ -259,17 +258,18 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, weight_ih, x, dx, direction, index):
+def _input_gradients(dgx, input_panels, x, dx, direction, index):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
-    :func:`_segment_index`) and its share of ``weight_ih`` and ``bias_ih``."""
+    :func:`_segment_index`; ``input_panels``: ``weight_ih`` packed by :func:`.tiles.pack`) and
+    its share of ``weight_ih`` and ``bias_ih``."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
     if direction == 0:
-        matmul(rows, weight_ih, dx[index].reshape(-1, inputs))
+        matmul(rows, input_panels, dx[index].reshape(-1, inputs))
     else:
         dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
-        matmul(rows, weight_ih, dx_segment.reshape(-1, inputs))
+        matmul(rows, input_panels, dx_segment.reshape(-1, inputs))
         dx[index] += dx_segment
     weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows)
     return {"weight_ih": weight, "bias_ih": bias}
@@ -374,6 +374,8 @@ def _backward_layer(tape, dy, dstate, norms):
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms)
+        input_panels = np.empty(panels_size(gate_width, inputs, dtype), dtype)
+        pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))
         direction_grads = {}
@@ -394,7 +396,7 @@ def _backward_layer(tape, dy, dstate, norms):
             _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
             _accumulate(direction_grads, _input_gradients(
-                dgx_segment, p["weight_ih"], x, dx, direction, _segment_index(direction, tape.reverse, t0, t1)))
+                dgx_segment, input_panels, x, dx, direction, _segment_index(direction, tape.reverse, t0, t1)))
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
         if norms is not None:

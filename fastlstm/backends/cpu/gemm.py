@@ -10,6 +10,7 @@ from numba import njit, prange
 
 from ... import tuning
 from ...rebinding import rebind
+from .tiles import product
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -23,19 +24,21 @@ def _parallel(flops):
     return flops >= tuning.get("parallel_flops")
 
 
-def matmul(a, b, out):
-    """out = a @ b, with a (M, K), b (K, N), out (M, N), in row blocks of at least ``gemm_rows``."""
+def matmul(a, panels, out):
+    """out = a @ b, with a (M, K) rows contiguous, b (K, N) packed by :func:`.tiles.pack` or
+    :func:`.tiles.pack_transposed`, out (M, N), in row blocks of at least ``gemm_rows``, each
+    block's product the tile kernel's (no BLAS: the forward calls none)."""
     blocks = block_count(a.shape[0], tuning.get("gemm_rows"))
-    by_rows = _MATMUL_BY_ROWS[_parallel(2.0 * a.shape[0] * a.shape[1] * b.shape[1])]
-    by_rows(a, b, out, blocks)
+    by_rows = _MATMUL_BY_ROWS[_parallel(2.0 * a.shape[0] * a.shape[1] * out.shape[1])]
+    by_rows(a, panels, out, blocks)
 
 
-def _matmul_by_rows(a, b, out, blocks):
+def _matmul_by_rows(a, panels, out, blocks):
     rows = a.shape[0]
     for block in prange(blocks):
         r0 = block * rows // blocks
         r1 = (block + 1) * rows // blocks
-        np.dot(a[r0:r1], b, out[r0:r1])
+        product(a[r0:r1], panels, out[r0:r1])
 
 
 @njit(cache=True, error_model="numpy")

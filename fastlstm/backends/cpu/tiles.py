@@ -40,6 +40,9 @@ VECTOR_BYTES = _vector_bytes()
 # the tile's row of b and the broadcast value of a
 TILE_ROWS = 4
 TILE_VECTORS = 4 if VECTOR_BYTES == 64 else 2
+# rows of a product taken at a time: their rows of ``a`` (64 × K values) stay in L2 while every
+# panel of ``b`` passes over them
+CHUNK_ROWS = 64
 
 
 def lanes(dtype):
@@ -159,7 +162,8 @@ def _tile(rows, vectors, masked, accumulate):
 
 def _product_source(accumulate):
     """Python source of ``product_assign`` or ``product_accumulate(a, panels, c)``: ``c`` walked
-    in tiles, each tile shape its own intrinsic, called by name."""
+    in chunks of ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel passes
+    over them), each chunk in tiles, each tile shape its own intrinsic, called by name."""
     name = "accumulate" if accumulate else "assign"
     lines = [f"def product_{name}(a, panels, c):",
              "    rows, columns = c.shape",
@@ -167,27 +171,30 @@ def _product_source(accumulate):
              "    width = lanes_of(c)",
              "    panel = TILE_VECTORS * width",
              "    whole = columns // panel * panel",
-             "    for j0 in range(0, whole, panel):",
-             "        start = j0 * inner",
-             "        i0 = 0",
-             "        while i0 + TILE_ROWS <= rows:",
-             f"            full_{name}_{TILE_ROWS}(c, i0, j0, a, panels, start, panel, 0)",
-             "            i0 += TILE_ROWS"]
+             "    left = columns - whole",
+             "    vectors = (left + width - 1) // width",
+             "    for r0 in range(0, rows, CHUNK_ROWS):",
+             "        r1 = min(rows, r0 + CHUNK_ROWS)",
+             "        for j0 in range(0, whole, panel):",
+             "            start = j0 * inner",
+             "            i0 = r0",
+             "            while i0 + TILE_ROWS <= r1:",
+             f"                full_{name}_{TILE_ROWS}(c, i0, j0, a, panels, start, panel, 0)",
+             "                i0 += TILE_ROWS"]
     for count in range(1, TILE_ROWS):
-        lines += [f"        if rows - i0 == {count}:",
-                  f"            full_{name}_{count}(c, i0, j0, a, panels, start, panel, 0)"]
-    lines += ["    left = columns - whole",
-              "    if left > 0:",
-              "        vectors = (left + width - 1) // width",
-              "        start = whole * inner",
-              "        i0 = 0",
-              "        while i0 < rows:",
-              "            count = min(TILE_ROWS, rows - i0)"]
+        lines += [f"            if r1 - i0 == {count}:",
+                  f"                full_{name}_{count}(c, i0, j0, a, panels, start, panel, 0)"]
+    lines += ["        if left > 0:",
+              "            start = whole * inner",
+              "            i0 = r0",
+              "            while i0 < r1:",
+              "                count = min(TILE_ROWS, r1 - i0)"]
     for count in range(1, TILE_ROWS + 1):
         for vectors in range(1, TILE_VECTORS + 1):
-            lines += [f"            if count == {count} and vectors == {vectors}:",
-                      f"                tail_{name}_{count}_{vectors}(c, i0, whole, a, panels, start, vectors * width, left)"]
-    lines += ["            i0 += TILE_ROWS"]
+            lines += [f"                if count == {count} and vectors == {vectors}:",
+                      f"                    tail_{name}_{count}_{vectors}(c, i0, whole, a, panels, start, vectors * width, "
+                      "left)"]
+    lines += ["                i0 += TILE_ROWS"]
     return "\n".join(lines)
 
 
@@ -203,7 +210,8 @@ def lanes_of(typingctx, array):
 
 def _compile_product(accumulate):
     name = "accumulate" if accumulate else "assign"
-    namespace = {"lanes_of": lanes_of, "TILE_ROWS": TILE_ROWS, "TILE_VECTORS": TILE_VECTORS, "min": min}
+    namespace = {"lanes_of": lanes_of, "TILE_ROWS": TILE_ROWS, "TILE_VECTORS": TILE_VECTORS, "CHUNK_ROWS": CHUNK_ROWS,
+                 "min": min}
     for count in range(1, TILE_ROWS + 1):
         namespace[f"full_{name}_{count}"] = _tile(count, TILE_VECTORS, False, accumulate)
         for vectors in range(1, TILE_VECTORS + 1):
