@@ -3,8 +3,8 @@ on every remainder of its tiles; the packed weights against the slices they stan
 import numpy as np
 import pytest
 
-from fastlstm.backends.cpu.tiles import TILE_ROWS, TILE_VECTORS, lanes, pack, pack_transposed, panels_size, product, \
-    product_add
+from fastlstm.backends.cpu.tiles import (TILE_ROWS, TILE_VECTORS, lanes, pack, pack_transposed, panels_size, product,
+                                         product_add, product_bias)
 from fastlstm.backends.cpu.units import backward_panels, forward_panels
 
 
@@ -84,3 +84,20 @@ def test_block_panels_hold_each_blocks_weights_per_phase(phases):
                 expected = weight[g0 * hidden:g1 * hidden, u0:u1]
                 got = _unpack(backward[backward_starts[block, phase]:], *expected.shape, weight.dtype)
                 np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_product_bias_adds_the_bias_to_every_row(dtype):
+    rng = np.random.default_rng(3)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for rows in (1, TILE_ROWS + 1, 70):          # 70: past one chunk of rows
+        for columns in _columns(dtype):
+            a = rng.standard_normal((rows, 9)).astype(dtype)
+            b = rng.standard_normal((9, columns)).astype(dtype)
+            bias = rng.standard_normal(columns).astype(dtype)
+            panels = np.empty(panels_size(9, columns, dtype), dtype)
+            pack(b, 0, columns, panels)
+            c = np.full((rows, columns), np.nan, dtype)
+            product_bias(a, panels, bias, c)
+            np.testing.assert_allclose(c, a.astype(np.float64) @ b + bias, rtol=tolerance, atol=10 * tolerance,
+                                       err_msg=f"rows {rows}, columns {columns}")

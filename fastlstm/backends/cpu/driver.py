@@ -212,14 +212,14 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         input_panels = np.empty(panels_size(inputs, gate_width, dtype), dtype)
         pack_transposed(p["weight_ih"], input_panels)
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
-        arrays = ForwardArrays(xproj, bias, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
+        arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
         run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
             matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), input_panels,
-                   xproj_segment.reshape(-1, gate_width))
+                   xproj_segment.reshape(-1, gate_width), bias)
             run(arrays, t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:

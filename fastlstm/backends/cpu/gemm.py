@@ -10,7 +10,7 @@ from numba import njit, prange
 
 from ... import tuning
 from ...rebinding import rebind
-from .tiles import product
+from .tiles import product, product_bias
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -24,13 +24,16 @@ def _parallel(flops):
     return flops >= tuning.get("parallel_flops")
 
 
-def matmul(a, panels, out):
-    """out = a @ b, with a (M, K) rows contiguous, b (K, N) packed by :func:`.tiles.pack` or
-    :func:`.tiles.pack_transposed`, out (M, N), in row blocks of at least ``gemm_rows``, each
-    block's product the tile kernel's (no BLAS: the forward calls none)."""
+def matmul(a, panels, out, bias=None):
+    """out = a @ b (+ bias), with a (M, K) rows contiguous, b (K, N) packed by :func:`.tiles.pack`
+    or :func:`.tiles.pack_transposed`, out (M, N), bias (N,) or None; in row blocks of at least
+    ``gemm_rows``, each block's product the tile kernel's (no BLAS: the forward calls none)."""
     blocks = block_count(a.shape[0], tuning.get("gemm_rows"))
-    by_rows = _MATMUL_BY_ROWS[_parallel(2.0 * a.shape[0] * a.shape[1] * out.shape[1])]
-    by_rows(a, panels, out, blocks)
+    parallel = _parallel(2.0 * a.shape[0] * a.shape[1] * out.shape[1])
+    if bias is None:
+        _MATMUL_BY_ROWS[parallel](a, panels, out, blocks)
+    else:
+        _MATMUL_BIAS_BY_ROWS[parallel](a, panels, bias, out, blocks)
 
 
 def _matmul_by_rows(a, panels, out, blocks):
@@ -39,6 +42,14 @@ def _matmul_by_rows(a, panels, out, blocks):
         r0 = block * rows // blocks
         r1 = (block + 1) * rows // blocks
         product(a[r0:r1], panels, out[r0:r1])
+
+
+def _matmul_bias_by_rows(a, panels, bias, out, blocks):
+    rows = a.shape[0]
+    for block in prange(blocks):
+        r0 = block * rows // blocks
+        r1 = (block + 1) * rows // blocks
+        product_bias(a[r0:r1], panels, bias, out[r0:r1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -104,6 +115,7 @@ def _serial_and_parallel(template):
 
 
 _MATMUL_BY_ROWS = _serial_and_parallel(_matmul_by_rows)
+_MATMUL_BIAS_BY_ROWS = _serial_and_parallel(_matmul_bias_by_rows)
 _BY_ROWS = _serial_and_parallel(_by_rows)
 _BY_COLUMNS = _serial_and_parallel(_by_columns)
 

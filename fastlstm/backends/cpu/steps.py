@@ -45,8 +45,7 @@ class ForwardArrays(NamedTuple):
 
     Attributes
     ----------
-    xproj : (n, B, G·H), the segment's input projections, W_ih x (step t at t − t0)
-    bias : (G·H,), the input side's bias: ``bias_ih`` plus the folded gates' ``bias_hh``
+    xproj : (n, B, G·H), the segment's input projections with the folded biases (step t at t − t0)
     states : (S, T+1, B, H), states[:, 0] set on entry
     tape : (K, T, B, H), or (K, 1, B, H) in inference (every step reuses slot 0)
     panels : flat, the recurrent weights packed per unit block and phase (:func:`.units.forward_panels`)
@@ -64,7 +63,6 @@ class ForwardArrays(NamedTuple):
     """
 
     xproj: np.ndarray
-    bias: np.ndarray
     states: np.ndarray
     tape: np.ndarray
     panels: np.ndarray
@@ -130,7 +128,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
     # the arrays as locals: an array taken from the structure inside the loop is a reference
     # count update per use, a call that stops the vectoriser
     states, tape, inputs, mask, zone, candidates = a.states, a.tape, a.inputs, a.mask, a.zone, a.candidates
-    bias, bias_hh, vectors_hv = a.bias, a.bias_hh, a.vectors
+    bias_hh, vectors_hv = a.bias_hh, a.vectors
     hidden = states.shape[3]
     g0, g1 = FORWARD_GATES[phase]
     source = FORWARD_SOURCES[phase]
@@ -147,8 +145,6 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
         for k in range(width):
             u = u0 + k
             ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
-            for g in range(GATES):
-                ax = tuple_setitem(ax, g, ax[g] + bias[at(g * hidden + u)])
             first = projected_at(0, r - r0, k, g1 - g0, width)
             if g1 - g0 == GATES:   # the phase projects every gate: one tuple, written out
                 ah = gather_strided(work, first, stride, ZERO_GATES)

@@ -57,10 +57,11 @@ def _splat(builder, value, vector_type):
                                   ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), None))
 
 
-def _tile(rows, vectors, masked, accumulate):
-    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns)``: for i < ``rows`` and j
-    < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] (+)= Σ_k a[i0 + i, k] · b[start +
-    k·stride + j]``.
+def _tile(rows, vectors, masked, mode):
+    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns, bias)``: for i < ``rows`` and
+    j < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] = s + Σ_k a[i0 + i, k] · b[start +
+    k·stride + j]``, where s is 0 (``mode`` "assign"), ``c[i0 + i, j0 + j]`` ("accumulate") or
+    ``bias[j0 + j]`` ("bias"; ``bias`` is ignored in the other modes).
 
     ``a`` and ``c`` are 2-D arrays of one float dtype, each row contiguous (unit stride along
     the last axis; the row strides are read from the arrays); ``b`` is flat and contiguous.
@@ -69,8 +70,8 @@ def _tile(rows, vectors, masked, accumulate):
     ignored.
     """
     @intrinsic
-    def tile(typingctx, c, i0, j0, a, b, start, stride, columns):
-        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp)
+    def tile(typingctx, c, i0, j0, a, b, start, stride, columns, bias):
+        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp, bias)
 
         def codegen(context, builder, signature, arguments):
             c_array, a_array, b_array = (context.make_array(signature.args[k])(context, builder, arguments[k])
@@ -113,8 +114,16 @@ def _tile(rows, vectors, masked, accumulate):
 
             # a tile of few sums runs two sets over alternate k: FMAs wait for their sum's previous one
             sets = 2 if rows * vectors < 8 else 1
-            sums = [[[cgutils.alloca_once_value(builder, zero) for _ in range(vectors)] for _ in range(rows)]
-                    for _ in range(sets)]
+            first = [zero] * vectors
+            if mode == "bias":
+                bias_array = context.make_array(signature.args[8])(context, builder, arguments[8])
+                for v in range(vectors):
+                    pointer = builder.bitcast(builder.gep(bias_array.data, [builder.add(column0, constant(v * width))]),
+                                              vector_pointer)
+                    first[v] = (builder.call(masked_load, [pointer, alignment, masks[v], zero]) if masked
+                                else builder.load(pointer, align=itemsize))
+            sums = [[[cgutils.alloca_once_value(builder, first[v] if s == 0 else zero) for v in range(vectors)]
+                     for _ in range(rows)] for s in range(sets)]
             inner = cgutils.unpack_tuple(builder, a_array.shape)[1]
             a_rows = [address(a_array, builder.add(row0, constant(i)), constant(0)) for i in range(rows)]
             b_first = builder.gep(builder.bitcast(b_array.data, byte), [builder.mul(b_start, constant(itemsize))])
@@ -148,11 +157,11 @@ def _tile(rows, vectors, masked, accumulate):
                                                       builder.add(column0, constant(v * width))), vector_pointer)
                     total = builder.load(sums[i][v])
                     if masked:
-                        if accumulate:
+                        if mode == "accumulate":
                             total = builder.fadd(total, builder.call(masked_load, [pointer, alignment, masks[v], zero]))
                         builder.call(masked_store, [total, pointer, alignment, masks[v]])
                     else:
-                        if accumulate:
+                        if mode == "accumulate":
                             total = builder.fadd(total, builder.load(pointer, align=itemsize))
                         builder.store(total, pointer, align=itemsize)
             return context.get_dummy_value()
@@ -160,12 +169,11 @@ def _tile(rows, vectors, masked, accumulate):
     return tile
 
 
-def _product_source(accumulate):
-    """Python source of ``product_assign`` or ``product_accumulate(a, panels, c)``: ``c`` walked
-    in chunks of ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel passes
-    over them), each chunk in tiles, each tile shape its own intrinsic, called by name."""
-    name = "accumulate" if accumulate else "assign"
-    lines = [f"def product_{name}(a, panels, c):",
+def _product_source(name):
+    """Python source of ``product_<name>(a, panels, c, bias)`` (name: a :func:`_tile` mode): ``c``
+    walked in chunks of ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel
+    passes over them), each chunk in tiles, each tile shape its own intrinsic, called by name."""
+    lines = [f"def product_{name}(a, panels, c, bias):",
              "    rows, columns = c.shape",
              "    inner = a.shape[1]",
              "    width = lanes_of(c)",
@@ -179,11 +187,11 @@ def _product_source(accumulate):
              "            start = j0 * inner",
              "            i0 = r0",
              "            while i0 + TILE_ROWS <= r1:",
-             f"                full_{name}_{TILE_ROWS}(c, i0, j0, a, panels, start, panel, 0)",
+             f"                full_{name}_{TILE_ROWS}(c, i0, j0, a, panels, start, panel, 0, bias)",
              "                i0 += TILE_ROWS"]
     for count in range(1, TILE_ROWS):
         lines += [f"            if r1 - i0 == {count}:",
-                  f"                full_{name}_{count}(c, i0, j0, a, panels, start, panel, 0)"]
+                  f"                full_{name}_{count}(c, i0, j0, a, panels, start, panel, 0, bias)"]
     lines += ["        if left > 0:",
               "            start = whole * inner",
               "            i0 = r0",
@@ -193,7 +201,7 @@ def _product_source(accumulate):
         for vectors in range(1, TILE_VECTORS + 1):
             lines += [f"                if count == {count} and vectors == {vectors}:",
                       f"                    tail_{name}_{count}_{vectors}(c, i0, whole, a, panels, start, vectors * width, "
-                      "left)"]
+                      "left, bias)"]
     lines += ["                i0 += TILE_ROWS"]
     return "\n".join(lines)
 
@@ -208,20 +216,20 @@ def lanes_of(typingctx, array):
     return types.intp(array), codegen
 
 
-def _compile_product(accumulate):
-    name = "accumulate" if accumulate else "assign"
+def _compile_product(name):
     namespace = {"lanes_of": lanes_of, "TILE_ROWS": TILE_ROWS, "TILE_VECTORS": TILE_VECTORS, "CHUNK_ROWS": CHUNK_ROWS,
                  "min": min}
     for count in range(1, TILE_ROWS + 1):
-        namespace[f"full_{name}_{count}"] = _tile(count, TILE_VECTORS, False, accumulate)
+        namespace[f"full_{name}_{count}"] = _tile(count, TILE_VECTORS, False, name)
         for vectors in range(1, TILE_VECTORS + 1):
-            namespace[f"tail_{name}_{count}_{vectors}"] = _tile(count, vectors, True, accumulate)
-    exec(_product_source(accumulate), namespace)
+            namespace[f"tail_{name}_{count}_{vectors}"] = _tile(count, vectors, True, name)
+    exec(_product_source(name), namespace)
     return njit(error_model="numpy")(namespace[f"product_{name}"])
 
 
-_assign = _compile_product(False)
-_accumulate = _compile_product(True)
+_assign = _compile_product("assign")
+_accumulate = _compile_product("accumulate")
+_with_bias = _compile_product("bias")
 
 
 def panels_size(inner, columns, dtype):
@@ -350,10 +358,16 @@ def product(a, panels, c):
     panels : ndarray, flat: b packed by :func:`pack`
     c : ndarray, shape (M, N), rows contiguous (any row stride); written
     """
-    _assign(a, panels, c)
+    _assign(a, panels, c, panels)
 
 
 @njit(error_model="numpy")
 def product_add(a, panels, c):
     """c += a @ b (as :func:`product`)."""
-    _accumulate(a, panels, c)
+    _accumulate(a, panels, c, panels)
+
+
+@njit(error_model="numpy")
+def product_bias(a, panels, bias, c):
+    """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product`)."""
+    _with_bias(a, panels, c, bias)
