@@ -1,6 +1,7 @@
 """A layer's fixed configuration: cell, sizes, stacking, directions, dtype, backend."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,10 @@ class LayerConfig:
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every parameter's public name and shape, layer-major then direction."""
+        """Every parameter's public name and shape, layer-major then direction (a new dict)."""
+        return dict(_parameter_shapes(self))
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {}
         for layer in range(self.num_layers):
             for direction in range(self.directions):
@@ -64,6 +68,12 @@ class LayerConfig:
     def state_shape(self, batch: int) -> tuple[int, int, int]:
         """(num_layers·D, B, H)."""
         return (self.num_layers * self.directions, batch, self.hidden_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_shapes(config):
+    """:meth:`LayerConfig.parameter_shapes`, computed once per config (read-only: copied out)."""
+    return config._shapes()
 
 
 def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False,

@@ -68,19 +68,25 @@ TUNABLES = {t.name: t for t in (
             "fastlstm.backends.cpu.strategy), 'sequences' (blocks of batch rows, no barrier per step), 'single' "
             "(one thread per direction) or 'units' (each step split by hidden units)",
             environment="FASTLSTM_CPU_LOOP", choices=("auto", "sequences", "single", "units")),
-    Tunable("batch_rows", 8,
+    Tunable("batch_rows", 2,
             "cpu: fewest batch rows in one block of the 'sequences' loop"),
     Tunable("cost_threads", 2,
             "cpu cost model: the threads it plans for (the plan, like every split, follows the shapes and the "
             "knobs, never NUMBA_NUM_THREADS, so that results do not depend on the thread count)",
             environment="FASTLSTM_COST_THREADS"),
-    Tunable("cost_call_ns", 1000,
+    Tunable("cost_call_ns", 200,
             "cpu cost model: ns of fixed cost of one block's phase of one step (calls, loop set-up)"),
-    Tunable("cost_peak_flops_per_ns", 40,
-            "cpu cost model: one thread's recurrent-projection flops per ns with many rows"),
-    Tunable("cost_half_rate_rows", 4,
-            "cpu cost model: the rows at which a projection runs at half that rate"),
-    Tunable("cost_stream_bytes_per_ns", 8,
+    Tunable("cost_row_ns", 100,
+            "cpu cost model: ns of fixed cost per batch row of one block's phase of one step (the gate pass's "
+            "vector loop set-up, measured 80-110 on this project's machines)"),
+    Tunable("cost_gate_ps", 200,
+            "cpu cost model: ps per gate value of a phase's gate pass (activations and state update)"),
+    Tunable("cost_peak_flops_per_ns", 100,
+            "cpu cost model: one thread's recurrent-projection flops per ns with many rows (the tile kernel: "
+            "104-117 from 4 rows)"),
+    Tunable("cost_half_rate_rows", 1,
+            "cpu cost model: the rows at which a projection runs at half that rate (one row streams the weights)"),
+    Tunable("cost_stream_bytes_per_ns", 40,
             "cpu cost model: bytes per ns one thread streams recurrent weights that are not in its cache"),
     Tunable("cost_cache_bytes", 1 << 20,
             "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step"),
@@ -140,6 +146,22 @@ def get(name):
     if tunable.environment and os.environ.get(tunable.environment):
         return tunable.parse(os.environ[tunable.environment], tunable.environment)
     return tunable.default
+
+
+def get_many(names):
+    """The current values of the knobs ``names`` (a tuple), as :func:`get` gives each, in one pass."""
+    overrides = _overrides.get()
+    values = []
+    for name in names:
+        if name in overrides:
+            values.append(overrides[name])
+            continue
+        tunable = TUNABLES[name]
+        if tunable.environment and os.environ.get(tunable.environment):
+            values.append(tunable.parse(os.environ[tunable.environment], tunable.environment))
+        else:
+            values.append(tunable.default)
+    return tuple(values)
 
 
 @contextmanager

@@ -42,11 +42,18 @@ def test_the_units_loop_needs_its_margin():
     """A shape where the units loop models a little faster (within the margin) runs by sequences,
     and without the margin by units."""
     phases = len(LSTM.forward) + len(LSTM.backward)
-    costs = step_costs(len(LSTM.gates), phases, 32, 256, 1, 4, True)
-    assert costs["units"] < min(costs["sequences"], costs["single"]) < 1.25 * costs["units"]
-    assert choose(LSTM, 32, 256, 1, 4, training=True).strategy == "sequences"
-    with tuning.override(cost_units_margin=0):
-        assert choose(LSTM, 32, 256, 1, 4, training=True).strategy == "units"
+    within = []
+    for batch in (1, 2, 4, 8, 16, 32, 64, 128):
+        for hidden in (64, 128, 256, 384, 512, 768, 1024):
+            costs = step_costs(len(LSTM.gates), phases, batch, hidden, 1, 4, True)
+            others = min(costs["sequences"], costs["single"])
+            if costs["units"] < others < 1.25 * costs["units"]:
+                within.append((batch, hidden, "single" if costs["single"] == others else "sequences"))
+    assert within, "no shape of the grid models the units loop faster by less than its margin"
+    for batch, hidden, other in within:
+        assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == other
+        with tuning.override(cost_units_margin=0):
+            assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == "units"
 
 
 def test_the_model_splits_large_batches_by_sequences_and_wide_single_sequences_by_units():

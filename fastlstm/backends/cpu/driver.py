@@ -192,7 +192,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     segment = _segment_steps(batch, gate_width, dtype)
     plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    work = np.empty((plan.blocks, plan.block_rows * gate_width), dtype)
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
@@ -209,7 +209,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
-        input_panels = np.empty(panels_size(inputs, gate_width, dtype), dtype)
+        input_panels = buffers.empty((panels_size(inputs, gate_width, dtype),), dtype)
         pack_transposed(p["weight_ih"], input_panels)
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
@@ -232,6 +232,12 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops, plan) \
         if keep_tape else None
     return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+
+
+def _line_multiple(count, dtype):
+    """``count`` values rounded up to whole cache lines (each block's scratch its own lines)."""
+    per_line = buffers.ALIGNMENT // np.dtype(dtype).itemsize
+    return -(-count // per_line) * per_line
 
 
 def _vectors(spec, params, hidden, dtype):
@@ -358,7 +364,7 @@ def _backward_layer(tape, dy, dstate, norms):
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
-    work = np.empty((plan.blocks, plan.block_rows * hidden), dtype)
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype)
     projects = tuple(phase.projects for phase in spec.backward)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
@@ -366,7 +372,7 @@ def _backward_layer(tape, dy, dstate, norms):
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
-        dstates = np.zeros((2, state_count, batch, hidden), dtype)
+        dstates = buffers.zeros((2, state_count, batch, hidden), dtype)
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
@@ -374,7 +380,7 @@ def _backward_layer(tape, dy, dstate, norms):
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms)
-        input_panels = np.empty(panels_size(gate_width, inputs, dtype), dtype)
+        input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))

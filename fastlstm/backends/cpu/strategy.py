@@ -16,8 +16,10 @@ and the ``cost_*`` knobs of :mod:`fastlstm.tuning` (measured on this project's m
 result's bits, depend on the shape and the knobs alone (see :mod:`.units`). It assumes each
 block gets a thread of its own (up to ``max_blocks``):
 
-* a block of sequences costs its rows' flops at the rate of a GEMM of that many rows, plus,
-  when the recurrent weights do not fit in ``cost_cache_bytes``, streaming all of them;
+* a block of sequences costs, per phase, a fixed ``cost_call_ns`` and ``cost_row_ns`` per row
+  (the gate pass's loop set-up), ``cost_gate_ps`` per gate value, its rows' flops at the rate
+  of the tile kernel (:mod:`.tiles`) on that many rows and, when the recurrent weights do not
+  fit in ``cost_cache_bytes``, streaming all of them;
 * a block of units costs the same for every running row and its share of the weights, plus
   ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache lines the
   threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
@@ -115,14 +117,15 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
     weight_bytes = gates * hidden * hidden * itemsize
     stream = tuning.get("cost_stream_bytes_per_ns")
     cache = tuning.get("cost_cache_bytes")
-    call = tuning.get("cost_call_ns")
+    call, row_ns, gate_ns = tuning.get("cost_call_ns"), tuning.get("cost_row_ns"), tuning.get("cost_gate_ps") / 1000
 
     def block_ns(rows, weight_share):
         """One thread's step on ``rows`` rows and a share of the weights."""
         flops = passes * 2.0 * rows * gates * hidden * hidden * weight_share
+        values = passes * rows * gates * hidden * weight_share
         share_bytes = weight_bytes * weight_share
         loads = passes * share_bytes / stream if share_bytes > cache else 0.0
-        return passes * phases * call + flops / _flop_rate(rows) + loads
+        return phases * (call + rows * row_ns) + values * gate_ns + flops / _flop_rate(rows) + loads
 
     blocks = sequence_blocks(batch)
     unit_blocks = len(step_unit_bounds(hidden)) - 1
@@ -130,12 +133,12 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
         "sequences": directions * -(-blocks // threads) * block_ns(-(-batch // blocks), 1.0),
         "single": directions * block_ns(batch, 1.0),
         "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks)
-                               + passes * phases * tuning.get("cost_region_ns")),
+                               + phases * tuning.get("cost_region_ns")),
     }
 
 
 # the knobs a plan depends on: a plan is computed once per shape and values of these
-PLAN_KNOBS = ("cpu_loop", "batch_rows", "cost_threads", "cost_call_ns", "cost_peak_flops_per_ns",
+PLAN_KNOBS = ("cpu_loop", "batch_rows", "cost_threads", "cost_call_ns", "cost_row_ns", "cost_gate_ps", "cost_peak_flops_per_ns",
               "cost_half_rate_rows", "cost_stream_bytes_per_ns", "cost_cache_bytes", "cost_region_ns",
               "cost_units_margin", "step_units", "max_blocks")
 
@@ -150,7 +153,7 @@ def choose(spec, batch, hidden, directions, itemsize, training):
     batch, hidden, directions, itemsize : int
     training : bool
     """
-    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuple(tuning.get(k) for k in PLAN_KNOBS))
+    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuning.get_many(PLAN_KNOBS))
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,9 +14,12 @@ reaching the previous state). A thread reads only its blocks' share of the recur
 weights (which stay in its cache from step to step when they fit; Numba hands each thread
 the same blocks every step), and a batch of one sequence is split as well as a batch of many.
 """
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
-from ... import tuning
+from ... import buffers, tuning
 from .tiles import pack, pack_transposed, panels_size
 
 
@@ -56,18 +59,12 @@ def forward_panels(weight, bounds, phases):
     panels : ndarray, flat
     starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
     """
-    hidden = weight.shape[1]
-
-    def rows(u0, u1, g0, g1):
-        return np.concatenate([np.arange(g * hidden + u0, g * hidden + u1) for g in range(g0, g1)])
-
-    pieces = [[rows(u0, u1, g0, g1) for g0, g1 in phases] for u0, u1 in zip(bounds[:-1], bounds[1:])]
-    starts, panels = _layout(pieces, hidden, weight.dtype)
-    for block, per_phase in enumerate(pieces):
-        for phase, picked in enumerate(per_phase):
-            source = weight if len(picked) == weight.shape[0] else weight[picked]
-            pack_transposed(source, panels[starts[block, phase]:])
-    return panels, starts
+    layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
+    panels = buffers.empty((layout.size,), weight.dtype)
+    for (block, phase), rows in layout.pieces.items():
+        source = weight if rows is None else np.take(weight, rows, axis=0)
+        pack_transposed(source, panels[layout.starts[block, phase]:])
+    return panels, layout.starts
 
 
 def backward_panels(weight, bounds, phases):
@@ -87,26 +84,37 @@ def backward_panels(weight, bounds, phases):
     starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
     """
     hidden = weight.shape[1]
-    shapes = [[((g1 - g0) * hidden, u1 - u0) for g0, g1 in phases] for u0, u1 in zip(bounds[:-1], bounds[1:])]
-    starts = np.zeros((len(shapes), len(phases)), np.int64)
-    total = 0
-    for block, per_phase in enumerate(shapes):
-        for phase, (inner, width) in enumerate(per_phase):
-            starts[block, phase] = total
-            total += panels_size(inner, width, weight.dtype)
-    panels = np.empty(max(1, total), weight.dtype)
+    bounds = tuple(int(b) for b in bounds)
+    layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
+    panels = buffers.empty((layout.size,), weight.dtype)
     for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
         for phase, (g0, g1) in enumerate(phases):
-            pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[starts[block, phase]:])
-    return panels, starts
+            pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:])
+    return panels, layout.starts
 
 
-def _layout(pieces, inner, dtype):
-    """Starts (blocks, phases) and room for the forward panels of ``pieces[block][phase]`` columns."""
-    starts = np.zeros((len(pieces), len(pieces[0])), np.int64)
-    total = 0
-    for block, per_phase in enumerate(pieces):
-        for phase, picked in enumerate(per_phase):
+class _Layout(NamedTuple):
+    size: int            # values of every panel
+    starts: np.ndarray   # (blocks, phases) where each block's panels of each phase start (read-only)
+    pieces: dict         # forward: (block, phase) -> the weight rows it packs, None for all of them in order
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(direction, hidden, bounds, phases, dtype):
+    """Where :func:`forward_panels` or :func:`backward_panels` put each block's and phase's
+    panels, once per shape (``direction``: "forward" or "backward")."""
+    starts = np.zeros((len(bounds) - 1, len(phases)), np.int64)
+    pieces, total = {}, 0
+    gates = max(g1 for _, g1 in phases)
+    for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for phase, (g0, g1) in enumerate(phases):
             starts[block, phase] = total
-            total += panels_size(inner, len(picked), dtype)
-    return starts, np.empty(max(1, total), dtype)
+            if direction == "forward":
+                every = u1 - u0 == hidden and (g0, g1) == (0, gates)
+                pieces[block, phase] = None if every else np.concatenate(
+                    [np.arange(g * hidden + u0, g * hidden + u1) for g in range(g0, g1)])
+                total += panels_size(hidden, (g1 - g0) * (u1 - u0), dtype)
+            else:
+                total += panels_size((g1 - g0) * hidden, u1 - u0, dtype)
+    starts.flags.writeable = False
+    return _Layout(max(1, total), starts, pieces)
