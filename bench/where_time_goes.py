@@ -1,12 +1,14 @@
-"""Where a cpu call spends its time: the time loops, the GEMMs around them, the rest.
+"""Where a cpu call spends its time: the time loops, the products around them, the weights'
+packing, the rest (the per-call overhead).
 
-    python bench/where_time_goes.py [--shapes 1,2,5,7a] [--repeats 5]
+    python bench/where_time_goes.py [--shapes 1,2,5,7a] [--shape lstm,8,64,6,100,inference ...] [--repeats 5]
 
-For each shape of the benchmark table, times fastlstm's compiled pieces inside one call
-(wrapping the driver's references to them) and reports each piece's milliseconds and
-GFLOP/s. Next to the loops, it times the single-threaded BLAS GEMM of one step's block
-alone (B × H by H × G·H/threads, the shape each thread multiplies per step), which is
-the ceiling of the loops' GEMM part.
+For each shape of the benchmark table (``--shapes``) and each shape given in full (``--shape
+cell,I,H,B,T,mode``), times fastlstm's compiled pieces inside one call (wrapping the driver's
+references to them) and reports each piece's milliseconds and GFLOP/s, and what is left: the
+Python and NumPy work around them, as a share of the call (the per-call overhead). Next to the
+loops, it times the single-threaded BLAS GEMM of one step's block alone (B × H by H × G·H/threads,
+the shape each thread multiplies per step) for scale.
 """
 import argparse
 import time
@@ -16,7 +18,7 @@ import numpy as np
 
 from fastlstm.backends.cpu import driver
 from fastlstm.backends.cpu.kernels import kernels_for
-from fastlstm.benchmark.shapes import select_shapes
+from fastlstm.benchmark.shapes import BenchShape, select_shapes
 
 
 def _timed(function, totals, name):
@@ -58,13 +60,20 @@ def _step_gemm_gflops(shape, threads):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shapes", default="1,2,5,7a")
+    parser.add_argument("--shapes", default="1,2,5,7a", help="table shape ids, comma-separated ('' for none)")
+    parser.add_argument("--shape", action="append", default=[], metavar="CELL,I,H,B,T,MODE",
+                        help="a float32 shape in full, e.g. lstm,8,64,6,100,inference (repeatable)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     from numba import get_num_threads
 
     threads = get_num_threads()
-    for shape in select_shapes(args.shapes.split(","), ["float32"]):
+    shapes = select_shapes([s for s in args.shapes.split(",") if s], ["float32"]) if args.shapes else []
+    for text in args.shape:
+        cell, inputs, hidden, batch, steps, mode = text.split(",")
+        shapes.append(BenchShape(text, cell, (), int(inputs), int(hidden), int(batch), int(steps), mode, "float32",
+                                 (), 1.0))
+    for shape in shapes:
         layer = shape.make_layer()
         x, dy = shape.make_inputs()
         training = shape.mode == "training"
@@ -79,9 +88,11 @@ def main():
         call()
         kernels = kernels_for(layer.config.cell, layer.config.dtype)
         totals = defaultdict(float)
-        saved = driver.matmul, driver.weight_gradient
+        saved = driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels
         driver.matmul = _timed(driver.matmul, totals, "input GEMMs (x·W_ih, dx)")
         driver.weight_gradient = _timed(driver.weight_gradient, totals, "weight-gradient GEMMs")
+        driver.forward_panels = _timed(driver.forward_panels, totals, "packing W_hh (forward)")
+        driver.backward_panels = _timed(driver.backward_panels, totals, "packing W_hh (backward)")
         # instance attributes shadow the methods: each compiled loop is timed where it is called
         kernels.forward_loop = lambda *flags: _timed(type(kernels).forward_loop(kernels, *flags), totals,
                                                      "forward loop")
@@ -93,7 +104,7 @@ def main():
                 call()
             total = (time.perf_counter() - start) / args.repeats
         finally:
-            driver.matmul, driver.weight_gradient = saved
+            driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels = saved
             del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
               f"B={shape.batch} T={shape.steps} {shape.mode}: {1e3 * total:.2f} ms per call")
@@ -102,12 +113,16 @@ def main():
                      / shape.hidden_size,
                      "weight-gradient GEMMs": loop_flops * (1 + shape.input_size / shape.hidden_size),
                      "forward loop": loop_flops, "backward loop": loop_flops}
+        packed = 4.0 * shape.gates * shape.hidden_size ** 2
         accounted = 0.0
         for name, seconds in totals.items():
             seconds /= args.repeats
             accounted += seconds
-            print(f"    {name:<28}{1e3 * seconds:8.2f} ms  {big_flops[name] / seconds / 1e9:6.0f} GFLOP/s")
-        print(f"    {'the rest (Python, NumPy)':<28}{1e3 * (total - accounted):8.2f} ms")
+            rate = (f"{big_flops[name] / seconds / 1e9:6.0f} GFLOP/s" if name in big_flops
+                    else f"{packed / seconds / 1e9:6.1f} GB/s")
+            print(f"    {name:<28}{1e3 * seconds:8.2f} ms  {rate}")
+        rest = total - accounted
+        print(f"    {'the rest (Python, NumPy)':<28}{1e3 * rest:8.2f} ms  {100 * rest / total:5.1f} % of the call")
         print(f"    one thread's per-step GEMM alone ({shape.batch}×{shape.hidden_size} by "
               f"{shape.hidden_size}×{shape.gates * shape.hidden_size // threads}, 1-thread BLAS): "
               f"{_step_gemm_gflops(shape, threads):.0f} GFLOP/s, ×{threads} threads")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import fastlstm
 from fastlstm import functional
 from fastlstm.regularisation import RATES, draw_masks, make_regularisation
-from support import (BACKWARD_PANELS, CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy, make_problem,
+from support import (CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy, make_problem,
                      numeric_gradient, with_backend)
 
 ALL_ON = dict(dropout=0.3, input_dropout=0.25, recurrent_dropout=0.35, zoneout=0.3, weight_dropout=0.2)
@@ -260,7 +260,7 @@ def test_cpu_matches_the_reference_with_random_rates_and_options(variant, data):
                                         training=data.draw(st.booleans()), rng=np.random.default_rng(0))
     dx, dstate0, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
     expected = _flat(y, final, dx, dstate0, grads)
-    with loop_strategy(data.draw(st.sampled_from(LOOP_STRATEGIES)), data.draw(st.sampled_from(BACKWARD_PANELS))):
+    with loop_strategy(data.draw(st.sampled_from(LOOP_STRATEGIES))):
         y, final, tape_cpu = functional.forward(_regularised(problem, "cpu", **rates), *args, masks=tape.masks)
         result = _flat(y, final, *functional.backward(tape_cpu, problem["dy"], problem["dstate"]))
     naive = None

@@ -1,9 +1,10 @@
-"""Large GEMMs split across Numba's threads, each block a single-threaded BLAS call.
+"""The large products around the time loops, split into blocks across Numba's threads.
 
-Inside a call Numba's threads own the cores (see ``threads``), so the GEMMs before and
-after the time loops are parallelised the same way as the recurrent ones: in blocks whose
-number depends on the shapes alone (:func:`.units.block_count`), so that results do not
-depend on the thread count.
+The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
+row blocks; the weight gradients are single-threaded BLAS calls on row or column blocks (BLAS
+held to one thread, see ``threads``). Inside a call Numba's threads own the cores, and every
+split depends on the shapes alone (:func:`.units.block_count`), so that results do not depend
+on the thread count.
 """
 import numpy as np
 from numba import njit, prange

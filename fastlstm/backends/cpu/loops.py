@@ -12,7 +12,7 @@ share a call among threads (:mod:`.strategy` chooses):
   :mod:`.units`) for every running sequence; the end of the ``prange`` is the barrier after
   which the next projection may read what all blocks wrote.
 
-The BLAS library is held to one thread during the loops (:mod:`.threads`).
+Each step's projections are the tile kernel's (:mod:`.projection`, :mod:`.tiles`); the loops call no BLAS.
 
 The batch is sorted by non-increasing length, so at step t the sequences still running are
 the first ``active[t]`` rows; the others carry their state (and state gradient) unchanged and

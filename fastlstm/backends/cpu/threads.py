@@ -1,11 +1,11 @@
-"""Who owns the cores: Numba's threads, for the whole of a forward or backward call.
+"""Who owns the cores: Numba's threads, for the whole of a backward call.
 
 OpenBLAS's threads spin for a while after each call, and so do Numba's after each
 parallel region; when both pools are live on 2 cores they take turns badly (measured:
 an LSTM forward at T=100, B=32, H=128 took 32 ms with one pool and 114 ms with both).
-So inside a call the BLAS the kernels use is held to one thread: every GEMM runs single-threaded on each
-Numba thread's share of it (a block of hidden units in the time loops, a block of rows
-or columns in ``gemm``).
+The forward calls no BLAS (its products are the tile kernel's, :mod:`.tiles`); the backward's
+weight gradients are BLAS GEMMs, so during a backward the BLAS the kernels use is held to one
+thread: each runs single-threaded on its Numba thread's block of rows or columns (``gemm``).
 """
 import os
 import threading

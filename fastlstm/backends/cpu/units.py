@@ -3,7 +3,7 @@
 Every parallel piece of work of the cpu backend (a time step's hidden units, the rows of a
 GEMM, the row or column blocks of a weight gradient) is split by :func:`block_count` from
 its size and the tuning module's knobs, never from the number of threads: threads take
-whole blocks, so each block's arithmetic (its BLAS calls' shapes, its sums' order) and
+whole blocks, so each block's arithmetic (its products' shapes, its sums' order) and
 therefore every result is the same bits whatever ``NUMBA_NUM_THREADS`` is. The counts are
 powers of two, which spread evenly over 2, 4, 8 or 16 threads.
 
