@@ -27,7 +27,8 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
     strategies : iterable of {"sequences", "single", "units"}
         The loop strategies to compile (``tuning.cpu_loop``); the cost model picks among all three.
     training : bool
-        Also the backward loops (and the layer's gradient GEMMs).
+        Also the loops a training call runs: its forward's (which keep the tape) and the
+        backward's (and the layer's gradient GEMMs); inference's loops are always compiled.
     regularisers : bool
         Also the loops with recurrent dropout and zoneout inside them (each alone and both).
     progress : callable taking one str, optional
@@ -74,8 +75,9 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
                     start = time.perf_counter()
                     # blocks of one row, so that "sequences" compiles its parallel region too
                     with tuning.override(cpu_loop=strategy, batch_rows=1):
-                        y, _ = layer(x, tape=training)
+                        y, _ = layer(x, tape=False)          # inference's loops
                         if training:
+                            layer(x)
                             layer.backward(np.zeros_like(y))
                     label = f"{name} {dtype} {strategy}" + "".join(f" {k}" for k in rates)
                     done.append((label, time.perf_counter() - start))

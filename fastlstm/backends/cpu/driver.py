@@ -214,7 +214,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
-        run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout))
+        run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]

@@ -63,13 +63,15 @@ class CellKernels(CompiledCell):
             self._phases[key] = _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])
         return self._phases[key]
 
-    def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False):
+    def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
         (:func:`.loops.forward_loop`), ``"rows"`` (:func:`.loops.forward_rows`) or ``"blocks"``
-        (:func:`.loops.every_block` over the rows loop)."""
-        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
-        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
+        (:func:`.loops.every_block` over the rows loop); ``keep_tape`` False: for inference (a
+        one-phase cell then writes no tape planes, :data:`.steps.KEEP_TAPE`)."""
         phases = len(self.spec.forward)
+        keep = bool(keep_tape) or phases > 1
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
+        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=keep)
 
         def bindings(by):
             if by == "units":
@@ -83,7 +85,7 @@ class CellKernels(CompiledCell):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
         ``by`` as :meth:`forward_loop`'s."""
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
-        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout))
+        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=True)
         phases = len(self.spec.backward)
 
         def bindings(by):

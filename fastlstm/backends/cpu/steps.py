@@ -34,6 +34,10 @@ from .unit_values import (at, gather_gates, gather_planes, gather_strided, gathe
 # The phase a compiled copy runs: a constant, so that its loops over the gates have constant
 # bounds, unroll, and leave the loop over the units to the vectoriser.
 PHASE = Unbound("PHASE")
+# Whether the forward writes the tape planes: in training, and wherever a later phase of the
+# step reads them; an inference call of a one-phase cell writes none (fewer stores, and fewer
+# arrays for the gate loop's run-time alias checks, which it runs once per row).
+KEEP_TAPE = Unbound("KEEP_TAPE")
 # Each phase's compiled copy, called by the switches below (a cell has at most three).
 PHASE_0 = Unbound("PHASE_0")
 PHASE_1 = Unbound("PHASE_1")
@@ -159,7 +163,8 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
             saved = gather_planes(tape, slot, r, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
             vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
             new, planes = cell_forward(phase, ax, ah, state, rec, vectors, saved)
-            scatter_planes(tape, slot, r, u, planes)
+            if KEEP_TAPE:
+                scatter_planes(tape, slot, r, u, planes)
             if last:
                 if ZONEOUT:
                     if candidates.shape[0] > 0:
