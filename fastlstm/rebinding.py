@@ -12,6 +12,9 @@ so that a copy compiled without one of them fails loudly (Numba cannot type the 
 plain Python, as under the CUDA simulator, raises on any use of it) instead of running with a
 default that is wrong for it (a float64 tanh in a float32 kernel, say).
 """
+import functools
+import hashlib
+import os
 import types
 
 
@@ -59,3 +62,30 @@ def rebind(template, suffix, **bindings):
     function = types.FunctionType(template.__code__, namespace, name, template.__defaults__)
     function.__qualname__ = name
     return function
+
+
+@functools.lru_cache(maxsize=None)
+def source_stamp(*directories):
+    """A short hash of every ``.py`` file in ``directories`` (paths inside the package), for the
+    names of compiled copies.
+
+    Numba's on-disk cache checks only the source file of the function it caches, not those of
+    the functions compiled into it: a cached loop would keep running an older step or kernel
+    after that module changed. A copy named with the stamp of every source its machine code
+    comes from is compiled afresh whenever any of them changes.
+    """
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha1()
+    for directory in directories:
+        folder = os.path.join(root, directory)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as source:
+                    digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()[:10]
+
+
+def kernel_stamp():
+    """:func:`source_stamp` of the sources every CPU kernel is compiled from (the cells, the
+    shared unit-value helpers, the CPU backend, this module)."""
+    return source_stamp(".", "cells", "backends", os.path.join("backends", "cpu"))

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from ... import tuning
-from ...rebinding import rebind
+from ...rebinding import kernel_stamp, rebind
 from .tiles import product, product_bias
 from .units import block_count
 
@@ -112,7 +112,7 @@ def _serial_and_parallel(template):
     """``{False: serial, True: parallel}`` compiled copies of ``template``: outside a parallel
     function ``prange`` is ``range``, so both run the same blocks in the same arithmetic."""
     return {parallel: njit(cache=True, parallel=parallel, error_model="numpy")(
-        rebind(template, "parallel" if parallel else "serial")) for parallel in (False, True)}
+        rebind(template, f"{'parallel' if parallel else 'serial'}_{kernel_stamp()}")) for parallel in (False, True)}
 
 
 _MATMUL_BY_ROWS = _serial_and_parallel(_matmul_by_rows)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ...cells.bound import CompiledCell
-from ...rebinding import rebind
+from ...rebinding import kernel_stamp, rebind
 from . import loops, steps
 from .activations import compiled_activations
 
@@ -24,7 +24,7 @@ def _compile(template, suffix, parallel=False, inline=False, **bindings):
     options = dict(cache=True, error_model="numpy", parallel=parallel, nogil=True)
     if inline:
         options["inline"] = "always"
-    return njit(**options)(rebind(template, suffix, **bindings))
+    return njit(**options)(rebind(template, f"{suffix}_{kernel_stamp()}", **bindings))
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one

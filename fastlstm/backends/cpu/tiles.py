@@ -238,7 +238,7 @@ def panels_size(inner, columns, dtype):
     return inner * (-(-columns // width) * width)
 
 
-@njit(error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pack(matrix, c0, c1, panels):
     """Lay columns [c0, c1) of ``matrix`` (K, N), C-contiguous, out as :func:`product` reads
     them: panels of ``TILE_VECTORS`` vectors of columns, each (K, panel width) and contiguous,
@@ -315,7 +315,7 @@ def _transpose_block():
 transpose_block = _transpose_block()
 
 
-@njit(error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def pack_transposed(weight, panels):
     """:func:`pack` of ``weight.T`` for a ``weight`` (N, K) whose rows are contiguous: the
     recurrent weights as stored, forward. Whole square blocks of a vector's lanes are
@@ -348,7 +348,7 @@ def pack_transposed(weight, panels):
         start += inner * stride
 
 
-@njit(error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def product(a, panels, c):
     """c = a @ b, with b (K, N) laid out by :func:`pack`.
 
@@ -361,13 +361,13 @@ def product(a, panels, c):
     _assign(a, panels, c, panels)
 
 
-@njit(error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def product_add(a, panels, c):
     """c += a @ b (as :func:`product`)."""
     _accumulate(a, panels, c, panels)
 
 
-@njit(error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def product_bias(a, panels, bias, c):
     """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product`)."""
     _with_bias(a, panels, c, bias)
