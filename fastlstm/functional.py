@@ -8,6 +8,7 @@ needs several forwards alive at once keeps the tapes itself::
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -105,8 +106,13 @@ def _public_state(config, tensors):
 
 def _layer_params(config, params, layer, direction):
     suffix = config.suffix(layer, direction)
-    return {name: params[name + suffix]
-            for name in config.cell.parameter_shapes(1, 1)}
+    return {name: params[name + suffix] for name in _parameter_names(config.cell)}
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_names(cell):
+    """One layer-direction's parameter names, in the cell's order."""
+    return tuple(cell.parameter_shapes(1, 1))
 
 
 def _check_lengths(arrays, lengths, steps, batch):

@@ -47,7 +47,8 @@ class Regularisation:
     weight_dropout: float = 0.0
 
     def __bool__(self):
-        return any(getattr(self, f.name) for f in fields(self))
+        return bool(self.dropout or self.input_dropout or self.recurrent_dropout or self.zoneout
+                    or self.zoneout_cell or self.weight_dropout)
 
 
 def make_regularisation(cell, **rates):

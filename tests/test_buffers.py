@@ -38,9 +38,11 @@ def test_an_array_is_not_reused_while_it_or_a_view_of_it_lives():
 def test_small_arrays_are_not_pooled_but_aligned():
     before = buffers.statistics()["leased_bytes"]
     small = buffers.empty((8, 9), np.float32)
+    aligned = buffers.empty((8, 9), np.float32, aligned=True)
     assert buffers.statistics()["leased_bytes"] == before
-    assert small.shape == (8, 9) and small.dtype == np.float32 and small.flags.c_contiguous
-    assert _address(small) % buffers.ALIGNMENT == 0
+    for array in (small, aligned):
+        assert array.shape == (8, 9) and array.dtype == np.float32 and array.flags.c_contiguous
+    assert _address(aligned) % buffers.ALIGNMENT == 0
 
 
 def test_pooled_arrays_are_aligned_and_of_the_asked_shape():

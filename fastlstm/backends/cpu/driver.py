@@ -141,7 +141,7 @@ def _direction_loop(spec, in_the_loop, state, shape, dtype, order, direction, re
     if in_the_loop.recurrent_mask is not None:
         mask = in_the_loop.recurrent_mask
         mask = np.ascontiguousarray(mask if order is None else mask[order], dtype=dtype)
-        inputs = allocate((steps + 1 if keep_tape else 2, batch, hidden), dtype)
+        inputs = allocate((steps + 1 if keep_tape else 2, batch, hidden), dtype, aligned=True)
         inputs[0] = state[0] * mask
     zoned = [k for k, d in enumerate(in_the_loop.zoneout) if d is not None]
     if zoned:
@@ -151,7 +151,7 @@ def _direction_loop(spec, in_the_loop, state, shape, dtype, order, direction, re
             parts.append(_in_direction(d if order is None else d[:, order], direction, reverse))
         zone = parts[0][None] if len(parts) == 1 else np.stack(parts)
         if keep_tape and any(spec.reads_new_state[k] for k in zoned):
-            candidates = allocate((len(spec.states), steps + 1, batch, hidden), dtype)
+            candidates = allocate((len(spec.states), steps + 1, batch, hidden), dtype, aligned=True)
     return DirectionLoop(mask, inputs, zone, candidates)
 
 
@@ -192,7 +192,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     segment = _segment_steps(batch, gate_width, dtype)
     plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype)
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
     valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
@@ -201,12 +201,12 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     for direction, p in enumerate(params):
         loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], state[direction],
                                (steps, batch, hidden), dtype, order, direction, reverse, lengths, keep_tape)
-        states = buffers.empty((len(spec.states), steps + 1, batch, hidden), dtype)
+        states = buffers.empty((len(spec.states), steps + 1, batch, hidden), dtype, aligned=True)
         for k, s in enumerate(state[direction]):
             states[k, 0] = s
         # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
         # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
-        planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
+        planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
         input_panels = buffers.empty((panels_size(inputs, gate_width, dtype),), dtype)
@@ -364,7 +364,7 @@ def _backward_layer(tape, dy, dstate, norms):
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)
-    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype)
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype, aligned=True)
     projects = tuple(phase.projects for phase in spec.backward)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
@@ -372,7 +372,7 @@ def _backward_layer(tape, dy, dstate, norms):
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
-        dstates = buffers.zeros((2, state_count, batch, hidden), dtype)
+        dstates = buffers.zeros((2, state_count, batch, hidden), dtype, aligned=True)
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]

@@ -61,11 +61,11 @@ class Plan:
     row_bounds: np.ndarray
     unit_bounds: np.ndarray
 
-    @property
+    @functools.cached_property
     def loop(self):
         return "units" if self.strategy == "units" else "sequences"
 
-    @property
+    @functools.cached_property
     def kind(self):
         """The compiled loop it runs: "units", "rows" (one block of rows) or "blocks" (several;
         see :meth:`.kernels.CellKernels.forward_loop`)."""
@@ -73,12 +73,12 @@ class Plan:
             return "units"
         return "rows" if len(self.row_bounds) == 2 else "blocks"
 
-    @property
+    @functools.cached_property
     def blocks(self):
         """How many blocks the loop runs in parallel (each with its scratch)."""
         return len(self.unit_bounds if self.loop == "units" else self.row_bounds) - 1
 
-    @property
+    @functools.cached_property
     def block_rows(self):
         """The most batch rows one block projects."""
         return int(self.row_bounds[-1]) if self.loop == "units" else int(np.diff(self.row_bounds).max())
