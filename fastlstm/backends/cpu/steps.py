@@ -27,7 +27,7 @@ from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, 
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
 from .projection import project, projected_at
-from .tiles import product, product_add
+from .tiles import product
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
                           tuple_setitem)
 
@@ -254,17 +254,16 @@ def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
     else:
         gradients = a.dgh[step, r0:r1]
     panels = a.panels[a.panel_starts[block, phase]:]
-    if phase < BACKWARD_PHASES - 1:
-        product(gradients, panels, work[:rows * width].reshape(rows, width))
-    elif not RECURRENT_DROPOUT:
-        product_add(gradients, panels, dprev[0, r0:r1, u0:u1])
-    else:
-        out = work[:rows * width].reshape(rows, width)
-        product(gradients, panels, out)
+    out = work[:rows * width].reshape(rows, width)
+    product(gradients, panels, out)
+    if phase == BACKWARD_PHASES - 1:
         mask = a.mask
         for r in range(r0, r1):
             for k in range(width):
-                dprev[at(0), at(r), at(u0 + k)] += out[at(r - r0), at(k)] * mask[at(r), at(u0 + k)]
+                value = out[at(r - r0), at(k)]
+                if RECURRENT_DROPOUT:
+                    value *= mask[at(r), at(u0 + k)]
+                dprev[at(0), at(r), at(u0 + k)] += value
 
 
 # ---------------------------------------------------------------- the loops call a phase by number

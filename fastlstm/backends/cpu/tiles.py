@@ -57,11 +57,10 @@ def _splat(builder, value, vector_type):
                                   ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), None))
 
 
-def _tile(rows, vectors, masked, mode):
-    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns, bias)``: for i < ``rows`` and
-    j < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] = s + Σ_k a[i0 + i, k] · b[start +
-    k·stride + j]``, where s is 0 (``mode`` "assign"), ``c[i0 + i, j0 + j]`` ("accumulate") or
-    ``bias[j0 + j]`` ("bias"; ``bias`` is ignored in the other modes).
+def _tile(rows, vectors, masked):
+    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns, bias, with_bias)``: for i <
+    ``rows`` and j < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] = s + Σ_k a[i0 + i, k]
+    · b[start + k·stride + j]``, where s is ``bias[j0 + j]`` if ``with_bias``, else 0.
 
     ``a`` and ``c`` are 2-D arrays of one float dtype, each row contiguous (unit stride along
     the last axis; the row strides are read from the arrays); ``b`` is flat and contiguous.
@@ -70,8 +69,8 @@ def _tile(rows, vectors, masked, mode):
     ignored.
     """
     @intrinsic
-    def tile(typingctx, c, i0, j0, a, b, start, stride, columns, bias):
-        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp, bias)
+    def tile(typingctx, c, i0, j0, a, b, start, stride, columns, bias, with_bias):
+        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp, bias, types.boolean)
 
         def codegen(context, builder, signature, arguments):
             c_array, a_array, b_array = (context.make_array(signature.args[k])(context, builder, arguments[k])
@@ -112,18 +111,20 @@ def _tile(rows, vectors, masked, mode):
             masked_store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
                 ir.VoidType(), [vector_type, vector_pointer, ir.IntType(32), mask_type]), f"llvm.masked.store.{kind}.p0")
 
-            # a tile of few sums runs two sets over alternate k: FMAs wait for their sum's previous one
-            sets = 2 if rows * vectors < 8 else 1
-            first = [zero] * vectors
-            if mode == "bias":
+            # one row's whole tile runs two sets of sums over alternate k: its four FMAs per k would
+            # otherwise each wait for their sum's previous one (the weights' stream at B = 1)
+            sets = 2 if rows == 1 and not masked else 1
+            sums = [[[cgutils.alloca_once_value(builder, zero) for v in range(vectors)] for _ in range(rows)]
+                    for s in range(sets)]
+            with builder.if_then(arguments[9]):
                 bias_array = context.make_array(signature.args[8])(context, builder, arguments[8])
                 for v in range(vectors):
                     pointer = builder.bitcast(builder.gep(bias_array.data, [builder.add(column0, constant(v * width))]),
                                               vector_pointer)
-                    first[v] = (builder.call(masked_load, [pointer, alignment, masks[v], zero]) if masked
-                                else builder.load(pointer, align=itemsize))
-            sums = [[[cgutils.alloca_once_value(builder, first[v] if s == 0 else zero) for v in range(vectors)]
-                     for _ in range(rows)] for s in range(sets)]
+                    value = (builder.call(masked_load, [pointer, alignment, masks[v], zero]) if masked
+                             else builder.load(pointer, align=itemsize))
+                    for i in range(rows):
+                        builder.store(value, sums[0][i][v])
             inner = cgutils.unpack_tuple(builder, a_array.shape)[1]
             a_rows = [address(a_array, builder.add(row0, constant(i)), constant(0)) for i in range(rows)]
             b_first = builder.gep(builder.bitcast(b_array.data, byte), [builder.mul(b_start, constant(itemsize))])
@@ -157,52 +158,56 @@ def _tile(rows, vectors, masked, mode):
                                                       builder.add(column0, constant(v * width))), vector_pointer)
                     total = builder.load(sums[i][v])
                     if masked:
-                        if mode == "accumulate":
-                            total = builder.fadd(total, builder.call(masked_load, [pointer, alignment, masks[v], zero]))
                         builder.call(masked_store, [total, pointer, alignment, masks[v]])
                     else:
-                        if mode == "accumulate":
-                            total = builder.fadd(total, builder.load(pointer, align=itemsize))
                         builder.store(total, pointer, align=itemsize)
             return context.get_dummy_value()
         return signature, codegen
     return tile
 
 
-def _product_source(name):
-    """Python source of ``product_<name>(a, panels, c, bias)`` (name: a :func:`_tile` mode): ``c``
-    walked in chunks of ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel
-    passes over them), each chunk in tiles, each tile shape its own intrinsic, called by name."""
-    lines = [f"def product_{name}(a, panels, c, bias):",
+# the row counts of the tiles: a chunk's rows are taken TILE_ROWS at a time, the rest (fewer)
+# by the largest of these that fits, then the next; and the vector counts of the last panel's
+# tiles (the columns left past whole panels take the least of these that covers them)
+_TILE_ROW_COUNTS = tuple(sorted({TILE_ROWS, 2, 1}, reverse=True))
+_TAIL_VECTOR_COUNTS = tuple(sorted({1, 2, TILE_VECTORS}))
+
+
+def _product_source():
+    """Python source of ``walk(a, panels, c, bias, with_bias)``: ``c`` walked in chunks of
+    ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel passes over them),
+    each chunk in tiles, each tile shape its own intrinsic, called by name. Few tile shapes
+    (:data:`_TILE_ROW_COUNTS`, :data:`_TAIL_VECTOR_COUNTS`): each is compiled into every kernel
+    that calls the product, and they are most of its compile time."""
+    lines = ["def walk(a, panels, c, bias, with_bias):",
              "    rows, columns = c.shape",
              "    inner = a.shape[1]",
              "    width = lanes_of(c)",
              "    panel = TILE_VECTORS * width",
              "    whole = columns // panel * panel",
              "    left = columns - whole",
-             "    vectors = (left + width - 1) // width",
+             "    needed = (left + width - 1) // width",
              "    for r0 in range(0, rows, CHUNK_ROWS):",
              "        r1 = min(rows, r0 + CHUNK_ROWS)",
              "        for j0 in range(0, whole, panel):",
              "            start = j0 * inner",
-             "            i0 = r0",
-             "            while i0 + TILE_ROWS <= r1:",
-             f"                full_{name}_{TILE_ROWS}(c, i0, j0, a, panels, start, panel, 0, bias)",
-             "                i0 += TILE_ROWS"]
-    for count in range(1, TILE_ROWS):
-        lines += [f"            if r1 - i0 == {count}:",
-                  f"                full_{name}_{count}(c, i0, j0, a, panels, start, panel, 0, bias)"]
+             "            i0 = r0"]
+    for count in _TILE_ROW_COUNTS:
+        lines += [f"            while i0 + {count} <= r1:",
+                  f"                full_{count}(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)",
+                  f"                i0 += {count}"]
     lines += ["        if left > 0:",
               "            start = whole * inner",
-              "            i0 = r0",
-              "            while i0 < r1:",
-              "                count = min(TILE_ROWS, r1 - i0)"]
-    for count in range(1, TILE_ROWS + 1):
-        for vectors in range(1, TILE_VECTORS + 1):
-            lines += [f"                if count == {count} and vectors == {vectors}:",
-                      f"                    tail_{name}_{count}_{vectors}(c, i0, whole, a, panels, start, vectors * width, "
-                      "left, bias)"]
-    lines += ["                i0 += TILE_ROWS"]
+              "            i0 = r0"]
+    for count in _TILE_ROW_COUNTS:
+        lines += [f"            while i0 + {count} <= r1:"]
+        for k, vectors in enumerate(_TAIL_VECTOR_COUNTS):
+            keyword = "if" if k == 0 else "elif"
+            condition = "True" if vectors == _TAIL_VECTOR_COUNTS[-1] else f"needed <= {vectors}"
+            lines += [f"                {keyword} {condition}:",   # the panel's stride: panel_width(left)
+                      f"                    tail_{count}_{vectors}(c, i0, whole, a, panels, start, {vectors} * width, "
+                      "left, bias, with_bias)"]
+        lines += [f"                i0 += {count}"]
     return "\n".join(lines)
 
 
@@ -216,26 +221,38 @@ def lanes_of(typingctx, array):
     return types.intp(array), codegen
 
 
-def _compile_product(name):
-    namespace = {"lanes_of": lanes_of, "TILE_ROWS": TILE_ROWS, "TILE_VECTORS": TILE_VECTORS, "CHUNK_ROWS": CHUNK_ROWS,
-                 "min": min}
-    for count in range(1, TILE_ROWS + 1):
-        namespace[f"full_{name}_{count}"] = _tile(count, TILE_VECTORS, False, name)
-        for vectors in range(1, TILE_VECTORS + 1):
-            namespace[f"tail_{name}_{count}_{vectors}"] = _tile(count, vectors, True, name)
-    exec(_product_source(name), namespace)
-    return njit(error_model="numpy")(namespace[f"product_{name}"])
+def _compile_product():
+    namespace = {"lanes_of": lanes_of, "TILE_VECTORS": TILE_VECTORS, "CHUNK_ROWS": CHUNK_ROWS, "min": min}
+    for count in _TILE_ROW_COUNTS:
+        namespace[f"full_{count}"] = _tile(count, TILE_VECTORS, False)
+        for vectors in _TAIL_VECTOR_COUNTS:
+            namespace[f"tail_{count}_{vectors}"] = _tile(count, vectors, True)
+    exec(_product_source(), namespace)
+    return njit(error_model="numpy")(namespace["walk"])
 
 
-_assign = _compile_product("assign")
-_accumulate = _compile_product("accumulate")
-_with_bias = _compile_product("bias")
+_walk = _compile_product()
+
+
+def _panel_width(count, width):
+    """The stride of a panel holding ``count`` columns (at most a whole panel's), ``width``
+    lanes a vector: whole vectors, as many as the tile that reads it (:data:`_TAIL_VECTOR_COUNTS`)."""
+    needed = -(-count // width)
+    for vectors in _TAIL_VECTOR_COUNTS:
+        if needed <= vectors:
+            return vectors * width
+    return TILE_VECTORS * width
+
+
+panel_width = njit(inline="always")(_panel_width)
 
 
 def panels_size(inner, columns, dtype):
     """Values :func:`pack` writes for a (``inner``, ``columns``) matrix of ``dtype``."""
     width = lanes(dtype)
-    return inner * (-(-columns // width) * width)
+    panel = TILE_VECTORS * width
+    whole = columns // panel * panel
+    return inner * (whole + (_panel_width(columns - whole, width) if columns > whole else 0))
 
 
 @njit(cache=True, error_model="numpy")
@@ -257,7 +274,7 @@ def pack(matrix, c0, c1, panels):
     start = 0
     for j0 in range(c0, c1, TILE_VECTORS * width):
         count = min(TILE_VECTORS * width, c1 - j0)
-        stride = -(-count // width) * width
+        stride = panel_width(count, width)
         for k in range(inner):
             row, first = start + k * stride, k * columns + j0
             for j in range(count):
@@ -332,7 +349,7 @@ def pack_transposed(weight, panels):
     start = 0
     for j0 in range(0, columns, TILE_VECTORS * width):
         count = min(TILE_VECTORS * width, columns - j0)
-        stride = -(-count // width) * width
+        stride = panel_width(count, width)
         whole_columns = count // width * width
         whole_inner = inner // width * width
         for jb in range(0, whole_columns, width):
@@ -358,16 +375,10 @@ def product(a, panels, c):
     panels : ndarray, flat: b packed by :func:`pack`
     c : ndarray, shape (M, N), rows contiguous (any row stride); written
     """
-    _assign(a, panels, c, panels)
-
-
-@njit(cache=True, error_model="numpy")
-def product_add(a, panels, c):
-    """c += a @ b (as :func:`product`)."""
-    _accumulate(a, panels, c, panels)
+    _walk(a, panels, c, panels, False)
 
 
 @njit(cache=True, error_model="numpy")
 def product_bias(a, panels, bias, c):
     """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product`)."""
-    _with_bias(a, panels, c, bias)
+    _walk(a, panels, c, bias, True)
