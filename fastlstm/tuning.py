@@ -86,10 +86,11 @@ TUNABLES = {t.name: t for t in (
             "104-117 from 4 rows)"),
     Tunable("cost_half_rate_rows", 1,
             "cpu cost model: the rows at which a projection runs at half that rate (one row streams the weights)"),
-    Tunable("cost_stream_bytes_per_ns", 40,
+    Tunable("cost_stream_bytes_per_ns", 80,
             "cpu cost model: bytes per ns one thread streams recurrent weights that are not in its cache"),
-    Tunable("cost_cache_bytes", 1 << 20,
-            "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step"),
+    Tunable("cost_cache_bytes", 3 << 18,
+            "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step (3/4 "
+            "of a 1 MiB L2: the step's other data shares it)"),
     Tunable("cost_units_margin", 25,
             "cpu cost model: percent by which the 'units' loop must model faster to be chosen (its per-step "
             "barriers collapse beside a busy process)"),
@@ -99,6 +100,9 @@ TUNABLES = {t.name: t for t in (
             "cpu: fewest hidden units in one block of a time step's parallel work"),
     Tunable("gemm_rows", 64,
             "cpu: fewest rows in one block of the GEMMs around the time loops"),
+    Tunable("gemm_blocks", 4,
+            "cpu: blocks a GEMM around the time loops is split into at least, by whole panels of columns when it "
+            "has too few rows"),
     Tunable("gradient_columns", 64,
             "cpu: fewest columns in one block of a weight gradient computed by column blocks"),
     Tunable("gradient_partials", 4,

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ... import tuning
 from ...rebinding import kernel_stamp, rebind
-from .tiles import product, product_bias
+from .tiles import panel_columns, product, product_bias
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -27,30 +27,36 @@ def _parallel(flops):
 
 def matmul(a, panels, out, bias=None):
     """out = a @ b (+ bias), with a (M, K) rows contiguous, b (K, N) packed by :func:`.tiles.pack`
-    or :func:`.tiles.pack_transposed`, out (M, N), bias (N,) or None; in row blocks of at least
-    ``gemm_rows``, each block's product the tile kernel's (no BLAS: the forward calls none)."""
-    blocks = block_count(a.shape[0], tuning.get("gemm_rows"))
-    parallel = _parallel(2.0 * a.shape[0] * a.shape[1] * out.shape[1])
-    if bias is None:
-        _MATMUL_BY_ROWS[parallel](a, panels, out, blocks)
-    else:
-        _MATMUL_BIAS_BY_ROWS[parallel](a, panels, bias, out, blocks)
+    or :func:`.tiles.pack_transposed`, out (M, N), bias (N,) or None; each block's product the
+    tile kernel's (no BLAS: the forward calls none).
+
+    Blocks of at least ``gemm_rows`` rows; a product of few rows (the input projection of a
+    short call with a small batch) is split by whole panels of columns as well, so that it
+    still has ``gemm_blocks`` blocks to share among the threads.
+    """
+    rows, columns = out.shape
+    row_blocks = block_count(rows, tuning.get("gemm_rows"))
+    panel = panel_columns(out.dtype)
+    column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
+    parallel = _parallel(2.0 * rows * a.shape[1] * columns)
+    with_bias = bias is not None
+    _MATMUL_BLOCKS[parallel](a, panels, out, bias if with_bias else panels, with_bias, row_blocks, column_blocks,
+                             panel)
 
 
-def _matmul_by_rows(a, panels, out, blocks):
-    rows = a.shape[0]
-    for block in prange(blocks):
-        r0 = block * rows // blocks
-        r1 = (block + 1) * rows // blocks
-        product(a[r0:r1], panels, out[r0:r1])
-
-
-def _matmul_bias_by_rows(a, panels, bias, out, blocks):
-    rows = a.shape[0]
-    for block in prange(blocks):
-        r0 = block * rows // blocks
-        r1 = (block + 1) * rows // blocks
-        product_bias(a[r0:r1], panels, bias, out[r0:r1])
+def _matmul_blocks(a, panels, out, bias, with_bias, row_blocks, column_blocks, panel):
+    rows, columns = out.shape
+    inner = a.shape[1]
+    column_panels = -(-columns // panel)
+    for block in prange(row_blocks * column_blocks):
+        rb, cb = block // column_blocks, block % column_blocks
+        r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
+        c0 = cb * column_panels // column_blocks * panel
+        c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
+        if with_bias:
+            product_bias(a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
+        else:
+            product(a[r0:r1], panels[c0 * inner:], out[r0:r1, c0:c1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -115,8 +121,7 @@ def _serial_and_parallel(template):
         rebind(template, f"{'parallel' if parallel else 'serial'}_{kernel_stamp()}")) for parallel in (False, True)}
 
 
-_MATMUL_BY_ROWS = _serial_and_parallel(_matmul_by_rows)
-_MATMUL_BIAS_BY_ROWS = _serial_and_parallel(_matmul_bias_by_rows)
+_MATMUL_BLOCKS = _serial_and_parallel(_matmul_blocks)
 _BY_ROWS = _serial_and_parallel(_by_rows)
 _BY_COLUMNS = _serial_and_parallel(_by_columns)
 

@@ -18,8 +18,8 @@ block gets a thread of its own (up to ``max_blocks``):
 
 * a block of sequences costs, per phase, a fixed ``cost_call_ns`` and ``cost_row_ns`` per row
   (the gate pass's loop set-up), ``cost_gate_ps`` per gate value, its rows' flops at the rate
-  of the tile kernel (:mod:`.tiles`) on that many rows and, when the recurrent weights do not
-  fit in ``cost_cache_bytes``, streaming all of them;
+  of the tile kernel (:mod:`.tiles`) on that many rows or, when the recurrent weights do not
+  fit in ``cost_cache_bytes`` and streaming all of them takes longer, that;
 * a block of units costs the same for every running row and its share of the weights, plus
   ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache lines the
   threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
@@ -125,7 +125,8 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
         values = passes * rows * gates * hidden * weight_share
         share_bytes = weight_bytes * weight_share
         loads = passes * share_bytes / stream if share_bytes > cache else 0.0
-        return phases * (call + rows * row_ns) + values * gate_ns + flops / _flop_rate(rows) + loads
+        # the tile kernel streams the weights while it computes: whichever is slower bounds it
+        return phases * (call + rows * row_ns) + values * gate_ns + max(flops / _flop_rate(rows), loads)
 
     blocks = sequence_blocks(batch)
     unit_blocks = len(step_unit_bounds(hidden)) - 1

@@ -18,10 +18,11 @@ reaches 91–100 on the same core).
 """
 import numpy as np
 from llvmlite import binding, ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ...rebinding import kernel_stamp, rebind
 from .unit_values import at
 
 
@@ -247,6 +248,11 @@ def _panel_width(count, width):
 panel_width = njit(inline="always")(_panel_width)
 
 
+def panel_columns(dtype):
+    """Columns of one whole panel of ``dtype`` (a product may be split between whole panels)."""
+    return TILE_VECTORS * lanes(dtype)
+
+
 def panels_size(inner, columns, dtype):
     """Values :func:`pack` writes for a (``inner``, ``columns``) matrix of ``dtype``."""
     width = lanes(dtype)
@@ -332,23 +338,15 @@ def _transpose_block():
 transpose_block = _transpose_block()
 
 
-@njit(cache=True, error_model="numpy")
-def pack_transposed(weight, panels):
-    """:func:`pack` of ``weight.T`` for a ``weight`` (N, K) whose rows are contiguous: the
-    recurrent weights as stored, forward. Whole square blocks of a vector's lanes are
-    transposed in registers (:data:`transpose_block`), the edges value by value.
-
-    Parameters
-    ----------
-    weight : ndarray, shape (N, K), C-contiguous
-    panels : ndarray, flat, at least :func:`panels_size` (K, N) values; written
-    """
+def _pack_transposed(weight, panels):
     columns, inner = weight.shape
     source = weight.ravel()
     width = lanes_of(panels)
-    start = 0
-    for j0 in range(0, columns, TILE_VECTORS * width):
-        count = min(TILE_VECTORS * width, columns - j0)
+    panel = TILE_VECTORS * width
+    for p in prange(-(-columns // panel)):
+        j0 = p * panel
+        start = j0 * inner                        # every panel before this one is whole
+        count = min(panel, columns - j0)
         stride = panel_width(count, width)
         whole_columns = count // width * width
         whole_inner = inner // width * width
@@ -362,7 +360,26 @@ def pack_transposed(weight, panels):
                 panels[at(row + j)] = source[at((j0 + j) * inner + k)]
             for j in range(count, stride):
                 panels[at(row + j)] = 0
-        start += inner * stride
+
+
+_PACK_TRANSPOSED = {parallel: njit(cache=True, parallel=parallel, error_model="numpy")(
+    rebind(_pack_transposed, f"{'parallel' if parallel else 'serial'}_{kernel_stamp()}")) for parallel in (False, True)}
+# weights of at least this many values are transposed by every thread, a panel each at a time
+PARALLEL_PACK_VALUES = 1 << 18
+
+
+def pack_transposed(weight, panels):
+    """:func:`pack` of ``weight.T`` for a ``weight`` (N, K) whose rows are contiguous: the
+    recurrent weights as stored, forward. Whole square blocks of a vector's lanes are
+    transposed in registers (:data:`transpose_block`), the edges value by value; large weights'
+    panels on every thread (the same values whichever does which).
+
+    Parameters
+    ----------
+    weight : ndarray, shape (N, K), C-contiguous
+    panels : ndarray, flat, at least :func:`panels_size` (K, N) values; written
+    """
+    _PACK_TRANSPOSED[weight.size >= PARALLEL_PACK_VALUES](weight, panels)
 
 
 @njit(cache=True, error_model="numpy")

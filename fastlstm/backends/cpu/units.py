@@ -32,9 +32,19 @@ def block_count(extent, smallest, largest=None):
     return 1 << (limit.bit_length() - 1)
 
 
+# interior boundaries of a time step's unit blocks fall on multiples of this many units: whole
+# SIMD vectors of float32 (and float64) in every block but the last, for its gate loop and its panels
+UNIT_ALIGNMENT = 16
+
+
 def step_unit_bounds(hidden):
-    """The unit blocks of a time step (:func:`unit_bounds` with :func:`block_count`)."""
-    return unit_bounds(hidden, block_count(hidden, tuning.get("step_units")))
+    """The unit blocks of a time step (:func:`unit_bounds` with :func:`block_count`), interior
+    boundaries rounded to multiples of :data:`UNIT_ALIGNMENT` (each block has at least
+    ``step_units`` units, so none empties)."""
+    bounds = unit_bounds(hidden, block_count(hidden, tuning.get("step_units")))
+    if len(bounds) > 2 and tuning.get("step_units") >= UNIT_ALIGNMENT:
+        bounds[1:-1] = (bounds[1:-1] + UNIT_ALIGNMENT // 2) // UNIT_ALIGNMENT * UNIT_ALIGNMENT
+    return bounds
 
 
 def unit_bounds(hidden, blocks):
