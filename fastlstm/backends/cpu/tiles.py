@@ -1,20 +1,23 @@
-"""The register-blocked matrix product every recurrent projection of the CPU loops runs.
+"""The register-blocked matrix product every projection of the CPU forward runs.
 
-:func:`product` computes ``c = a @ b`` (or ``c += a @ b``) for small ``a`` (a block's batch rows
-by K) and a ``b`` whose rows are contiguous along the output columns: the recurrent weights
-packed once per call, ``weight_hhᵀ`` forward (:func:`pack_forward`), or ``weight_hh`` as stored
-backward. It is the micro-kernel of a GEMM: a tile of ``TILE_ROWS`` rows × ``TILE_VECTORS``
-SIMD vectors of columns is summed in registers over the whole of K, each step loading one
-row of the tile's columns of ``b`` and broadcasting one value of each of ``a``'s rows; no
-packing per call, no horizontal sums, and the same code for one row as for many.
+:func:`product` computes ``c = a @ b`` (:func:`product_bias`: ``+ bias``) for an ``a`` of rows
+(a block's batch rows at a step, or a segment's inputs) and a ``b`` laid out once per call in
+panels (:func:`pack`, :func:`pack_transposed`): ``weight_hhᵀ`` and ``weight_ihᵀ`` forward,
+``weight_hh`` and ``weight_ih`` as stored backward. It is the micro-kernel of a GEMM: a tile of
+up to ``TILE_ROWS`` rows × ``TILE_VECTORS`` SIMD vectors of columns is summed in registers over
+the whole of K, each step loading one row of the panel and broadcasting one value of each of
+``a``'s rows; no packing per product, no horizontal sums, and the same code for one row as for
+many. Rows are taken in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while
+every panel passes over it.
 
 Numba's loops cannot express it: LLVM neither keeps a tile of sums written as Numba scalars in
 vector registers (measured: scalar FMAs, 4–7 GFLOP/s on one core) nor vectorises a tile held
 in an array. So each tile is written in LLVM vector IR (:func:`_tile`, a Numba intrinsic),
-for float32 and float64 alike, with masked loads and stores for the columns past the last
-whole vector. Measured on one core of the project's AMD EPYC machines (``bench/projection_kernels.py``):
-105–115 GFLOP/s float32 from 4 rows at K = 32 to 1024, the core's FMA peak (OpenBLAS's sgemm
-reaches 91–100 on the same core).
+for float32 and float64 alike, with masked stores for the columns past the last one.
+Measured on one core of the project's AMD EPYC machines (``bench/projection_kernels.py``):
+98–113 GFLOP/s float32 from 4 rows at K = 16 to 1024 (OpenBLAS 18–92 at the same shapes, MKL's
+packed GEMM 45–95; OpenBLAS's own sgemm peak on this core is 91–100), 45 at one row, where each
+step streams the weights.
 """
 import numpy as np
 from llvmlite import binding, ir
