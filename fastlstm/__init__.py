@@ -4,6 +4,7 @@
 """
 from .layers import GRU, LSTM, RNN
 from .precompile import precompile
+from .saving import load, save
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "precompile", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "precompile", "save", "load", "__version__"]

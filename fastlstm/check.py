@@ -9,7 +9,8 @@ import numpy as np
 from . import functional
 from .backends import get_backend
 from .cells import VARIANTS, make_variant
-from .config import init_parameters, make_config
+from .config import make_config
+from .initialisation import init_parameters
 from .tolerances import judged, naive_float32_backend
 
 FAST_BACKENDS = ["cpu", "cuda"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .cells import Cell
 from .regularisation import Regularisation
-from .validation import check_bool, check_choice, check_positive_int, check_seed, resolve_dtype
+from .validation import check_bool, check_choice, check_positive_int, resolve_dtype
 
 BACKENDS = ("reference", "cpu", "cuda")
 
@@ -26,6 +26,8 @@ class LayerConfig:
     backend : {"reference", "cpu", "cuda"}
     regularisation : Regularisation
         Dropout, variational dropout, zoneout and DropConnect rates (all 0 by default).
+    bias : bool
+        ``False``: the layer has no ``bias_ih``/``bias_hh`` parameters (the cell's biases are 0).
     """
 
     cell: Cell
@@ -37,6 +39,7 @@ class LayerConfig:
     dtype: type = np.float32
     backend: str = "cpu"
     regularisation: Regularisation = Regularisation()
+    bias: bool = True
 
     @property
     def directions(self) -> int:
@@ -62,7 +65,8 @@ class LayerConfig:
             for direction in range(self.directions):
                 cell_shapes = self.cell.parameter_shapes(self.layer_input_size(layer), self.hidden_size)
                 for name, shape in cell_shapes.items():
-                    shapes[name + self.suffix(layer, direction)] = shape
+                    if self.bias or not name.startswith("bias_"):
+                        shapes[name + self.suffix(layer, direction)] = shape
         return shapes
 
     def state_shape(self, batch: int) -> tuple[int, int, int]:
@@ -77,7 +81,7 @@ def _parameter_shapes(config):
 
 
 def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                batch_first=False, dtype="float32", backend="cpu", regularisation=None) -> LayerConfig:
+                batch_first=False, dtype="float32", backend="cpu", regularisation=None, bias=True) -> LayerConfig:
     """Validate constructor arguments and build a :class:`LayerConfig`."""
     return LayerConfig(
         cell=cell,
@@ -89,17 +93,5 @@ def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False
         dtype=resolve_dtype(dtype),
         backend=check_choice("backend", backend, BACKENDS),
         regularisation=regularisation or Regularisation(),
+        bias=check_bool("bias", bias),
     )
-
-
-def init_parameters(config: LayerConfig, seed=None) -> dict[str, np.ndarray]:
-    """Draw every parameter from U(−1/√H, 1/√H), reproducibly from ``seed``.
-
-    Values are drawn in float64 in the order of :meth:`LayerConfig.parameter_shapes` and
-    then cast, so float32 and float64 layers with the same seed hold the same numbers up
-    to rounding.
-    """
-    rng = np.random.default_rng(check_seed("seed", seed))
-    bound = 1.0 / np.sqrt(config.hidden_size)
-    return {name: rng.uniform(-bound, bound, size=shape).astype(config.dtype)
-            for name, shape in config.parameter_shapes().items()}

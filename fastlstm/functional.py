@@ -33,6 +33,8 @@ class Tape:
         The backend's tape for each layer.
     masks : fastlstm.regularisation.Masks or None
         The regularisers' masks this forward used; pass them as ``masks=`` to replay it.
+    unbatched : bool
+        The forward's ``x`` was one unbatched (T, I) sequence (``batch`` is then 1).
     """
 
     config: LayerConfig
@@ -41,6 +43,7 @@ class Tape:
     batch: int
     layer_tapes: list
     masks: Masks = None
+    unbatched: bool = False
 
 
 class Gradients(NamedTuple):
@@ -74,6 +77,13 @@ def _check_params(config, arrays, params):
     for name, shape in expected.items():
         converted[name] = arrays.convert(f"params[{name!r}]", params[name], config.dtype)
         check_shape(f"params[{name!r}]", converted[name], shape, "")
+    if not config.bias:          # the kernels add biases; a layer without them adds zeros
+        for layer in range(config.num_layers):
+            for direction in range(config.directions):
+                suffix = config.suffix(layer, direction)
+                width = config.cell.gates * config.hidden_size
+                for name in ("bias_ih", "bias_hh"):
+                    converted[name + suffix] = arrays.zeros((width,), config.dtype)
     return converted
 
 
@@ -102,6 +112,48 @@ def _state_tensors(config, arrays, name, state, batch, copy=False):
 
 def _public_state(config, tensors):
     return tensors if len(tensors) > 1 else tensors[0]
+
+
+def _is_unbatched(value):
+    """Whether a sequence argument is 2-d: one unbatched (T, features) sequence, as in PyTorch."""
+    shape = getattr(value, "shape", None)
+    return len(np.shape(value) if shape is None else shape) == 2
+
+
+def _batched_sequence(config, name, value, features):
+    """An unbatched (T, features) sequence as a batch of one: (T, 1, features), or (1, T, features)
+    with ``batch_first`` (a view of ``value``; never modified)."""
+    if not hasattr(value, "reshape"):
+        value = np.asarray(value)
+    steps, given = value.shape
+    if given != features:
+        raise ValueError(f"{name}: expected {features} features in the last axis of an unbatched "
+                         f"(T, features) sequence, got shape {tuple(value.shape)}")
+    return value.reshape((1, steps, features) if config.batch_first else (steps, 1, features))
+
+
+def _batched_state(config, name, state):
+    """An unbatched state, each part (num_layers·D, H), as a batch of one: (num_layers·D, 1, H)."""
+    if state is None:
+        return None
+    names = config.cell.spec.states
+    parts = list(state) if len(names) > 1 and isinstance(state, (tuple, list)) else None
+    expected = (config.num_layers * config.directions, config.hidden_size)
+    reshaped = []
+    for k, part in enumerate(parts if parts is not None else [state]):
+        part_name = f"{name}[{k}] ({names[k]})" if parts is not None and k < len(names) else name
+        if not hasattr(part, "reshape"):
+            part = np.asarray(part)
+        if tuple(part.shape) != expected:
+            raise ValueError(f"{part_name}: expected shape {expected}, (num_layers*directions, H) for an "
+                             f"unbatched x of shape (T, I), got {tuple(part.shape)}")
+        reshaped.append(part.reshape(expected[0], 1, expected[1]))
+    return tuple(reshaped) if parts is not None else reshaped[0]
+
+
+def _unbatched(tensors, *shape):
+    """Results of a batch of one, each reshaped to ``shape`` (dropping the batch axis)."""
+    return tuple(t.reshape(shape) for t in tensors)
 
 
 def _layer_params(config, params, layer, direction):
@@ -148,7 +200,9 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     config : LayerConfig
     params : dict of ndarray
         Every name of ``config.parameter_shapes()`` with that shape.
-    x : array_like, shape (T, B, I), or (B, T, I) with ``batch_first``
+    x : array_like, shape (T, B, I), or (B, T, I) with ``batch_first``, or (T, I)
+        (T, I) is one unbatched sequence, as in PyTorch: ``y`` is then (T, D·H) and every state
+        (num_layers·D, H).
     state : array_like or pair of array_like, optional
         Initial state, each (num_layers·D, B, H): ``(h0, c0)`` for the LSTM, ``h0`` otherwise.
         ``None`` means zeros.
@@ -186,6 +240,13 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     arrays = backend.arrays
     on_device = backend.is_device_array(x)
     params = _check_params(config, arrays, params)
+    unbatched = _is_unbatched(x)
+    if unbatched:
+        if lengths is not None:
+            raise ValueError("lengths: an unbatched x of shape (T, I) is one whole sequence; expected "
+                             f"lengths=None, got {lengths!r}")
+        x = _batched_sequence(config, "x", x, config.input_size)
+        state = _batched_state(config, "state", state)
     x = arrays.time_major_copy("x", x, config.dtype, config.batch_first, config.input_size)
     steps, batch = x.shape[0], x.shape[1]
     if state is None:
@@ -231,9 +292,12 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
         layer_tapes.append(layer_tape)
     y = arrays.time_major(layer_input) if config.batch_first else layer_input
     y, final = arrays.result(y, on_device), tuple(arrays.result(s, on_device) for s in final)
+    if unbatched:
+        y, = _unbatched([y], steps, config.output_size)
+        final = _unbatched(final, config.num_layers * config.directions, config.hidden_size)
     if not keep_tape:
         return y, _public_state(config, final), None
-    return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes, masks)
+    return y, _public_state(config, final), Tape(config, params, steps, batch, layer_tapes, masks, unbatched)
 
 
 def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
@@ -273,8 +337,13 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
     expected = (tape.steps, tape.batch, config.output_size)
     if config.batch_first:
         expected = (tape.batch, tape.steps, config.output_size)
+    if tape.unbatched:
+        expected = (tape.steps, config.output_size)
     dy = arrays.convert("dy", dy, config.dtype)
     check_shape("dy", dy, expected, "(the shape of the forward's y)")
+    if tape.unbatched:
+        dy = _batched_sequence(config, "dy", dy, config.output_size)
+        dstate = _batched_state(config, "dstate", dstate)
     if config.batch_first:
         dy = arrays.time_major(dy)
     dfinal = None if dstate is None else _state_tensors(config, arrays, "dstate", dstate, tape.batch)
@@ -309,4 +378,8 @@ def backward(tape: Tape, dy, dstate=None, *, state_gradient_norms=False):
     grads = {name: grads[name] for name in config.parameter_shapes()}
     dx = arrays.time_major(d_output) if config.batch_first else d_output
     dinitial = tuple(arrays.result(d, on_device) for d in dinitial)
-    return Gradients(arrays.result(dx, on_device), _public_state(config, dinitial), grads, norms)
+    dx = arrays.result(dx, on_device)
+    if tape.unbatched:
+        dx, = _unbatched([dx], tape.steps, config.input_size)
+        dinitial = _unbatched(dinitial, config.num_layers * config.directions, config.hidden_size)
+    return Gradients(dx, _public_state(config, dinitial), grads, norms)

@@ -1,9 +1,11 @@
 """The layer classes: a thin, stateful shell over :mod:`fastlstm.functional`."""
 from __future__ import annotations
 
+import inspect
 import textwrap
 import threading
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -11,9 +13,10 @@ import numpy as np
 from . import functional
 from .backends import get_backend
 from .cells import gru, lstm, make_cell, rnn
-from .config import init_parameters, make_config
-from .regularisation import make_regularisation
-from .validation import check_bool
+from .config import make_config
+from .initialisation import check_forget_bias, init_parameters
+from .regularisation import RATES, make_regularisation
+from .validation import as_float_array, check_bool
 
 
 def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers=""):
@@ -38,10 +41,16 @@ def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers
         along features (forward first), and reverse-direction parameters end in ``_reverse``.
     batch_first : bool, default False
         ``x`` and ``y`` are (B, T, features) instead of (T, B, features).
+    bias : bool, default True
+        ``False``: no ``bias_ih``/``bias_hh`` parameters (PyTorch's ``bias=False``).
 {cell_options}    dtype : {{"float32", "float64"}}, default "float32"
     backend : {{"cpu", "reference", "cuda"}}, default "cpu"
     seed : int or None
-        Seed of the U(−1/√H, 1/√H) initialisation and of the regularisers' masks.
+        Seed of the initialisation and of the regularisers' masks.
+    init : {{"uniform", "keras", "orthogonal"}}, default "uniform"
+        The initialisation scheme (:mod:`fastlstm.initialisation`): ``"uniform"`` is PyTorch's
+        U(−1/√H, 1/√H); ``"keras"`` Glorot-uniform ``weight_ih``, orthogonal ``weight_hh``, zero
+        biases (and an LSTM forget bias of 1); ``"orthogonal"`` orthogonal gate blocks, zero biases.
     dropout : float in [0, 1)
         Dropout on each layer's output but the last's (PyTorch's ``dropout``).
     input_dropout, recurrent_dropout : float in [0, 1)
@@ -56,7 +65,8 @@ def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers
     ``training=`` per call); :mod:`fastlstm.regularisation` states their exact semantics.
 
     Calls: {calls}
-    States are (num_layers·D, B, H), layer-major then direction, D = 2 if bidirectional.
+    States are (num_layers·D, B, H), layer-major then direction, D = 2 if bidirectional. An
+    unbatched ``x`` of shape (T, I) gives ``y`` (T, D·H) and states (num_layers·D, H).
     """
 
 
@@ -64,14 +74,18 @@ class _RecurrentLayer:
     """Parameters, the tape of the last forward, and the gradients of the last backward."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers, bidirectional, batch_first,
-                 dtype, backend, seed, **rates):
+                 dtype, backend, seed, bias=True, init="uniform", forget_bias=None, **rates):
         if rates.get("dropout") and num_layers == 1:
             warnings.warn(f"dropout={rates['dropout']} acts between stacked layers, after every layer but the "
                           f"last: with num_layers=1 it does nothing", UserWarning, stacklevel=3)
         self.config = make_config(cell, input_size, hidden_size, num_layers, bidirectional,
-                                  batch_first, dtype, backend, make_regularisation(cell, **rates))
+                                  batch_first, dtype, backend, make_regularisation(cell, **rates), bias)
         get_backend(self.config.backend)  # backend="cuda" without a GPU fails here, clearly
-        self._params = init_parameters(self.config, seed)      # checks seed
+        forget_bias = check_forget_bias(cell, forget_bias, self.config.bias)
+        self._params = init_parameters(self.config, seed, init, forget_bias)      # checks seed and init
+        self._initialisation = {"seed": seed, "init": init}
+        if forget_bias is not None:
+            self._initialisation["forget_bias"] = forget_bias
         # the masks' stream: reproducible from seed, independent of the initialisation's
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])
         self.training = True
@@ -206,6 +220,61 @@ class _RecurrentLayer:
             self.grads, self.state_gradient_norms = result.grads, result.norms
             return result.dx, result.dstate
 
+    def state_dict(self):
+        """A copy of every parameter: name -> ndarray, PyTorch's names (``module.state_dict()``).
+
+        Returns
+        -------
+        dict
+            New arrays, in the order of :meth:`fastlstm.config.LayerConfig.parameter_shapes`.
+        """
+        return {name: np.array(self._params[name], copy=True) for name in self.config.parameter_shapes()}
+
+    def load_state_dict(self, state_dict):
+        """Set every parameter from ``state_dict`` (PyTorch's names; e.g. a ``state_dict()`` or
+        ``torch_module.state_dict()`` converted with ``{k: v.numpy() ...}``).
+
+        The names must be exactly this layer's and the shapes theirs; values are converted to
+        the layer's dtype and copied (the layer never shares memory with ``state_dict``).
+        Nothing changes when any entry is wrong.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping of parameter name -> array, "
+                            f"got {type(state_dict).__name__}")
+        expected = self.config.parameter_shapes()
+        missing = sorted(set(expected) - set(state_dict))
+        unknown = sorted(set(state_dict) - set(expected))
+        if missing or unknown:
+            raise ValueError(f"state_dict: expected the names {list(expected)}; missing {missing}, "
+                             f"unexpected {unknown}")
+        loaded = {}
+        for name, shape in expected.items():
+            value = np.array(as_float_array(f"state_dict[{name!r}]", state_dict[name], self.config.dtype),
+                             copy=True)
+            if value.shape != shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {value.shape}")
+            loaded[name] = value
+        self._params = loaded
+
+    def init_arguments(self):
+        """The constructor's arguments: ``type(layer)(**layer.init_arguments())`` builds a layer of the
+        same configuration (drawing its own parameters from the same seed and scheme).
+
+        Returns
+        -------
+        dict
+            Plain values (int, float, bool, str, None): JSON-serialisable.
+        """
+        c = self.config
+        arguments = {"input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+                     "bidirectional": c.bidirectional, "batch_first": c.batch_first, "bias": c.bias,
+                     **dict(c.cell.options), "dtype": c.dtype.__name__, "backend": c.backend,
+                     **self._initialisation}
+        for name in inspect.signature(type(self).__init__).parameters:
+            if name in RATES:
+                arguments[name] = getattr(c.regularisation, name)
+        return arguments
+
     def __repr__(self):
         c = self.config
         return (f"{type(self).__name__}({c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, "
@@ -220,6 +289,9 @@ class LSTM(_RecurrentLayer):
         """    peephole : bool, default False
         Add the peepholes ``weight_ci``, ``weight_cf``, ``weight_co`` (H,) per layer-direction;
         without them the w_c* terms are absent.
+    forget_bias : float or None, default None
+        The forget gate's initial bias (its ``bias_ih`` block; its ``bias_hh`` block 0):
+        Jozefowicz et al. (2015) recommend 1.0 for long memories. ``None``: the ``init`` scheme's.
 """,
         "``y, (h_n, c_n) = lstm(x, state=None, lengths=None)`` and\n"
         "    ``dx, (dh0, dc0) = lstm.backward(dy, dstate=None)``.",
@@ -228,10 +300,11 @@ class LSTM(_RecurrentLayer):
 """)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-                 peephole=False, dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
-                 recurrent_dropout=0.0, zoneout=0.0, zoneout_cell=0.0, weight_dropout=0.0):
+                 bias=True, peephole=False, dtype="float32", backend="cpu", seed=None, init="uniform",
+                 forget_bias=None, dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
+                 zoneout_cell=0.0, weight_dropout=0.0):
         super().__init__(make_cell("lstm", peephole=peephole), input_size, hidden_size, num_layers,
-                         bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         bidirectional, batch_first, dtype, backend, seed, bias, init, forget_bias, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          zoneout_cell=zoneout_cell, weight_dropout=weight_dropout)
 
@@ -247,10 +320,10 @@ class GRU(_RecurrentLayer):
         "``y, h_n = gru(x, state=None, lengths=None)`` and ``dx, dh0 = gru.backward(dy, dstate=None)``.")
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-                 reset_after=True, dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
-                 recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
+                 bias=True, reset_after=True, dtype="float32", backend="cpu", seed=None, init="uniform",
+                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("gru", reset_after=reset_after), input_size, hidden_size,
-                         num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         num_layers, bidirectional, batch_first, dtype, backend, seed, bias, init, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          weight_dropout=weight_dropout)
 
@@ -266,9 +339,9 @@ class RNN(_RecurrentLayer):
         "``y, h_n = rnn(x, state=None, lengths=None)`` and ``dx, dh0 = rnn.backward(dy, dstate=None)``.")
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-                 nonlinearity="tanh", dtype="float32", backend="cpu", seed=None, dropout=0.0, input_dropout=0.0,
-                 recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
+                 bias=True, nonlinearity="tanh", dtype="float32", backend="cpu", seed=None, init="uniform",
+                 dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0):
         super().__init__(make_cell("rnn", nonlinearity=nonlinearity), input_size, hidden_size,
-                         num_layers, bidirectional, batch_first, dtype, backend, seed, dropout=dropout,
+                         num_layers, bidirectional, batch_first, dtype, backend, seed, bias, init, dropout=dropout,
                          input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                          weight_dropout=weight_dropout)

@@ -8,7 +8,7 @@ numbers go differs.
 import numpy as np
 
 from . import buffers
-from .validation import as_float_array, check_ndim, real_array
+from .validation import as_float_array, real_array
 
 
 def check_sequence_input(name, shape, feature_size, batch_first):
@@ -16,7 +16,8 @@ def check_sequence_input(name, shape, feature_size, batch_first):
     and at least one sequence."""
     layout = "(B, T, features)" if batch_first else "(T, B, features)"
     if len(shape) != 3:
-        raise ValueError(f"{name}: expected a 3-d array {layout}, got shape {tuple(shape)}")
+        raise ValueError(f"{name}: expected a 3-d array {layout} or an unbatched 2-d (T, features), "
+                         f"got shape {tuple(shape)}")
     if shape[2] != feature_size:
         raise ValueError(f"{name}: expected {feature_size} features in the last axis of {layout}, "
                          f"got shape {tuple(shape)}")
@@ -38,7 +39,6 @@ class HostArrays:
     def time_major_copy(self, name, value, dtype, batch_first, feature_size):
         """A new C-contiguous (T, B, F) array of ``dtype``: the tape keeps it, never the caller's."""
         array = real_array(name, value, dtype)
-        check_ndim(name, array, 3, "(B, T, features)" if batch_first else "(T, B, features)")
         check_sequence_input(name, array.shape, feature_size, batch_first)
         if batch_first:
             array = array.transpose(1, 0, 2)

@@ -5,7 +5,8 @@ import numpy as np
 
 from fastlstm import functional, tuning
 from fastlstm.cells import VARIANTS, make_cell
-from fastlstm.config import init_parameters, make_config
+from fastlstm.config import make_config
+from fastlstm.initialisation import init_parameters
 from fastlstm.tolerances import judged, naive_float32_backend
 
 # The reference's equations evaluated in float32: their error on a problem measures its float32

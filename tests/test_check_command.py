@@ -74,7 +74,8 @@ def test_check_passes_a_backend_by_the_rule_the_tests_apply():
     import numpy as np
 
     from fastlstm import backends, check, functional
-    from fastlstm.config import init_parameters, make_config
+    from fastlstm.config import make_config
+    from fastlstm.initialisation import init_parameters
     from fastlstm.tolerances import tolerance
 
     sizes = dict(steps=4, batch=3, input_size=5, hidden_size=6)

@@ -69,7 +69,9 @@ def test_cuda_backend_without_a_gpu_is_a_clear_error_at_construction():
 
 
 @pytest.mark.parametrize("x, words", [
-    (np.zeros((2, 3)), r"x: expected a 3-d array"),
+    (np.zeros(3), r"x: expected a 3-d array \(T, B, features\) or an unbatched 2-d \(T, features\)"),
+    (np.zeros((2, 1, 3, 1)), r"x: expected a 3-d array"),
+    (np.zeros((2, 5)), r"x: expected 3 features in the last axis of an unbatched"),
     (np.zeros((2, 1, 5)), r"x: expected 3 features"),
     (np.zeros((2, 0, 3)), r"x: expected at least one sequence"),
     (np.zeros((2, 1, 3), dtype=complex), r"x: expected real numbers"),
@@ -184,7 +186,7 @@ def _forward_then(call):
     (lambda: functional.forward(lstm().config, lstm().params, X, training="no"), TypeError, "training"),
     (lambda: functional.forward({"input_size": 3}, lstm().params, X), TypeError, "config"),
     (lambda: functional.backward("tape", np.ones((5, 2, 4))), TypeError, "tape"),
-    (lambda: fastlstm.config.init_parameters(lstm().config, seed=-2), ValueError, "seed"),
+    (lambda: fastlstm.initialisation.init_parameters(lstm().config, seed=-2), ValueError, "seed"),
 ])
 def test_bad_call_arguments_are_named(call, error, words):
     with pytest.raises(error, match=words):
