@@ -2,7 +2,6 @@
 
 - :mod:`.shapes` the shapes table and the GEMM flop count;
 - :mod:`.peers` contenders: fastlstm, PyTorch and ONNX Runtime with the same weights;
-- :mod:`.onnx_models` ONNX LSTM/GRU models built in memory from a layer's parameters;
 - :mod:`.timing` interleaved timing and its statistics;
 - :mod:`.suite` runs the table; :mod:`.report` prints it (and writes JSON);
 - :mod:`.machine` CPU, versions, measured sgemm speed;

@@ -184,7 +184,7 @@ def make_torch_module(torch, shape: BenchShape, params):
 
 
 def build_onnxruntime(shape: BenchShape, layer, x, dy=None, threads=None) -> Contender:
-    """ONNX Runtime running an in-memory ONNX LSTM/GRU model with ``layer``'s weights.
+    """ONNX Runtime running ``layer``'s ONNX model (:func:`fastlstm.interop.to_onnx`), in memory.
 
     Inference only (``session.run`` on float32 ``x``); the session has ``threads``
     intra-op threads and one inter-op thread.
@@ -203,12 +203,11 @@ def build_onnxruntime(shape: BenchShape, layer, x, dy=None, threads=None) -> Con
     if shape.cell not in ("lstm", "gru"):
         return Contender("onnxruntime", None, "ONNX has no plain-RNN benchmark model here")
     if shape.dtype != "float32":
-        return Contender("onnxruntime", None, "the ONNX models are float32")
+        return Contender("onnxruntime", None, "ONNX Runtime's LSTM/GRU/RNN kernels are float32 only")
     try:
         import onnxruntime
-        from .onnx_models import recurrent_model
-        model = recurrent_model(shape.cell, layer.params, shape.input_size, shape.hidden_size,
-                                reset_after=shape.option_dict.get("reset_after", True))
+        from ..interop import to_onnx
+        model = to_onnx(layer)
     except ImportError as error:
         return Contender("onnxruntime", None, f"onnx/onnxruntime is not installed ({error})")
     session = make_session(onnxruntime, model, numba_threads() if threads is None else threads)
