@@ -180,7 +180,7 @@ def test_grid_shapes_lie_in_the_stated_ranges_under_the_flop_cap(seed):
             assert "torch" in s.peers, s
         if s.mode == "training":
             assert "onnxruntime" not in s.peers, s
-        assert ("onnxruntime" in s.peers) == (s.mode == "inference" and s.cell != "rnn"), s
+        assert ("onnxruntime" in s.peers) == (s.mode == "inference"), s
     assert {s.label for s in shapes} == {"LSTM", "GRU", "RNN(tanh)", "LSTM+peephole", "GRU(reset_after=False)"}
 
 

@@ -28,10 +28,13 @@ CELLS = [
     ("lstm", {"peephole": True}),
     ("gru", {"reset_after": True}),
     ("gru", {"reset_after": False}),
+    ("rnn", {"nonlinearity": "tanh"}),
+    ("rnn", {"nonlinearity": "relu"}),
 ]
 
 
-@pytest.mark.parametrize("cell, options", CELLS, ids=["lstm", "lstm_peephole", "gru", "gru_reset_before"])
+@pytest.mark.parametrize("cell, options", CELLS, ids=["lstm", "lstm_peephole", "gru", "gru_reset_before", "rnn_tanh",
+                                                      "rnn_relu"])
 def test_onnxruntime_peer_matches_reference(cell, options):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

@@ -31,7 +31,7 @@ def _grid_help():
             f"only: ONNX Runtime alone has them); {sizes}, each log-uniform; inference or training; "
             f"a draw whose GEMM flops (forward 2·T·B·(I+H)·G·H, training 3×) exceed "
             f"{GRID_FLOP_BUDGET:.0e} per call is drawn again. Peers: PyTorch when it has the cell, "
-            f"ONNX Runtime for LSTM/GRU inference; ids grid-01…; ends with a per-peer summary. "
+            f"ONNX Runtime for inference; ids grid-01…; ends with a per-peer summary. "
             f"Not with --shapes, --dtype, --steps or --memory")
 
 

@@ -200,8 +200,6 @@ def build_onnxruntime(shape: BenchShape, layer, x, dy=None, threads=None) -> Con
     """
     if shape.mode != "inference":
         return Contender("onnxruntime", None, "ONNX Runtime runs inference only")
-    if shape.cell not in ("lstm", "gru"):
-        return Contender("onnxruntime", None, "ONNX has no plain-RNN benchmark model here")
     if shape.dtype != "float32":
         return Contender("onnxruntime", None, "ONNX Runtime's LSTM/GRU/RNN kernels are float32 only")
     try:

@@ -321,7 +321,7 @@ def sample_grid(count: int = GRID_COUNT, seed: int = 0, ranges=None,
         cell, options, _, in_torch = GRID_VARIANTS[rng.choice(len(GRID_VARIANTS), p=odds)]
         mode = MODES[rng.integers(len(MODES))] if in_torch else "inference"
         peers = (("torch",) if in_torch else ()) + \
-            (("onnxruntime",) if mode == "inference" and cell != "rnn" else ())
+            (("onnxruntime",) if mode == "inference" else ())
         sizes = {name: _log_uniform(rng, low, high) for name, (low, high) in ranges.items()}
         shape = BenchShape(id=f"grid-{len(shapes) + 1:0{width}d}", cell=cell, options=options,
                            mode=mode, dtype="float32", peers=peers, target=GRID_TARGET, **sizes)
