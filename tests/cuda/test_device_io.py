@@ -138,3 +138,22 @@ def test_changing_a_device_input_after_the_forward_leaves_the_gradients_alone():
     _, _, grads, _ = functional.backward(tape, problem["dy"], problem["dstate"])
     for name, value in grads.items():
         np.testing.assert_array_equal(value, expected[f"grad[{name}]"], err_msg=name)
+
+
+def test_unbatched_device_input_without_biases_matches_the_reference():
+    """bias=False and an unbatched (T, I) x on the device: the reference's results, on the device."""
+    problem = _problem(variant="gru", bias=False)
+    assert not [name for name in problem["params"] if name.startswith("bias")]
+    x, state, dy = (np.ascontiguousarray(problem[k][:, 0]) for k in ("x", "state", "dy"))
+    params = {k: cuda.to_device(v) for k, v in problem["params"].items()}
+    y, final, tape = functional.forward(with_backend(problem["config"], "cuda"), params, cuda.to_device(x),
+                                        cuda.to_device(state))
+    dx, dstate0, grads, _ = functional.backward(tape, cuda.to_device(dy))
+    expected_y, expected_final, reference_tape = functional.forward(
+        with_backend(problem["config"], "reference"), problem["params"], x, state)
+    expected_dx, expected_dstate0, expected_grads, _ = functional.backward(reference_tape, dy)
+    assert y.shape == (SHAPE["steps"], SHAPE["hidden"]) and final.shape == (1, SHAPE["hidden"])
+    for got, expected in [(y, expected_y), (final, expected_final), (dx, expected_dx),
+                          (dstate0, expected_dstate0), *[(grads[k], expected_grads[k]) for k in expected_grads]]:
+        assert arrays.is_device_array(got)
+        np.testing.assert_allclose(_host(got), expected, rtol=0, atol=1e-12)
