@@ -63,3 +63,14 @@ def test_cuda_matches_reference_across_blocks(variant, loop, hidden, batch, dtyp
         result = run(problem, "cuda")
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
+
+
+@pytest.mark.parametrize("variant, loop", [("lstm_peephole", "persistent"), ("gru", "per-step")])
+def test_cuda_without_biases_matches_the_reference(variant, loop):
+    """``bias=False``: no bias parameters, and no bias added (the functional core passes zeros)."""
+    problem = make_problem(variant=variant, steps=2, batch=2, inputs=2, hidden=2, dtype=np.float64, seed=9,
+                           lengths=np.array([2, 1]), bidirectional=True, bias=False)
+    assert not any(name.startswith("bias") for name in problem["params"])
+    with forced_loop(loop):
+        result = run(problem, "cuda")
+    assert_matches_reference(result, run(problem, "reference"), np.float64)

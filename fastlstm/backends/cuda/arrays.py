@@ -133,6 +133,21 @@ def _kernel(function):
     return kernel
 
 
+def _empty(shape, dtype):
+    """A new device array on a block of the backend's pool (:mod:`.workspace`)."""
+    from . import workspace
+
+    return workspace.empty(shape, dtype)
+
+
+def copied_in(array):
+    """A new device array (a block of the pool) holding the C-contiguous host ``array``, any dtype."""
+    result = _empty(array.shape, array.dtype)
+    if array.size:
+        result.copy_to_device(array)
+    return result
+
+
 def _launch(function, size, *args):
     """Launch ``function``'s kernel over ``size`` elements (nothing to do when size is 0)."""
     if size == 0:
@@ -297,7 +312,7 @@ def to_device(name, value, dtype):
     Returns
     -------
     DeviceNDArray, same shape as ``value``
-        C-contiguous, of ``dtype``, a fresh allocation.
+        C-contiguous, of ``dtype``, a new array (a block of the pool, shared with no live array).
 
     Raises
     ------
@@ -306,18 +321,18 @@ def to_device(name, value, dtype):
     ValueError
         When ``value`` has fewer than 1 or more than 3 dimensions.
     """
-    cuda_module = _require_module()
+    _require_module()
     dtype = np.dtype(dtype)
     if is_device_array(value):
         view = device_view(name, value, dtype)
         shape = tuple(view.shape)
         _check_ndim_1_to_3(name, shape)
-        result = cuda_module.device_array(shape, dtype)
+        result = _empty(shape, dtype)
         _launch(_COPY_FUNCTIONS[len(shape)], result.size, view, result)
         return result
     array = real_array(name, value, dtype)
     _check_ndim_1_to_3(name, array.shape)
-    return cuda_module.to_device(np.ascontiguousarray(array, dtype=dtype))
+    return copied_in(np.ascontiguousarray(array, dtype=dtype))
 
 
 def _check_ndim_1_to_3(name, shape):
@@ -344,7 +359,7 @@ def time_major_copy(name, value, dtype, batch_first):
     Returns
     -------
     DeviceNDArray, shape (T, B, F)
-        C-contiguous, of ``dtype``, a fresh allocation; equal to
+        C-contiguous, of ``dtype``, a new array (a block of the pool); equal to
         ``np.ascontiguousarray(value.transpose(1, 0, 2) if batch_first else value, dtype)``.
 
     Raises
@@ -354,7 +369,7 @@ def time_major_copy(name, value, dtype, batch_first):
     ValueError
         When ``value`` is not 3-d. Axis sizes are not checked here.
     """
-    cuda_module = _require_module()
+    _require_module()
     dtype = np.dtype(dtype)
     layout = "(B, T, features)" if batch_first else "(T, B, features)"
     if is_device_array(value):
@@ -363,14 +378,14 @@ def time_major_copy(name, value, dtype, batch_first):
         shape = tuple(view.shape)
         if batch_first:
             shape = (shape[1], shape[0], shape[2])
-        result = cuda_module.device_array(shape, dtype)
+        result = _empty(shape, dtype)
         _launch(_swap01_3d if batch_first else _copy_3d, result.size, view, result)
         return result
     array = real_array(name, value, dtype)
     check_ndim(name, array, 3, layout)
     if batch_first:
         array = array.transpose(1, 0, 2)
-    return cuda_module.to_device(np.ascontiguousarray(array, dtype=dtype))
+    return copied_in(np.ascontiguousarray(array, dtype=dtype))
 
 
 def clear_padding(array, lengths):
@@ -382,8 +397,35 @@ def clear_padding(array, lengths):
         C-contiguous; a copy the caller owns.
     lengths : ndarray of int64, shape (B,), on the host
     """
-    cuda_module = _require_module()
-    _launch(_clear_padding_3d, array.size, array, cuda_module.to_device(np.ascontiguousarray(lengths)))
+    _require_module()
+    _launch(_clear_padding_3d, array.size, array, device_lengths(lengths))
+
+
+_LENGTHS = {}
+_MAX_LENGTHS = 64
+
+
+def device_lengths(lengths):
+    """The host ``lengths`` as a device int64 array, copied in once per distinct value and kept
+    (no kernel writes lengths): a call with lengths seen before copies nothing to the device.
+
+    Parameters
+    ----------
+    lengths : ndarray of int, shape (B,), on the host
+
+    Returns
+    -------
+    DeviceNDArray of int64, shape (B,)
+        Shared between calls; never to be written.
+    """
+    array = np.ascontiguousarray(lengths, np.int64)
+    key = array.tobytes()
+    device = _LENGTHS.get(key)
+    if device is None:
+        if len(_LENGTHS) >= _MAX_LENGTHS:
+            _LENGTHS.clear()
+        device = _LENGTHS[key] = copied_in(array)
+    return device
 
 
 def batch_major(array):
@@ -399,11 +441,11 @@ def batch_major(array):
     DeviceNDArray, shape (B, T, F)
         Same dtype, C-contiguous, made by one kernel.
     """
-    cuda_module = _require_module()
+    _require_module()
     view = device_view("array", array)
     check_ndim("array", view, 3, "(T, B, features)")
     time, batch, features = tuple(view.shape)
-    result = cuda_module.device_array((batch, time, features), view.dtype)
+    result = _empty((batch, time, features), view.dtype)
     _launch(_swap01_3d, result.size, view, result)
     return result
 
@@ -422,8 +464,8 @@ def zeros(shape, dtype):
     DeviceNDArray, shape ``shape``
         All zeros; no host array of that size is made or copied.
     """
-    cuda_module = _require_module()
-    result = cuda_module.device_array(shape, np.dtype(dtype))
+    _require_module()
+    result = _empty(shape, np.dtype(dtype))
     if result.size:
         _launch(_fill_zero, result.size, result.reshape(result.size))
     return result
@@ -443,13 +485,13 @@ def times(array, mask):
     -------
     DeviceNDArray, shape and dtype of ``array``
     """
-    cuda_module = _require_module()
+    _require_module()
     mask_shape = tuple(np.shape(mask))
     if tuple(array.shape[len(array.shape) - len(mask_shape):]) != mask_shape:
         raise ValueError(f"mask: expected the trailing shape of {tuple(array.shape)}, got {mask_shape}")
     if not is_device_array(mask):
-        mask = cuda_module.to_device(np.ascontiguousarray(mask, dtype=array.dtype))
-    result = cuda_module.device_array(array.shape, array.dtype)
+        mask = copied_in(np.ascontiguousarray(mask, dtype=array.dtype))
+    result = _empty(array.shape, array.dtype)
     if result.size:
         _launch(_times_repeated, result.size, array.reshape(array.size), mask.reshape(mask.size),
                 result.reshape(result.size))

@@ -1,17 +1,21 @@
 """One layer (every direction) on the GPU: the batched GEMMs around the recurrent loops.
 
-Forward: ONE GEMM projects every step's input for both directions (the directions' input
-weights stacked, the foldable recurrent biases added), then each direction's recurrent loop
-(:mod:`.plan` picks persistent or per-step). Backward: each direction's loop runs in reverse
-and writes its gate gradients twice, in natural time next to the other direction's for the
-input side, and in its own time for the recurrent side; then ``dx``, the stacked
-``weight_ih`` gradient and the input biases are one GEMM or reduction each for both
-directions, and ``weight_hh``, ``bias_hh`` and the peepholes one each per direction.
+Forward: one GEMM per direction projects every step's input into that direction's columns
+of one (T, B, D·G·H) array (the foldable recurrent biases added), then each direction's
+recurrent loop (:mod:`.plan` picks persistent or per-step). Backward: each direction's loop
+runs in reverse and writes its gate gradients twice, in natural time next to the other
+direction's for the input side, and in its own time for the recurrent side; then ``dx`` (the
+directions' GEMMs accumulated), each direction's ``weight_ih`` gradient, the input biases (one
+reduction for both), ``weight_hh``, ``bias_hh`` and the peepholes.
 
 Everything stays on the device; arrays are numba device arrays, C-contiguous, of the
-layer's dtype. Lengths are handled in the kernels: a finished sequence carries its state,
-its outputs and gradients are zero, and the reverse direction reads each sequence from its
-own last valid step.
+layer's dtype, every one a block of the backend's pool (:mod:`.workspace`): after the first
+call of a shape a call allocates nothing. What the kernels derive from the parameters
+(``weight_hh`` transposed, the folded biases, the stacked peepholes) is cached while the
+parameters are cached copies of host arrays (:mod:`.weights`), made again otherwise. The
+final states returned are views of the loop's state array. Lengths are handled in the
+kernels: a finished sequence carries its state, its outputs and gradients are zero, and the
+reverse direction reads each sequence from its own last valid step.
 
 Recurrent dropout and zoneout run inside the loops (:mod:`.recurrent`): each direction's
 mask and indicators are copied in once per call, empty arrays where a regulariser is off,
@@ -21,11 +25,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from numba import cuda
 
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
-from . import arrays, gemm, plan
+from . import arrays, gemm, plan, weights, workspace
 from .compiled import fold_bias
 from .recurrent import InLoop
 
@@ -43,7 +46,6 @@ class LayerTape:
     params : list, per direction, dict of device arrays
     x : (T, B, I)
     lengths : (B,) int64, T where no lengths were given
-    w_ih : (D·G·H, I), the directions' input weights stacked
     states : list, per direction, (S, T+1, B, H), in the direction's own time
     planes : list, per direction, (K, T, B, H), the cell's saved planes
     forward_loop : plan.LoopPlan
@@ -55,7 +57,6 @@ class LayerTape:
     params: list
     x: object
     lengths: object
-    w_ih: object
     states: list
     planes: list
     forward_loop: plan.LoopPlan
@@ -88,13 +89,11 @@ def _launch_1d(kernel, count, *args):
         kernel[-(-count // _VECTOR_THREADS), _VECTOR_THREADS](*args)
 
 
-def _stack_rows(parts, dtype):
-    """The 2-D device arrays ``parts`` concatenated along their first axis."""
-    out = cuda.device_array((sum(p.shape[0] for p in parts),) + tuple(parts[0].shape[1:]), dtype)
-    row = 0
-    for part in parts:
-        out[row:row + part.shape[0]].copy_to_device(part)
-        row += part.shape[0]
+def _stacked(parts, dtype):
+    """The 1-D device arrays ``parts`` (each (H,)) as the rows of a new (len(parts), H) array."""
+    out = workspace.empty((len(parts), parts[0].shape[0]), dtype)
+    for row, part in enumerate(parts):
+        out[row].copy_to_device(part)
     return out
 
 
@@ -102,8 +101,23 @@ def _vectors(kernels, p, hidden, dtype):
     """The cell's (V, H) element-wise parameters (the LSTM's peepholes), stacked."""
     names = kernels.spec.vectors
     if not names:
-        return cuda.device_array((0, hidden), dtype)
-    return _stack_rows([p[name].reshape(1, hidden) for name in names], dtype)
+        return _empty(2, dtype)
+    parts = tuple(p[name] for name in names)
+    return weights.derived("stacked vectors", parts, lambda: _stacked(parts, dtype))
+
+
+def _folded_bias(spec, p, hidden, dtype):
+    """bias_ih with the recurrent biases of the gates that allow it (``spec.folded_gates``) added."""
+    gate_width = len(spec.gates) * hidden
+    out = workspace.empty(gate_width, dtype)
+    _launch_1d(fold_bias, gate_width, p["bias_ih"], p["bias_hh"], spec.folded_gates * hidden, out)
+    return out
+
+
+def _transposed_weight_hh(p, dtype):
+    """weight_hhᵀ, (H, G·H), C-contiguous, flattened (the backward loops' layout)."""
+    return weights.derived("weight_hh transposed", (p["weight_hh"],),
+                           lambda: arrays.to_device("weight_hh", gemm.transposed(p["weight_hh"]), dtype))
 
 
 def _resident_blocks(kernel, args):
@@ -125,23 +139,15 @@ def _loop_plan(kernels, loops, which, args, batch, hidden):
     return kernels.plans[key]
 
 
-_full_lengths = {}
-
-
 def _lengths(lengths, batch, steps):
-    """Device (B,) int64 lengths; when none were given, T for all, kept on the device between calls."""
-    if lengths is not None:
-        return cuda.to_device(lengths)
-    if (batch, steps) not in _full_lengths:
-        if len(_full_lengths) > 64:
-            _full_lengths.clear()
-        _full_lengths[batch, steps] = cuda.to_device(np.full(batch, steps, np.int64))
-    return _full_lengths[batch, steps]
+    """Device (B,) int64 lengths, T for all when none were given; copied in once per distinct
+    value (:func:`.arrays.device_lengths`)."""
+    return arrays.device_lengths(np.full(batch, steps, np.int64) if lengths is None else lengths)
 
 
 def _empty(ndim, dtype):
-    """A size-0 device array: a regulariser that is off."""
-    return cuda.device_array((0,) * ndim, dtype)
+    """A size-0 device array: a regulariser that is off (never read)."""
+    return workspace.empty((0,) * ndim, dtype)
 
 
 def _in_loop(kernels, in_the_loop, steps, batch, hidden, keep_tape):
@@ -165,7 +171,7 @@ def _in_loop(kernels, in_the_loop, steps, batch, hidden, keep_tape):
         shape = (steps, batch, hidden) if training else (1, 1, 1)
         stacked = np.stack([np.zeros(shape, dtype) if d is None else np.broadcast_to(np.asarray(d, dtype), shape)
                             for d in indicators])
-        zone = cuda.to_device(np.ascontiguousarray(stacked))
+        zone = arrays.copied_in(np.ascontiguousarray(stacked))
         if keep_tape and any(spec.reads_new_state[k] for k in zoned):
             # zeros: padded steps are never written, and ∂weight_co multiplies them by zero gradients
             candidates = arrays.zeros((len(spec.states), steps, batch, hidden), dtype)
@@ -220,22 +226,22 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     directions = len(params)
     lengths = _lengths(lengths, batch, steps)
 
-    w_ih = _stack_rows([p["weight_ih"] for p in params], dtype)
-    bias = cuda.device_array(directions * gate_width, dtype)
+    rows = steps * batch
+    xproj = workspace.empty((steps, batch, directions * gate_width), dtype)
+    xproj_rows = xproj.reshape(rows, directions * gate_width)
     for d, p in enumerate(params):
-        _launch_1d(fold_bias, gate_width, p["bias_ih"], p["bias_hh"], spec.folded_gates * hidden,
-                   bias[d * gate_width:(d + 1) * gate_width])
-    xproj = cuda.device_array((steps, batch, directions * gate_width), dtype)
-    gemm.matmul(x.reshape(steps * batch, inputs), gemm.transposed(w_ih),
-                xproj.reshape(steps * batch, directions * gate_width), bias=bias)
+        bias = weights.derived("folded bias", (p["bias_ih"], p["bias_hh"]),
+                               lambda p=p: _folded_bias(spec, p, hidden, dtype))
+        gemm.matmul(x.reshape(rows, inputs), gemm.transposed(p["weight_ih"]),
+                    xproj_rows[:, d * gate_width:(d + 1) * gate_width], bias=bias)
 
-    y = cuda.device_array((steps, batch, directions * hidden), dtype)
+    y = workspace.empty((steps, batch, directions * hidden), dtype)
     finals, all_states, all_planes, all_in_loop = [], [], [], []
     for direction, p in enumerate(params):
-        states = cuda.device_array((len(spec.states), steps + 1, batch, hidden), dtype)
+        states = workspace.empty((len(spec.states), steps + 1, batch, hidden), dtype)
         for k, s in enumerate(state[direction]):
             states[k, 0].copy_to_device(s)
-        planes = cuda.device_array((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
+        planes = workspace.empty((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype)
         in_loop = _in_loop(kernels, None if in_the_loop is None else in_the_loop[direction], steps, batch, hidden,
                            keep_tape)
         loops = kernels.loops(*_flags(in_loop))
@@ -243,20 +249,13 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
                 p["bias_hh"], direction, 1 if keep_tape else 0, in_loop)
         loop = _loop_plan(kernels, loops, "forward_persistent", args, batch, hidden)
         _run_loop(loops, "forward", loop, steps, len(spec.forward), args)
-        finals.append(tuple(_copy(states[k, steps], dtype) for k in range(states.shape[0])))
+        finals.append(tuple(states[k, steps] for k in range(states.shape[0])))   # views: the caller copies
         all_states.append(states)
         all_planes.append(planes)
         all_in_loop.append(in_loop)
     if not keep_tape:
         return LayerForward(y, finals, None)
-    return LayerForward(y, finals, LayerTape(kernels, params, x, lengths, w_ih, all_states, all_planes, loop,
-                                             all_in_loop))
-
-
-def _copy(array, dtype):
-    out = cuda.device_array(array.shape, dtype)
-    out.copy_to_device(array)
-    return out
+    return LayerForward(y, finals, LayerTape(kernels, params, x, lengths, all_states, all_planes, loop, all_in_loop))
 
 
 def backward_layer(tape, dy, dstate, norms=None):
@@ -284,7 +283,7 @@ def backward_layer(tape, dy, dstate, norms=None):
     directions = len(tape.params)
     rows = steps * batch
 
-    dgx = cuda.device_array((steps, batch, directions * gate_width), dtype)
+    dgx = workspace.empty((steps, batch, directions * gate_width), dtype)
     dstates0, grads = [], []
     for direction, p in enumerate(tape.params):
         states, planes, in_loop = tape.states[direction], tape.planes[direction], tape.in_loop[direction]
@@ -293,8 +292,8 @@ def backward_layer(tape, dy, dstate, norms=None):
         if dstate is not None:
             for k in range(state_count):
                 carry[k].copy_to_device(dstate[direction][k])
-        dgh = cuda.device_array((steps, batch, gate_width), dtype)
-        w_t = arrays.to_device("weight_hh", gemm.transposed(p["weight_hh"]), dtype).reshape(-1)
+        dgh = workspace.empty((steps, batch, gate_width), dtype)
+        w_t = _transposed_weight_hh(p, dtype).reshape(-1)
         record = _empty(3, dtype) if norms is None else arrays.zeros((steps, batch, hidden), dtype)
         loops = kernels.loops(*_flags(in_loop))
         args = (dy, states, planes, dgh, dgx, carry, tape.lengths, w_t, _vectors(kernels, p, hidden, dtype),
@@ -313,16 +312,15 @@ def backward_layer(tape, dy, dstate, norms=None):
             norms[direction] = _record_norms(record.copy_to_host(), tape.lengths.copy_to_host())
 
     dgx_rows = dgx.reshape(rows, directions * gate_width)
-    dx = cuda.device_array((steps, batch, inputs), dtype)
-    gemm.matmul(dgx_rows, tape.w_ih, dx.reshape(rows, inputs))
-    dw_ih = cuda.device_array((directions * gate_width, inputs), dtype)
-    gemm.matmul(gemm.transposed(dgx_rows), x.reshape(rows, inputs), dw_ih)
-    db_ih = cuda.device_array(directions * gate_width, dtype)
+    dx = workspace.empty((steps, batch, inputs), dtype)
+    db_ih = workspace.empty(directions * gate_width, dtype)
     gemm.column_sums(dgx_rows, db_ih)
     for direction, direction_grads in enumerate(grads):
-        block = slice(direction * gate_width, (direction + 1) * gate_width)
-        direction_grads["weight_ih"] = dw_ih[block]
-        direction_grads["bias_ih"] = db_ih[block]
+        columns = dgx_rows[:, direction * gate_width:(direction + 1) * gate_width]
+        gemm.matmul(columns, tape.params[direction]["weight_ih"], dx.reshape(rows, inputs), accumulate=direction > 0)
+        direction_grads["weight_ih"] = workspace.empty((gate_width, inputs), dtype)
+        gemm.matmul(gemm.transposed(columns), x.reshape(rows, inputs), direction_grads["weight_ih"])
+        direction_grads["bias_ih"] = db_ih[direction * gate_width:(direction + 1) * gate_width]
     return LayerBackward(dx, dstates0, grads)
 
 
@@ -343,12 +341,12 @@ def _recurrent_gradients(spec, dgh, states, planes, in_loop, hidden, dtype):
     if in_loop.mask.size:
         h_prev = arrays.times(h_prev, in_loop.mask)
     h_prev = h_prev.reshape(rows, hidden)
-    dw_hh = cuda.device_array((len(spec.gates) * hidden, hidden), dtype)
+    dw_hh = workspace.empty((len(spec.gates) * hidden, hidden), dtype)
     for phase in spec.forward:
         g0, g1 = phase.gates
         source = h_prev if phase.source == RECURRENT_INPUT else planes[phase.source].reshape(rows, hidden)
         gemm.matmul(gemm.transposed(dgh[:, g0 * hidden:g1 * hidden]), source, dw_hh[g0 * hidden:g1 * hidden])
-    db_hh = cuda.device_array(len(spec.gates) * hidden, dtype)
+    db_hh = workspace.empty(len(spec.gates) * hidden, dtype)
     gemm.column_sums(dgh, db_hh)
     grads = {"weight_hh": dw_hh, "bias_hh": db_hh}
     # the vectors' gates are ones whose two sides' gradients coincide (spec.recurrent_gradient_differs
@@ -360,6 +358,6 @@ def _recurrent_gradients(spec, dgh, states, planes, in_loop, hidden, dtype):
         else:
             state = states[v.state, :steps].reshape(rows, hidden)
         name = spec.vectors[v.vector]
-        grads[name] = cuda.device_array(hidden, dtype)
+        grads[name] = workspace.empty(hidden, dtype)
         gemm.column_dots(dgh[:, v.gate * hidden:(v.gate + 1) * hidden], state, grads[name])
     return grads

@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda, types
 
 from ... import tuning
+from . import workspace
 
 # matmul: each block of THREADS × THREADS threads computes a TILE × TILE tile of the
 # output, every thread PER_THREAD × PER_THREAD of its values, strided by THREADS (so that
@@ -258,7 +259,7 @@ def _column_reduce(a, b, out, products, accumulate):
     chunks = min(_MAX_GRID_Y, _ceil_div(rows, ROWS_PER_CHUNK))
     grid = (_ceil_div(cols, COLUMN_THREADS), chunks)
     ordered = chunks > 1 and tuning.get("cuda_reductions") == "ordered"
-    partials = cuda.device_array((chunks, cols) if ordered else (0, 0), out.dtype)
+    partials = workspace.empty((chunks, cols) if ordered else (0, 0), out.dtype)
     _kernel(_column_reduce_kernel, out.dtype)[grid, (COLUMN_THREADS, ROW_THREADS)](a, b, out, products, partials)
     if ordered:
         _kernel(_sum_partials_kernel, out.dtype)[_ceil_div(cols, _FILL_THREADS), _FILL_THREADS](partials, out)

@@ -2,17 +2,17 @@
 
 ``x`` is always copied (the tape keeps the copy, whose padding is then cleared); other
 device inputs that already are C-contiguous arrays of the layer's dtype are read in place
-(the kernels never write them), and every other input is converted to a new C-contiguous
+(the kernels never write them); NumPy parameters are copied in once and reused while their
+values stay the same (:mod:`.weights`); every other input is converted to a new C-contiguous
 device array of the layer's dtype, on the device (:mod:`.arrays`) when it already lives
-there. Results stay device arrays when the caller gave device arrays, and are copied to the
-host otherwise.
+there. Every new device array is a block of the backend's pool (:mod:`.workspace`). Results
+stay device arrays when the caller gave device arrays, and are copied to the host otherwise.
 """
 import numpy as np
-from numba import cuda
 
 from ...placement import check_sequence_input
 from ...validation import real_array
-from . import arrays
+from . import arrays, weights, workspace
 
 
 def _usable_in_place(name, value, dtype):
@@ -31,7 +31,12 @@ class DeviceArrays:
 
     def convert(self, name, value, dtype):
         in_place = _usable_in_place(name, value, dtype)
-        return in_place if in_place is not None else arrays.to_device(name, value, dtype)
+        if in_place is not None:
+            return in_place
+        if name.startswith("params[") and not arrays.is_device_array(value):
+            # the functional core names parameters "params[...]": their device copies are kept
+            return weights.parameter(name, value, dtype)
+        return arrays.to_device(name, value, dtype)
 
     def copy(self, name, value, dtype):
         return arrays.to_device(name, value, dtype)
@@ -58,7 +63,7 @@ class DeviceArrays:
         return arrays.zeros(shape, dtype)
 
     def empty(self, shape, dtype):
-        return cuda.device_array(shape, dtype)
+        return workspace.empty(shape, dtype)
 
     def assign(self, destination, index, value):
         destination[index].copy_to_device(value)
