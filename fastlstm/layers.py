@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import functional
+from . import functional, streaming
 from .backends import get_backend
 from .cells import gru, lstm, make_cell, rnn
 from .config import make_config
@@ -95,10 +95,12 @@ class _RecurrentLayer:
         self._tape_thread = None      # the thread whose forward made the tape
         self._inference = False
         self._busy = threading.Lock()
+        self._stepper = None          # streaming.Stepper of step(), prepared on its first call
 
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_busy"]
+        state["_stepper"] = None      # compiled code and the parameters' addresses: prepared again
         return state
 
     def __setstate__(self, state):
@@ -219,6 +221,38 @@ class _RecurrentLayer:
             result = functional.backward(self._tape, dy, dstate, state_gradient_norms=state_gradient_norms)
             self.grads, self.state_gradient_norms = result.grads, result.norms
             return result.dx, result.dstate
+
+    def step(self, x_t, state=None):
+        """One step of inference: what :meth:`forward` computes for one time step with
+        ``training=False, tape=False`` (no dropout, zoneout at its expectation, every layer).
+
+        Run it in a loop to stream a sequence: T calls, each fed the state the last returned,
+        give the same outputs as one :meth:`forward` of the T steps. With ``backend="cpu"`` one
+        compiled call runs every layer, in the calling thread (prepared on the first call;
+        parameters updated in place or reassigned are used by the next call); other backends
+        run :meth:`forward` on one step. A bidirectional layer cannot stream.
+
+        Parameters
+        ----------
+        x_t : array_like, shape (B, I), or (I,) for one unbatched sequence
+        state : optional, the state before the step, shaped like :meth:`forward`'s final state:
+            (num_layers, B, H) each, ``(h, c)`` for the LSTM; (num_layers, H) when ``x_t`` is
+            unbatched. ``None`` means zeros. Never modified.
+
+        Returns
+        -------
+        y_t : ndarray, shape (B, H), or (H,): the top layer's new h
+        state : the state after the step, new arrays shaped like ``state``
+
+        Raises
+        ------
+        ValueError
+            For a bidirectional layer, and for an ``x_t`` or ``state`` of the wrong shape.
+        """
+        stepper = getattr(self, "_stepper", None)
+        if stepper is None or not stepper.current(self.config, self._params):
+            stepper = self._stepper = streaming.prepare(self.config, self._params)
+        return stepper(x_t, state)
 
     def state_dict(self):
         """A copy of every parameter: name -> ndarray, PyTorch's names (``module.state_dict()``).

@@ -43,6 +43,8 @@ class Cell:
     options: tuple = ()
 
     def __getattr__(self, name):
+        if name.startswith("__"):      # unpickling asks for __setstate__ before the fields exist
+            raise AttributeError(name)
         for key, value in object.__getattribute__(self, "options"):
             if key == name:
                 return value
