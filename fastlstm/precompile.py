@@ -15,7 +15,7 @@ from .backends.cpu.strategy import STRATEGIES
 
 
 def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES, training=True,
-               regularisers=False, progress=None):
+               regularisers=False, streaming=False, progress=None):
     """Compile (or load from the cache) the cpu kernels of these configurations.
 
     Parameters
@@ -31,6 +31,8 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
         backward's (and the layer's gradient GEMMs); inference's loops are always compiled.
     regularisers : bool
         Also the loops with recurrent dropout and zoneout inside them (each alone and both).
+    streaming : bool
+        Also the one-step kernel of ``layer.step`` (one per cell and dtype).
     progress : callable taking one str, optional
         Told each configuration as it is done, with its seconds.
 
@@ -83,4 +85,10 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
                     done.append((label, time.perf_counter() - start))
                     if progress is not None:
                         progress(f"{label}: {done[-1][1]:.1f} s")
+            if streaming:
+                start = time.perf_counter()
+                classes[kind](1, 2, dtype=dtype, seed=0, **options).step(x[0])
+                done.append((f"{name} {dtype} step", time.perf_counter() - start))
+                if progress is not None:
+                    progress(f"{done[-1][0]}: {done[-1][1]:.1f} s")
     return done

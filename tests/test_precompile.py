@@ -36,6 +36,19 @@ def test_precompile_fills_the_cache_for_what_it_was_asked(tmp_path):
     assert "compiling" not in _python(CALL.format(dtype="float64", nonlinearity="relu"), tmp_path)
 
 
+def test_precompile_fills_the_cache_of_the_step_kernel(tmp_path):
+    step = "import numpy as np, fastlstm; fastlstm.GRU(1, 2, seed=0).step(np.zeros(1))"
+    _python("import fastlstm; fastlstm.precompile(cells=['gru'], dtypes=['float32'], strategies=['single'], "
+            "training=False, streaming=True)", tmp_path)
+    assert "compiling" not in _python(step, tmp_path)
+
+
+def test_the_step_kernel_says_when_it_compiles(tmp_path):
+    step = "import numpy as np, fastlstm; fastlstm.RNN(1, 2, seed=0).step(np.zeros(1))"
+    first = _python(step, tmp_path)
+    assert first.count("fastlstm: compiling RNN(tanh) float32 step kernel, first use only") == 1, first
+
+
 @pytest.mark.parametrize("arguments, message", [
     (dict(cells=["lstm2"]), "cells: expected names from"),
     (dict(dtypes=["float16"]), "dtypes: expected 'float32' and/or 'float64', got \\['float16'\\]"),

@@ -116,7 +116,7 @@ class CellKernels(CompiledCell):
                 # inside it, instead of alone and again in the region that links it (2 s less)
                 rows_loop = _compile(rows, f"{suffix}_inlined", inline=True, **bindings("rows"))
                 loop = _compile(loops.every_block, f"{direction}_{suffix}", parallel=True, rows_loop=rows_loop)
-            if not self._announced and not _cached_on_disk(loop):
+            if not self._announced and not cached_on_disk(loop):
                 print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
                       file=sys.stderr, flush=True)
                 self._announced = True
@@ -124,7 +124,7 @@ class CellKernels(CompiledCell):
         return self._loops[key]
 
 
-def _cached_on_disk(dispatcher):
+def cached_on_disk(dispatcher):
     """Whether Numba's on-disk cache holds compiled code of ``dispatcher`` (its index file exists)."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     return cache_file is not None and os.path.exists(cache_file._index_path)

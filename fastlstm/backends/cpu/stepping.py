@@ -25,6 +25,8 @@ the weights (75–85 GB/s here: from L2 up to ~1 MiB of weights per layer, then 
 parameters arrive as a table of addresses (``addresses``), one argument whatever the stack, so
 that a call costs ~0.5 µs of dispatch; the caller keeps the arrays alive.
 """
+import sys
+
 import numpy as np
 from llvmlite import ir
 from numba import carray, njit, types
@@ -35,7 +37,7 @@ from ...cells.bound import (FOLDED, FORWARD_GATES, FORWARD_PHASES, FORWARD_SOURC
                             ZERO_GATES, ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, cell_forward)
 from ...cells.spec import RECURRENT_INPUT
 from ...rebinding import Unbound, kernel_stamp, rebind
-from .kernels import kernels_for
+from .kernels import cached_on_disk, kernels_for
 from .tiles import VECTOR_BYTES
 from .unit_values import at, gather_gates, gather_planes, scatter_planes, tuple_setitem
 
@@ -411,4 +413,7 @@ def step_kernel(cell, dtype):
         phases += [phases[0]] * (3 - len(phases))     # never called: the cell has fewer phases
         _compiled[key] = njit(**options)(rebind(
             step_stack, suffix, PHASE_0=phases[0], PHASE_1=phases[1], PHASE_2=phases[2], **bindings))
+        if not cached_on_disk(_compiled[key]):
+            print(f"fastlstm: compiling {cell.label} {dtype.name} step kernel, first use only", file=sys.stderr,
+                  flush=True)
     return _compiled[key]
