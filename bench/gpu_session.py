@@ -18,7 +18,8 @@ guarded (an exception is recorded as the section's ``error`` and the next sectio
     The recurrent loop fastlstm picks (forward and backward) for each shape of
     ``bench/cuda_vs_cudnn.py`` (the DeepBench shapes; tiny ones with ``--simulate``).
 ``agreement``
-    Every cell variant, float32 and float64, both loops forced (persistent and per-step), two
+    Every cell variant, float32 and float64, each loop forced (persistent, per-step and the
+    large-batch GEMM loop, :mod:`fastlstm.backends.cuda.plan`), two
     bidirectional layers with lengths: the cuda backend against the float64 reference
     (:func:`fastlstm.tolerances.judged`), and against PyTorch's cuDNN on the same weights where
     the cell has a PyTorch counterpart and torch has CUDA (``cudnn`` says why not otherwise):
@@ -30,6 +31,9 @@ guarded (an exception is recorded as the section's ``error`` and the next sectio
 ``host_vs_gpu``
     For one inference and one training shape: a call's host time (until it returns), its GPU
     time (CUDA events), and the device allocations and pool leases per call after the first.
+``loops``
+    fastlstm's time per call on each shape with each loop forced, beside the one the rule
+    picks: the data to check the rule's batch threshold (``plan.GEMM_MIN_BATCH``).
 
 ``--budget-s`` (default 400) bounds the whole run: a section that would start after it, and
 agreement cases past their share, are recorded as not reached.
@@ -49,7 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-LOOPS = ("persistent", "per-step")
+LOOPS = ("persistent", "per-step", "gemm")
 DTYPES = ("float32", "float64")
 
 
@@ -276,8 +280,8 @@ def agreement(session):
         for dtype in DTYPES:
             for loop in LOOPS:
                 cases.append((variant, dtype, loop))
-    if session.simulate:   # every variant once; both dtypes and both loops among them
-        cases = [(variant, DTYPES[i % 2], LOOPS[(i // 2) % 2]) for i, variant in enumerate(sorted(VARIANTS))]
+    if session.simulate:   # every variant once; each loop with both dtypes among them
+        cases = [(variant, DTYPES[i % 2], LOOPS[i % 3]) for i, variant in enumerate(sorted(VARIANTS))]
     deadline = session.start + session.budget_s * 0.6
     rows, references = [], {}
     for variant, dtype, loop in cases:
@@ -428,8 +432,35 @@ def host_vs_gpu(session):
     return {"shapes": rows}
 
 
+def loops(session):
+    from fastlstm import tuning
+    from fastlstm.backends.cuda import plan
+
+    rows = []
+    calls = 1 if session.simulate else 5
+    for shape in _shapes(session.simulate):
+        row = dict(shape=_describe(shape), rule=f"gemm from batch {plan.GEMM_MIN_BATCH} (plans: the loop picked)")
+        for loop in LOOPS:
+            if session.elapsed() > session.budget_s * 0.95:
+                row[f"{loop}_ms"] = "not reached: budget"
+                continue
+            try:
+                with tuning.override(cuda_loop=loop):
+                    row[f"{loop}_ms"] = _time_fastlstm_only(shape, calls)
+            except Exception as error:  # noqa: BLE001 — one loop's failure is recorded, the others run
+                row[f"{loop}_ms"] = f"error: {type(error).__name__}: {error}"
+        rows.append(row)
+        print(f"  {row['shape']}: " + ", ".join(
+            f"{loop} " + (f"{value:.3f} ms" if isinstance(value, float) else value)
+            for loop, value in ((loop, row[f"{loop}_ms"]) for loop in LOOPS)), flush=True)
+        session.data["sections"]["loops"] = {"shapes": rows, "partial": True}
+        session.write()
+    return {"shapes": rows, "note": "simulator times are not GPU times" if SIMULATED else
+            "median wall time per call of back-to-back calls, each followed by a synchronisation"}
+
+
 SECTIONS = (("environment", environment), ("plans", plans), ("agreement", agreement), ("timings", timings),
-            ("host_vs_gpu", host_vs_gpu))
+            ("host_vs_gpu", host_vs_gpu), ("loops", loops))
 
 
 def main(argv=None):

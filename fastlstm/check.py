@@ -105,7 +105,7 @@ def check(steps=20, batch=8, input_size=16, hidden_size=32, seed=0, out=print, b
                 out(f"{cell.label:<24}{dtype:<9}{backend:<11}{relative:>15.2e}{share:>12.1e}"
                     f"{first * 1e3:>10.0f}ms{elapsed * 1e3:>9.2f}ms" + ("" if ok else "  FAIL"))
     if loops:
-        out("cuda recurrent loops at this size (float32; FASTLSTM_CUDA_LOOP=per-step forces the other):")
+        out("cuda recurrent loops at this size (float32; FASTLSTM_CUDA_LOOP=persistent, per-step or gemm forces one):")
         for line in loops:
             out(f"  {line}")
     out("all within tolerance" if all_ok else "SOME BACKENDS ARE OFF THE REFERENCE")

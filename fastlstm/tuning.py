@@ -119,8 +119,9 @@ TUNABLES = {t.name: t for t in (
     Tunable("pool_max_free_bytes", 1 << 30,
             "cpu: the pool keeps at most this many free bytes (and never more than it ever lent at once); "
             "beyond that it releases the blocks returned longest ago"),
-    Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule) or forced",
-            environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step")),
+    Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
+            "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
+            environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),
     Tunable("cuda_reductions", "atomic",
             "cuda: how the bias and element-wise parameters' gradients combine their row blocks: 'atomic' "
             "(last bits may vary from run to run) or 'ordered' (a scratch array and one more kernel: the same "

@@ -12,7 +12,7 @@ import background
 pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_session.py"
-SECTIONS = ("environment", "plans", "agreement", "timings", "host_vs_gpu")
+SECTIONS = ("environment", "plans", "agreement", "timings", "host_vs_gpu", "loops")
 OUT = Path(tempfile.mkdtemp(prefix="fastlstm-gpu-session-")) / "session.json"
 
 # minutes of one core under the simulator: run beside the suite (tests/background.py)
@@ -37,7 +37,7 @@ def test_the_gpu_session_runs_end_to_end_under_the_simulator():
 
     assert {case["variant"] for case in agreement["cases"]} == set(VARIANTS)
     assert {case["dtype"] for case in agreement["cases"]} == {"float32", "float64"}
-    assert {case["loop"] for case in agreement["cases"]} == {"persistent", "per-step"}
+    assert {case["loop"] for case in agreement["cases"]} == {"persistent", "per-step", "gemm"}
     assert all(case["reference_ok"] for case in agreement["cases"])
     # torch has no CUDA under the simulator: the cuDNN comparison says it was skipped
     assert agreement["cudnn"].startswith("skipped") and sections["timings"]["cudnn"].startswith("skipped")
@@ -45,3 +45,5 @@ def test_the_gpu_session_runs_end_to_end_under_the_simulator():
     assert len(sections["plans"]["shapes"]) == 2
     for row in sections["host_vs_gpu"]["shapes"]:
         assert row["allocations_per_call"] == 0, row
+    for row in sections["loops"]["shapes"]:   # every loop forced ran each shape
+        assert all(isinstance(row[f"{loop}_ms"], float) for loop in ("persistent", "per-step", "gemm")), row

@@ -49,13 +49,13 @@ def test_cuda_matches_reference(variant, loop, data):
 
 
 @pytest.mark.skipif(SIMULATED, reason="real GPUs only: the simulator runs one block, slowly")
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOPS + ["gemm"])   # the GEMM loop under the simulator: test_gemm_loop.py
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
 @pytest.mark.parametrize("hidden, batch", [(200, 5), (67, 40)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cuda_matches_reference_across_blocks(variant, loop, hidden, batch, dtype):
     """Widths that spread the persistent loop over many blocks, with several rounds of lane
-    groups per block and a last block with fewer units."""
+    groups per block and a last block with fewer units (and the GEMM loop over several tiles)."""
     problem = make_problem(variant=variant, steps=6, batch=batch, inputs=9, hidden=hidden, dtype=dtype,
                            seed=hidden + batch, x_scale=1.0, param_scale=1.0, with_state=True, with_dstate=True,
                            lengths=np.arange(batch) % 7, num_layers=2, bidirectional=True, batch_first=False)

@@ -22,7 +22,8 @@ _HELPERS = ("time_of", "carry_state", "clear_gradients", "store_gradient", "inco
             "mask_at", "zone_at", "record_gradient", "block_units", "backward_rows", "lane_dot",
             "lane_dot_masked", "project_gates", "sum_lanes", "forward_unit", "backward_unit", "forward_round",
             "backward_round")
-_KERNELS = ("forward_persistent", "forward_step", "backward_persistent", "backward_step", "backward_finish")
+_KERNELS = ("forward_persistent", "forward_step", "backward_persistent", "backward_step", "backward_finish",
+            "forward_pointwise", "backward_pointwise")
 
 
 def _device(template, suffix, bindings):
@@ -82,6 +83,10 @@ class CellKernels(CompiledCell):
             "backward_persistent": backward + (index, index),
             "backward_step": (index, index) + backward + (index,),
             "backward_finish": (a3, a3, a1, a2, index),
+            # the GEMM loop's: the step's projection (B, G·H) or (B, H) in place of the weights;
+            # forward, the next step's GEMM input h' ⊙ mask (B, H) last
+            "forward_pointwise": (index, index, a2) + forward[:5] + forward[6:] + (a2,),
+            "backward_pointwise": (index, index, a2) + backward[:7] + backward[8:],
         }
         loops = self.loops(recurrent_dropout, zoneout)
         return [(getattr(loops, name).py_func, types.void(*arguments[name])) for name in _KERNELS]

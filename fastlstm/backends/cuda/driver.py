@@ -2,7 +2,8 @@
 
 Forward: one GEMM per direction projects every step's input into that direction's columns
 of one (T, B, D·G·H) array (the foldable recurrent biases added), then each direction's
-recurrent loop (:mod:`.plan` picks persistent or per-step). Backward: each direction's loop
+recurrent loop (:mod:`.plan` picks persistent, per-step, or per-step GEMMs with a pointwise
+kernel, :mod:`.gemm_loop`, by its documented rule). Backward: each direction's loop
 runs in reverse and writes its gate gradients twice, in natural time next to the other
 direction's for the input side, and in its own time for the recurrent side; then ``dx`` (the
 directions' GEMMs accumulated), each direction's ``weight_ih`` gradient, the input biases (one
@@ -28,7 +29,7 @@ import numpy as np
 
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
-from . import arrays, gemm, plan, weights, workspace
+from . import arrays, gemm, gemm_loop, plan, weights, workspace
 from .compiled import fold_bias
 from .recurrent import InLoop
 
@@ -121,11 +122,15 @@ def _transposed_weight_hh(p, dtype):
 
 
 def _resident_blocks(kernel, args):
-    """``max_resident_blocks`` for :func:`plan.choose`: asks the compiled kernel."""
+    """``max_resident_blocks`` for :func:`plan.choose`: asks the compiled kernel (compiled only
+    when the plan asks, i.e. not for the GEMM loop)."""
     if SIMULATED:
         return lambda threads, shared_bytes: None
-    compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
-    return lambda threads, shared_bytes: compiled.max_cooperative_grid_blocks(threads, shared_bytes)
+
+    def max_resident_blocks(threads, shared_bytes):
+        compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+        return compiled.max_cooperative_grid_blocks(threads, shared_bytes)
+    return max_resident_blocks
 
 
 def _loop_plan(kernels, loops, which, args, batch, hidden):
@@ -248,7 +253,10 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         args = (xproj, states, planes, y, lengths, p["weight_hh"].reshape(-1), _vectors(kernels, p, hidden, dtype),
                 p["bias_hh"], direction, 1 if keep_tape else 0, in_loop)
         loop = _loop_plan(kernels, loops, "forward_persistent", args, batch, hidden)
-        _run_loop(loops, "forward", loop, steps, len(spec.forward), args)
+        if loop.kind == "gemm":   # the other loops' arguments but the flattened weights (args[5])
+            gemm_loop.forward(loops, loop, spec, p["weight_hh"], *args[:5], *args[6:])
+        else:
+            _run_loop(loops, "forward", loop, steps, len(spec.forward), args)
         finals.append(tuple(states[k, steps] for k in range(states.shape[0])))   # views: the caller copies
         all_states.append(states)
         all_planes.append(planes)
@@ -300,7 +308,10 @@ def backward_layer(tape, dy, dstate, norms=None):
                 direction, in_loop, record)
         loop = _loop_plan(kernels, loops, "backward_persistent", args, batch, hidden)
         tape.backward_loop = loop
-        _run_loop(loops, "backward", loop, steps, len(spec.backward), args, reverse=True)
+        if loop.kind == "gemm":   # the other loops' arguments but weight_hhᵀ (args[7])
+            gemm_loop.backward(loops, loop, spec, p["weight_hh"], *args[:7], *args[8:])
+        else:
+            _run_loop(loops, "backward", loop, steps, len(spec.backward), args, reverse=True)
         finish = plan.per_step(1, batch, hidden, dtype.itemsize, "")
         if steps > 0:
             loops.backward_finish[finish.blocks, finish.threads, 0, finish.shared_bytes](dgh, carry, w_t, in_loop.mask,

@@ -1,10 +1,30 @@
-"""Which recurrent loop runs a layer: persistent (weights on chip) or one launch per step.
+"""Which recurrent loop runs a layer: persistent (weights on chip), per step, or per-step GEMMs.
 
-The persistent kernel keeps each block's share of ``weight_hh`` in shared memory for the
-whole sequence and synchronises the grid once per phase of a step. It needs every block
-resident at once (a cooperative launch): the weights must fit in the shared memory of as
-many blocks as the GPU can hold together. Otherwise the loop launches a kernel per phase
-of each step and reads the weights from global memory (L2) every step.
+The rule (:func:`choose`), for a layer of batch B:
+
+1. B ≥ ``GEMM_MIN_BATCH`` (32): the **GEMM** loop. Per phase of each step, one GEMM of the
+   B × H states (or the tape plane the phase projects) against ``weight_hh``'s rows, then one
+   pointwise kernel, a thread per (sequence, unit), that runs the cell's math (forward and
+   backward; the design of cuDNN's float32 RNNs and of Haste). Why from 32: the GEMM's
+   64 × 64 tiles (:mod:`.gemm`) then hold at least half a tile of rows, so each weight a tile
+   stages in shared memory serves ≥ 32 sequences, and the B/64 × G·H/64 tiles spread over
+   every SM; whereas the persistent kernel's blocks are at most as many as the GPU holds at
+   once, each doing B × (its units) × G·H multiply-adds per step behind a grid barrier, a
+   time that grows linearly with B. Below 32 rows most of a tile is empty and the step's two
+   launches (GEMM, pointwise) per phase are most of its cost. The DeepBench rows of
+   ``bench/cuda_vs_cudnn.py`` fall on either side: inference at B ≤ 4 persistent, training
+   at B = 32, 64, 128 GEMM. **The threshold is reasoned, not measured**: no GPU has timed
+   these loops yet (``bench/gpu_session.py`` prints the plan per shape and times each loop).
+2. Otherwise the **persistent** kernel, which keeps each block's share of ``weight_hh`` in
+   shared memory for the whole sequence and synchronises the grid once per phase of a
+   step. It needs every block resident at once (a cooperative launch): the weights must fit
+   in the shared memory of as many blocks as the GPU can hold together.
+3. Otherwise (weights too large for the chip at a small batch) the **per-step** loop: one
+   launch per phase of each step, a group of lanes per (sequence, unit) computing its dot
+   products with weights read from global memory (L2) every step.
+
+The tuning knob ``cuda_loop`` (environment ``FASTLSTM_CUDA_LOOP``) forces any of the three:
+"persistent", "per-step" or "gemm"; "auto" applies the rule.
 """
 from dataclasses import dataclass
 
@@ -13,6 +33,10 @@ from ... import tuning
 # Shared memory a block may use without the opt-in attribute (every GPU since Kepler).
 SHARED_BYTES_PER_BLOCK = 48 * 1024
 THREADS_PER_BLOCK = 256
+# From this batch on, the GEMM loop (see the module's text).
+GEMM_MIN_BATCH = 32
+# Threads per block of the GEMM loop's pointwise kernels (a thread per (sequence, unit)).
+POINTWISE_THREADS = 128
 STEP_THREADS = 128
 WARP = 32
 # Each lane of a group should sum at least this many terms of a dot product.
@@ -20,8 +44,8 @@ TERMS_PER_LANE = 8
 
 
 def forced_loop():
-    """The loop the tuning knob ``cuda_loop`` asks for: "auto", "persistent" or "per-step"
-    (environment ``FASTLSTM_CUDA_LOOP``, read at each call; tests run both)."""
+    """The loop the tuning knob ``cuda_loop`` asks for: "auto", "persistent", "per-step" or "gemm"
+    (environment ``FASTLSTM_CUDA_LOOP``, read at each call; tests force each)."""
     return tuning.get("cuda_loop")
 
 
@@ -31,11 +55,12 @@ class LoopPlan:
 
     Attributes
     ----------
-    kind : {"persistent", "per-step"}
+    kind : {"persistent", "per-step", "gemm"}
     blocks, threads : int
-        Launch geometry (per step for "per-step").
+        Launch geometry (per step for "per-step"; the pointwise kernels' for "gemm").
     lanes : int
-        Threads that share one (sequence, unit) pair's dot products (a power of two ≤ 32).
+        Threads that share one (sequence, unit) pair's dot products (a power of two ≤ 32; 1
+        for "gemm", whose dot products are the GEMM's).
     units_per_block : int
         Hidden units owned by each block of the persistent kernel (0 per step).
     shared_bytes : int
@@ -58,6 +83,9 @@ class LoopPlan:
             return (f"persistent: {self.blocks} blocks x {self.threads} threads ({self.lanes} per unit), "
                     f"{self.units_per_block} units and {self.shared_bytes / 1024:.1f} KiB of shared memory "
                     f"each ({self.reason})")
+        if self.kind == "gemm":
+            return (f"gemm: per step a GEMM of the batch's rows against weight_hh, then a pointwise kernel of "
+                    f"{self.blocks} blocks x {self.threads} threads ({self.reason})")
         return (f"per-step: {self.blocks} blocks x {self.threads} threads ({self.lanes} per unit) "
                 f"per step ({self.reason})")
 
@@ -86,6 +114,12 @@ def per_step(gates, batch, hidden, itemsize, reason):
     return LoopPlan("per-step", blocks, threads, lanes, 0, threads * gates * itemsize, reason)
 
 
+def gemm(batch, hidden, reason):
+    """Per step a GEMM and a pointwise kernel of a thread per (b, u)."""
+    threads = POINTWISE_THREADS
+    return LoopPlan("gemm", max(1, -(-batch * hidden // threads)), threads, 1, 0, 0, reason)
+
+
 def choose(gates, batch, hidden, itemsize, max_resident_blocks, loop=None):
     """Pick the loop for one layer.
 
@@ -95,19 +129,24 @@ def choose(gates, batch, hidden, itemsize, max_resident_blocks, loop=None):
     max_resident_blocks : callable
         ``max_resident_blocks(threads, shared_bytes)``: how many blocks of the persistent
         kernel the GPU holds at once (None where it cannot tell, e.g. the simulator, which
-        runs a cooperative grid of one block only).
-    loop : {"auto", "persistent", "per-step"}, optional
+        runs a cooperative grid of one block only). Not called for the GEMM loop.
+    loop : {"auto", "persistent", "per-step", "gemm"}, optional
         Defaults to :func:`forced_loop`.
 
     Returns
     -------
     LoopPlan
-        Persistent wherever the weights fit on chip, spread over as many resident blocks as
-        the GPU holds (fewer units per block: more lane groups per unit's work).
+        By the module's rule: the GEMM loop from ``GEMM_MIN_BATCH`` sequences; below it,
+        persistent wherever the weights fit on chip, spread over as many resident blocks as
+        the GPU holds (fewer units per block: more lane groups per unit's work), else per step.
     """
     loop = loop or forced_loop()
     if loop == "per-step":
         return per_step(gates, batch, hidden, itemsize, "forced")
+    if loop == "gemm":
+        return gemm(batch, hidden, "forced")
+    if loop == "auto" and batch >= GEMM_MIN_BATCH:
+        return gemm(batch, hidden, f"batch {batch} >= {GEMM_MIN_BATCH}")
     unit_bytes = gates * hidden * itemsize
     partial_bytes = THREADS_PER_BLOCK * gates * itemsize
     fit = (SHARED_BYTES_PER_BLOCK - partial_bytes) // unit_bytes

@@ -8,7 +8,9 @@ math (its module's ``forward``/``backward``, :mod:`fastlstm.cells`) and writes t
 and the output. Backward, the group forms the gradient reaching its unit's state from the
 later step's gate gradients, and lane 0 its unit's gate gradients.
 
-Two ways to run the loop, with the same per-group code (``forward_round``/``backward_round``):
+Three ways to run the loop; the first two with the same per-group code
+(``forward_round``/``backward_round``), the third with the same per-unit code
+(``forward_unit``/``backward_unit``):
 
 - **persistent**: one cooperative launch for all steps. Block j owns units
   ``[j·U, (j+1)·U)``; it copies its share of the recurrent weights into shared memory once
@@ -16,6 +18,9 @@ Two ways to run the loop, with the same per-group code (``forward_round``/``back
   grid synchronises once per phase of a step (``cuda.cg.this_grid().sync()``).
 - **per step**: one launch per phase of each step, one group per (b, u), weights read from
   global memory (through L2) at every step. Used when the weights do not fit on chip.
+- **GEMM** (:mod:`.gemm_loop`): per phase of each step, one GEMM of the B rows it projects
+  against ``weight_hh``'s rows (:mod:`.gemm`), then one pointwise launch, a thread per
+  (b, u), that runs the unit (``forward_pointwise``/``backward_pointwise``). For large batches.
 
 Weight layouts, both with the dot product's index contiguous: forward, unit u's gate g row
 of ``weight_hh`` starts at ``u · unit_stride + g · gate_stride`` (global memory: weight_hh
@@ -417,6 +422,46 @@ def backward_finish(dgh, carry, w_t, mask, lanes):
     sum_lanes(partial, at, 1, lane, lanes, active)
     if active and lane == 0:
         carry[0, b, u] += partial[at] * mask_at(mask, b, u)
+
+
+# ---------------------------------------------------------------- the GEMM loop's pointwise kernels
+
+def forward_pointwise(t, phase, ah, xproj, states, tape, y, lengths, vectors, bias_hh, direction, keep, reg, rec):
+    """Phase ``phase`` of step t after its GEMM: one thread per (b, u) runs the unit's math
+    (:func:`forward_unit`) on the projection ``ah``, (B, G·H), of which the phase's gate columns
+    hold ``source @ weight_hh[rows]ᵀ``. Under recurrent dropout, after the last phase, ``rec``
+    (B, H) receives h' ⊙ mask: the next step's GEMM input."""
+    hidden, batch = states.shape[3], states.shape[2]
+    item = cuda.grid(1)
+    if item < batch * hidden:
+        b, u = item // hidden, item % hidden
+        g0, g1 = FORWARD_GATES[phase]
+        acc = cuda.local.array(GATES, DTYPE)
+        for g in range(g0, g1):
+            acc[g] = ah[b, g * hidden + u]
+        forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, bias_hh, direction, t * keep,
+                     reg)
+        if RECURRENT_DROPOUT and phase == FORWARD_PHASES - 1:
+            rec[b, u] = states[0, t + 1, b, u] * reg.mask[b, u]
+
+
+def backward_pointwise(t, phase, projection, dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, reg,
+                       record):
+    """Phase ``phase`` of backward step t after its GEMM: one thread per (b, u) runs the unit's
+    gradients (:func:`backward_unit`); ``projection`` (B, H) is what the rows
+    :func:`backward_rows` names of the later step's (phase 0) or this step's (later phases) gate
+    gradients send back through ``weight_hh`` (not read at the last step's phase 0: nothing
+    comes from after the sequence)."""
+    hidden, batch = states.shape[3], states.shape[2]
+    item = cuda.grid(1)
+    if item < batch * hidden:
+        b, u = item // hidden, item % hidden
+        source_t = t + 1 if phase == 0 else t
+        value = projection[b, u] if source_t < dgh.shape[0] else ZERO
+        keep = mask_at(reg.mask, b, u)
+        projected = value * keep if phase == 0 else value
+        backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
+                      direction, reg, record)
 
 
 def fold_bias(bias_ih, bias_hh, folded, out):
