@@ -65,6 +65,33 @@ def fit(model, loss, optimiser, data, epochs=1, clip_norm=None, validation=None,
     -------
     History
     """
+    def epoch_gradients(epoch):
+        for x, target, lengths in _batches(data, epoch):
+            yield model.loss_and_gradients(loss, x, target, lengths, training=True, rng=rng)
+
+    validation_loss = None if validation is None else (lambda: evaluate(model, loss, *validation))
+    return train_epochs(optimiser, epoch_gradients, epochs, clip_norm, validation_loss, progress)
+
+
+def train_epochs(optimiser, epoch_gradients, epochs, clip_norm=None, validation_loss=None, progress=True):
+    """The loop of :func:`fit` (and of ``fastlstm.dask.fit``): steps, clipping, History, progress bar.
+
+    Parameters
+    ----------
+    optimiser : SGD or Adam
+    epoch_gradients : callable epoch -> iterable of (loss value, grads)
+        Each batch's loss and gradients at the current parameters (computed as it is iterated,
+        so after the previous batch's step).
+    epochs : int
+    clip_norm : float, optional
+    validation_loss : callable () -> float, optional
+        The validation loss at the current parameters, called after each epoch.
+    progress : bool
+
+    Returns
+    -------
+    History
+    """
     from tqdm import tqdm
 
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -73,8 +100,7 @@ def fit(model, loss, optimiser, data, epochs=1, clip_norm=None, validation=None,
     bar = tqdm(range(epochs), disable=not progress, desc="training", unit="epoch")
     for epoch in bar:
         losses = []
-        for x, target, lengths in _batches(data, epoch):
-            value, grads = model.loss_and_gradients(loss, x, target, lengths, training=True, rng=rng)
+        for value, grads in epoch_gradients(epoch):
             if not np.isfinite(value):
                 raise FloatingPointError(f"fit: the loss became {value} at epoch {epoch}; lower the learning "
                                          "rate or clip the gradients (clip_norm=)")
@@ -90,8 +116,8 @@ def fit(model, loss, optimiser, data, epochs=1, clip_norm=None, validation=None,
         history.batch_loss.extend(losses)
         history.loss.append(float(np.mean(losses)))
         postfix = {"loss": f"{history.loss[-1]:.4g}"}
-        if validation is not None:
-            history.validation_loss.append(evaluate(model, loss, *validation))
+        if validation_loss is not None:
+            history.validation_loss.append(validation_loss())
             postfix["validation"] = f"{history.validation_loss[-1]:.4g}"
         bar.set_postfix(postfix)
     return history
