@@ -129,3 +129,25 @@ def test_the_functional_api_with_explicit_tapes_is_safe_from_many_threads():
 
     run_in_threads(work, range(4))
     assert not mismatches
+
+
+@pytest.mark.parametrize("environment, expected", [
+    ({}, "10000"),                                   # the default: sleep after 10,000 spins
+    ({"GOMP_SPINCOUNT": "5"}, "5"),                  # the user's choice is kept
+    ({"OMP_WAIT_POLICY": "active"}, None),           # and so is a wait policy
+])
+def test_import_lets_openmp_threads_sleep_in_barriers_unless_the_user_chose(environment, expected):
+    """GNU OpenMP reads GOMP_SPINCOUNT once, when it loads: ``import fastlstm`` sets it before
+    Numba's first parallel region loads OpenMP (bench/under_load.py measures what it changes)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, numpy as np, fastlstm; "
+            "assert not [l for l in open('/proc/self/maps') if 'libgomp' in l], 'OpenMP loaded before fastlstm'; "
+            "print(os.environ.get('GOMP_SPINCOUNT'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    completed = subprocess.run([sys.executable, "-c", code], env=dict(base, **environment), capture_output=True,
+                               text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == str(expected)
