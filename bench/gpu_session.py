@@ -329,6 +329,17 @@ def agreement(session):
             "cudnn": "compared" if cudnn_run else f"skipped: {why or 'no case reached it'}"}
 
 
+def _layer_call(shape, layer, x, dy):
+    """One call of ``shape``'s mode: an inference forward, or a training forward and backward."""
+    def call():
+        if shape.mode == "inference":
+            layer(x, tape=False)
+        else:
+            layer(x)
+            layer.backward(dy)
+    return call
+
+
 def _time_fastlstm_only(shape, calls):
     """fastlstm's median wall time per call (ms), host inputs on the simulator, device ones on a GPU."""
     from numba import cuda
@@ -339,12 +350,7 @@ def _time_fastlstm_only(shape, calls):
                        .astype(dtype))
     dy = cuda.to_device(np.ones((shape.steps, shape.batch, shape.hidden_size), dtype))
 
-    def call():
-        if shape.mode == "inference":
-            layer(x, tape=False)
-        else:
-            layer(x)
-            layer.backward(dy)
+    call = _layer_call(shape, layer, x, dy)
     call()
     samples = []
     for _ in range(calls):
@@ -398,12 +404,7 @@ def host_vs_gpu(session):
         x = cuda.to_device(np.ones((shape.steps, shape.batch, shape.input_size), dtype))
         dy = cuda.to_device(np.ones((shape.steps, shape.batch, shape.hidden_size), dtype))
 
-        def call():
-            if shape.mode == "inference":
-                layer(x, tape=False)
-            else:
-                layer(x)
-                layer.backward(dy)
+        call = _layer_call(shape, layer, x, dy)
         call()
         cuda.synchronize()
         before = workspace.statistics()

@@ -17,7 +17,7 @@ import numpy as np
 from .backends import InTheLoop, get_backend
 from .config import LayerConfig
 from .regularisation import Masks, draw_masks
-from .validation import check_bool, check_generator, check_shape
+from .validation import check_bool, check_generator, check_names, check_shape
 
 
 @dataclass
@@ -68,11 +68,7 @@ def _check_params(config, arrays, params):
     expected = config.parameter_shapes()
     if not isinstance(params, dict):
         raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
-    missing = sorted(set(expected) - set(params))
-    unknown = sorted(set(params) - set(expected))
-    if missing or unknown:
-        raise ValueError(f"params: expected the names {sorted(expected)}, "
-                         f"missing {missing}, unexpected {unknown}")
+    check_names("params", params, expected)
     converted = {}
     for name, shape in expected.items():
         converted[name] = arrays.convert(f"params[{name!r}]", params[name], config.dtype)

@@ -16,7 +16,7 @@ from .cells import gru, lstm, make_cell, rnn
 from .config import make_config
 from .initialisation import check_forget_bias, init_parameters
 from .regularisation import RATES, make_regularisation
-from .validation import as_float_array, check_bool
+from .validation import as_float_array, check_bool, check_names
 
 
 def _layer_docstring(summary, equations, cell_options, calls, extra_regularisers=""):
@@ -276,11 +276,7 @@ class _RecurrentLayer:
             raise TypeError(f"state_dict: expected a mapping of parameter name -> array, "
                             f"got {type(state_dict).__name__}")
         expected = self.config.parameter_shapes()
-        missing = sorted(set(expected) - set(state_dict))
-        unknown = sorted(set(state_dict) - set(expected))
-        if missing or unknown:
-            raise ValueError(f"state_dict: expected the names {list(expected)}; missing {missing}, "
-                             f"unexpected {unknown}")
+        check_names("state_dict", state_dict, expected)
         loaded = {}
         for name, shape in expected.items():
             value = np.array(as_float_array(f"state_dict[{name!r}]", state_dict[name], self.config.dtype),

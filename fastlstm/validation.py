@@ -85,6 +85,14 @@ def as_float_array(name, value, dtype):
     return np.ascontiguousarray(real_array(name, value, dtype), dtype=dtype)
 
 
+def check_names(name, given, expected):
+    """Raise ValueError unless the keys of ``given`` are exactly ``expected`` (parameter names)."""
+    missing = sorted(set(expected) - set(given))
+    unknown = sorted(set(given) - set(expected))
+    if missing or unknown:
+        raise ValueError(f"{name}: expected the names {sorted(expected)}; missing {missing}, unexpected {unknown}")
+
+
 def check_shape(name, array, expected, meaning):
     """Raise ValueError unless ``array.shape == expected``; ``meaning`` spells the axes."""
     if array.shape != tuple(expected):

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from ..validation import check_bool, resolve_dtype
+from ..validation import check_bool, check_names, resolve_dtype
 from .gates import from_peer, to_peer
 
 #: The opset written by default: the oldest with ``layout`` on LSTM/GRU/RNN (14), so that older
@@ -210,11 +210,7 @@ def _checked_params(layer, config):
     """``layer.params`` as arrays, checked against the layer's names and shapes."""
     params = layer.params
     expected = config.parameter_shapes()
-    missing = sorted(set(expected) - set(params))
-    unknown = sorted(set(params) - set(expected))
-    if missing or unknown:
-        raise ValueError(f"layer.params: expected the names {list(expected)}; missing {missing}, "
-                         f"unexpected {unknown}")
+    check_names("layer.params", params, expected)
     arrays = {name: np.asarray(params[name]) for name in expected}
     for name, shape in expected.items():
         if arrays[name].shape != shape:

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from ..regularisation import RATES
+from ..validation import check_names
 
 # torch module mode -> (fastlstm class name, cell options)
 _TORCH_MODES = {
@@ -137,8 +138,7 @@ def to_torch(layer):
                               batch_first=config.batch_first, dropout=config.regularisation.dropout,
                               bidirectional=config.bidirectional, dtype=torch_dtype, **options)
     expected = dict(module.named_parameters())
-    if set(expected) != set(layer.params):
-        raise ValueError(f"layer.params: expected the names {sorted(expected)}, got {sorted(layer.params)}")
+    check_names("layer.params", layer.params, expected)
     with torch.no_grad():
         for name, parameter in expected.items():
             value = np.ascontiguousarray(_host(layer.params[name]), dtype=config.dtype)
