@@ -25,6 +25,7 @@ from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
+from .blocks import every_block, loop_address
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size
 from .units import backward_panels, forward_panels
@@ -214,7 +215,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
-        run = _loop_runner(plan, kernels.forward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
+        run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
@@ -248,12 +249,21 @@ def _vectors(spec, params, hidden, dtype):
 
 
 def _loop_runner(plan, loop):
-    """``run(arrays, t0, t1)`` running ``loop`` (compiled for ``plan.kind``) over a segment."""
+    """``run(arrays, t0, t1)`` running ``loop`` (its ``plan.loop_kind``) over a segment: the units
+    loop, or the rows loop on one block in this thread or on every block in one parallel region
+    (:func:`.blocks.every_block`). Made once per direction (its arrays)."""
     if plan.kind == "units":
         return loop
     if plan.kind == "rows":
-        return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds[0], plan.row_bounds[1], arrays.work[0])
-    return lambda arrays, t0, t1: loop(arrays, t0, t1, plan.row_bounds, arrays.work)
+        r0, r1 = (int(bound) for bound in plan.row_bounds)
+        return lambda arrays, t0, t1: loop(arrays, t0, t1, r0, r1, arrays.work[0])
+    address = []      # the rows loop's, compiled for the direction's arrays (one runner each)
+
+    def run(arrays, t0, t1):
+        if not address:
+            address.append(loop_address(loop, arrays, arrays.work[0]))
+        every_block(address[0], arrays, t0, t1, plan.row_bounds, arrays.work)
+    return run
 
 
 def _accumulate(total, part):
@@ -382,7 +392,7 @@ def _backward_layer(tape, dy, dstate, norms):
                                 *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms)
         input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
         pack(p["weight_ih"], 0, inputs, input_panels)
-        run = _loop_runner(plan, kernels.backward_loop(plan.kind, loop.recurrent_dropout, loop.zoneout,
+        run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None))
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients

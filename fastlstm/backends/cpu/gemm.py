@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from ... import tuning
 from ...rebinding import kernel_stamp, rebind
-from .tiles import panel_columns, product, product_bias
+from .tiles import panel_columns, product_bias
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -39,12 +39,12 @@ def matmul(a, panels, out, bias=None):
     panel = panel_columns(out.dtype)
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
     parallel = _parallel(2.0 * rows * a.shape[1] * columns)
-    with_bias = bias is not None
-    _MATMUL_BLOCKS[parallel](a, panels, out, bias if with_bias else panels, with_bias, row_blocks, column_blocks,
-                             panel)
+    _MATMUL_BLOCKS[parallel](a, panels, out, np.empty(0, out.dtype) if bias is None else bias, row_blocks,
+                             column_blocks, panel)
 
 
-def _matmul_blocks(a, panels, out, bias, with_bias, row_blocks, column_blocks, panel):
+def _matmul_blocks(a, panels, out, bias, row_blocks, column_blocks, panel):
+    """:func:`matmul`'s blocks; ``bias`` empty: none."""
     rows, columns = out.shape
     inner = a.shape[1]
     column_panels = -(-columns // panel)
@@ -53,10 +53,7 @@ def _matmul_blocks(a, panels, out, bias, with_bias, row_blocks, column_blocks, p
         r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
         c0 = cb * column_panels // column_blocks * panel
         c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
-        if with_bias:
-            product_bias(a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
-        else:
-            product(a[r0:r1], panels[c0 * inner:], out[r0:r1, c0:c1])
+        product_bias(a[r0:r1], panels[c0 * inner:], bias[c0 * (bias.shape[0] > 0):c1], out[r0:r1, c0:c1])
 
 
 @njit(cache=True, error_model="numpy")

@@ -28,7 +28,7 @@ def _compile(template, suffix, parallel=False, inline=False, **bindings):
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one
-# block of rows, every step; :func:`.loops.every_block` runs every block in one region).
+# block of rows, every step; :func:`.blocks.every_block` runs it on several blocks at once).
 LOOPS = {
     "forward": (loops.forward_loop, loops.forward_rows),
     "backward": (loops.backward_loop, loops.backward_rows),
@@ -65,8 +65,8 @@ class CellKernels(CompiledCell):
 
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
-        (:func:`.loops.forward_loop`), ``"rows"`` (:func:`.loops.forward_rows`) or ``"blocks"``
-        (:func:`.loops.every_block` over the rows loop); ``keep_tape`` False: for inference (a
+        (:func:`.loops.forward_loop`), or ``"rows"`` (:func:`.loops.forward_rows`, one
+        block of rows); ``keep_tape`` False: for inference (a
         one-phase cell then writes no tape planes, :data:`.steps.KEEP_TAPE`)."""
         phases = len(self.spec.forward)
         keep = bool(keep_tape) or phases > 1
@@ -102,8 +102,8 @@ class CellKernels(CompiledCell):
         return self._loop("backward", by, f"{suffix}_n{int(record_norms)}", bindings)
 
     def _loop(self, direction, by, suffix, bindings):
-        """Compile (once) the ``direction`` loop ``by`` units, rows or blocks; ``bindings(by)``
-        gives the step functions it binds."""
+        """Compile (once) the ``direction`` loop ``by`` units or rows; ``bindings(by)`` gives the
+        step functions it binds."""
         key = (direction, by, suffix)
         if key not in self._loops:
             units, rows = LOOPS[direction]
@@ -112,10 +112,7 @@ class CellKernels(CompiledCell):
             elif by == "rows":
                 loop = _compile(rows, suffix, **bindings(by))
             else:
-                # the rows loop inlined into the region (Numba's IR): its code is optimised once,
-                # inside it, instead of alone and again in the region that links it (2 s less)
-                rows_loop = _compile(rows, f"{suffix}_inlined", inline=True, **bindings("rows"))
-                loop = _compile(loops.every_block, f"{direction}_{suffix}", parallel=True, rows_loop=rows_loop)
+                raise ValueError(f"by: expected 'units' or 'rows', got {by!r}")
             if not self._announced and not cached_on_disk(loop):
                 print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
                       file=sys.stderr, flush=True)

@@ -5,7 +5,8 @@ share a call among threads (:mod:`.strategy` chooses):
 
 * **by sequences** (:func:`forward_rows`, :func:`backward_rows`): sequences are independent,
   so a block of batch rows runs every step of the segment, every phase, every hidden unit,
-  with no barrier; :func:`every_block` runs the blocks as one parallel region per segment.
+  with no barrier; several blocks run in one parallel region per segment
+  (:func:`.blocks.every_block`, calling the compiled rows loop through its address).
   One block is the single-threaded loop.
 * **by units** (:func:`forward_loop`, :func:`backward_loop`): in each phase of each step,
   every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
@@ -35,7 +36,6 @@ forward_phase = Unbound("forward_phase")
 FORWARD_0, FORWARD_1, FORWARD_2 = (Unbound(f"FORWARD_{p}") for p in range(3))
 POINTWISE_0, POINTWISE_1, POINTWISE_2 = (Unbound(f"POINTWISE_{p}") for p in range(3))
 PROJECTION_0, PROJECTION_1, PROJECTION_2 = (Unbound(f"PROJECTION_{p}") for p in range(3))
-rows_loop = Unbound("rows_loop")
 backward_pointwise = Unbound("backward_pointwise")
 backward_projection = Unbound("backward_projection")
 RECORD_NORMS = Unbound("RECORD_NORMS")
@@ -125,13 +125,6 @@ def backward_rows(a, t0, t1, r0, r1, work):
                 PROJECTION_2(step, r0, running, 0, hidden, 0, work, dprev, a)
         if running < r1:
             carry_gradients(dprev, dnext, max(r0, running), r1)
-
-
-def every_block(a, t0, t1, row_bounds, work):
-    """A rows loop (:func:`forward_rows` or :func:`backward_rows`, bound as ``rows_loop``) on
-    every block of rows, one region for the whole segment."""
-    for block in prange(row_bounds.shape[0] - 1):
-        rows_loop(a, t0, t1, row_bounds[block], row_bounds[block + 1], work[block])
 
 
 def forward_loop(a, t0, t1):

@@ -67,11 +67,16 @@ class Plan:
 
     @functools.cached_property
     def kind(self):
-        """The compiled loop it runs: "units", "rows" (one block of rows) or "blocks" (several;
-        see :meth:`.kernels.CellKernels.forward_loop`)."""
+        """How it runs: "units", "rows" (one block of rows, in the calling thread) or "blocks"
+        (several, in one parallel region: :func:`.blocks.every_block`)."""
         if self.loop == "units":
             return "units"
         return "rows" if len(self.row_bounds) == 2 else "blocks"
+
+    @functools.cached_property
+    def loop_kind(self):
+        """The compiled loop it runs: "units" or "rows" (:meth:`.kernels.CellKernels.forward_loop`)."""
+        return "units" if self.loop == "units" else "rows"
 
     @functools.cached_property
     def blocks(self):

@@ -178,13 +178,14 @@ _TAIL_VECTOR_COUNTS = tuple(sorted({1, 2, TILE_VECTORS}))
 
 
 def _product_source():
-    """Python source of ``walk(a, panels, c, bias, with_bias)``: ``c`` walked in chunks of
+    """Python source of ``walk(a, panels, c, bias)``: ``c`` walked in chunks of
     ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel passes over them),
     each chunk in tiles, each tile shape its own intrinsic, called by name. Few tile shapes
     (:data:`_TILE_ROW_COUNTS`, :data:`_TAIL_VECTOR_COUNTS`): each is compiled into every kernel
     that calls the product, and they are most of its compile time."""
-    lines = ["def walk(a, panels, c, bias, with_bias):",
+    lines = ["def walk(a, panels, c, bias):",
              "    rows, columns = c.shape",
+             "    with_bias = bias.shape[0] > 0",
              "    inner = a.shape[1]",
              "    width = lanes_of(c)",
              "    panel = TILE_VECTORS * width",
@@ -385,7 +386,11 @@ def pack_transposed(weight, panels):
     _PACK_TRANSPOSED[weight.size >= PARALLEL_PACK_VALUES](weight, panels)
 
 
-@njit(cache=True, error_model="numpy")
+# ``product`` and ``product_bias`` are inlined into their callers (Numba's IR), so that the
+# tile walk is compiled once per process for every caller: each is handed views of one layout
+# ('A') and a bias array (empty: none) whatever its caller's arrays, so every call site shares
+# one signature of ``_walk`` (each signature more is its whole code compiled again).
+@njit(inline="always", error_model="numpy")
 def product(a, panels, c):
     """c = a @ b, with b (K, N) laid out by :func:`pack`.
 
@@ -395,10 +400,10 @@ def product(a, panels, c):
     panels : ndarray, flat: b packed by :func:`pack`
     c : ndarray, shape (M, N), rows contiguous (any row stride); written
     """
-    _walk(a, panels, c, panels, False)
+    _walk(a[:, :], panels, c[:, :], panels[:0])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def product_bias(a, panels, bias, c):
     """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product`)."""
-    _walk(a, panels, c, bias, True)
+    _walk(a[:, :], panels, c[:, :], bias)
