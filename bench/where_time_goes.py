@@ -93,11 +93,21 @@ def main():
         driver.weight_gradient = _timed(driver.weight_gradient, totals, "weight-gradient GEMMs")
         driver.forward_panels = _timed(driver.forward_panels, totals, "packing W_hh (forward)")
         driver.backward_panels = _timed(driver.backward_panels, totals, "packing W_hh (backward)")
-        # instance attributes shadow the methods: each compiled loop is timed where it is called
-        kernels.forward_loop = lambda *flags: _timed(type(kernels).forward_loop(kernels, *flags), totals,
-                                                     "forward loop")
-        kernels.backward_loop = lambda *flags: _timed(type(kernels).backward_loop(kernels, *flags), totals,
-                                                      "backward loop")
+        # each compiled loop is timed where its segments run (driver._loop_runner's runs), named
+        # by the method that gave it (instance attributes shadow the methods)
+        labels = {}
+
+        def labelled(method, label):
+            def loop(*flags):
+                compiled = getattr(type(kernels), method)(kernels, *flags)
+                labels[compiled] = label
+                return compiled
+            return loop
+
+        kernels.forward_loop = labelled("forward_loop", "forward loop")
+        kernels.backward_loop = labelled("backward_loop", "backward loop")
+        loop_runner = driver._loop_runner
+        driver._loop_runner = lambda plan, loop: _timed(loop_runner(plan, loop), totals, labels[loop])
         try:
             start = time.perf_counter()
             for _ in range(args.repeats):
@@ -105,6 +115,7 @@ def main():
             total = (time.perf_counter() - start) / args.repeats
         finally:
             driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels = saved
+            driver._loop_runner = loop_runner
             del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
               f"B={shape.batch} T={shape.steps} {shape.mode}: {1e3 * total:.2f} ms per call")

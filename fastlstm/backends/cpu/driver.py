@@ -25,7 +25,7 @@ from ..protocol import LayerBackward, LayerForward
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
-from .blocks import every_block, loop_address
+from .blocks import every_block, rows_loop_address
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size
 from .units import backward_panels, forward_panels
@@ -214,7 +214,9 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         pack_transposed(p["weight_ih"], input_panels)
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
-                               work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates)
+                               work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates,
+                               np.zeros(3, np.int64))
+        arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape)
         run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
@@ -261,7 +263,7 @@ def _loop_runner(plan, loop):
 
     def run(arrays, t0, t1):
         if not address:
-            address.append(loop_address(loop, arrays, arrays.work[0]))
+            address.append(rows_loop_address(loop, arrays))
         every_block(address[0], arrays, t0, t1, plan.row_bounds, arrays.work)
     return run
 
@@ -389,7 +391,10 @@ def _backward_layer(tape, dy, dstate, norms):
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms)
+                                *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms,
+                                np.zeros(3, np.int64), np.zeros(3, np.int64))
+        arrays.pointwise_code[:], arrays.projection_code[:] = kernels.backward_phase_code(
+            arrays, loop.recurrent_dropout, loop.zoneout)
         input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,

@@ -18,6 +18,7 @@ from ...cells.bound import CompiledCell
 from ...rebinding import kernel_stamp, rebind
 from . import loops, steps
 from .activations import compiled_activations
+from .calls import AddressBook, address_of, type_key
 
 
 def _compile(template, suffix, parallel=False, inline=False, **bindings):
@@ -43,82 +44,99 @@ class CellKernels(CompiledCell):
                          lambda function, suffix, math: _compile(function, suffix, inline=True, **math))
         self._loops = {}
         self._phases = {}
+        self._codes = AddressBook()
         self._announced = False
 
     def _copies(self, template, phases, suffix, **flags):
-        """One compiled copy of ``template`` per phase (three: a cell's unused phases repeat phase
-        0's, never called), built once and shared by every loop that calls them."""
+        """One compiled copy of ``template`` per phase, built once and shared by every loop
+        that calls them (through their addresses: :meth:`forward_phase_code`)."""
         key = (template.__name__, suffix)
         if key not in self._phases:
-            copies = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
-                      for phase in range(phases)]
-            self._phases[key] = copies + [copies[0]] * (3 - phases)
+            self._phases[key] = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
+                                 for phase in range(phases)]
         return self._phases[key]
 
-    def _switch(self, template, switch, phases, suffix, **flags):
-        """``switch`` bound to :meth:`_copies` (it calls the copy of the phase it is given)."""
-        key = (switch.__name__, suffix)
-        if key not in self._phases:
-            copies = self._copies(template, phases, suffix, **flags)
-            self._phases[key] = _compile(switch, suffix, PHASE_0=copies[0], PHASE_1=copies[1], PHASE_2=copies[2])
-        return self._phases[key]
+    @staticmethod
+    def _forward_flags(recurrent_dropout, zoneout, keep_tape, phases):
+        keep = bool(keep_tape) or phases > 1
+        return keep, dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=keep)
 
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
-        (:func:`.loops.forward_loop`), or ``"rows"`` (:func:`.loops.forward_rows`, one
-        block of rows); ``keep_tape`` False: for inference (a
-        one-phase cell then writes no tape planes, :data:`.steps.KEEP_TAPE`)."""
+        (:func:`.loops.forward_loop`) or ``"rows"`` (:func:`.loops.forward_rows`, one block of
+        rows); ``keep_tape`` False: for inference (a one-phase cell then writes no tape planes,
+        :data:`.steps.KEEP_TAPE`). It calls the phases whose addresses its arrays carry
+        (:meth:`forward_phase_code`)."""
         phases = len(self.spec.forward)
-        keep = bool(keep_tape) or phases > 1
+        keep, _ = self._forward_flags(recurrent_dropout, zoneout, keep_tape, phases)
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
-        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=keep)
+        return self._loop("forward", by, suffix, dict(FORWARD_PHASES=phases))
 
-        def bindings(by):
-            if by == "units":
-                return dict(FORWARD_PHASES=phases, forward_phase=self._switch(
-                    steps.forward_phase, steps.forward_switch, phases, suffix, **flags))
+    def forward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False, keep_tape=True):
+        """The addresses of the compiled phases of :meth:`forward_loop` (same options), compiled
+        for ``arrays`` (:class:`.steps.ForwardArrays`), as its ``phase_code`` (3,) int64 (0:
+        no such phase)."""
+        phases = len(self.spec.forward)
+        keep, flags = self._forward_flags(recurrent_dropout, zoneout, keep_tape, phases)
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
+
+        def find():
             copies = self._copies(steps.forward_phase, phases, suffix, **flags)
-            return dict(FORWARD_PHASES=phases, **{f"FORWARD_{p}": copies[p] for p in range(3)})
-        return self._loop("forward", by, suffix, bindings)
+            self._announce(copies[0])
+            code = np.zeros(3, np.int64)
+            for phase, copy in enumerate(copies):
+                code[phase] = address_of(copy, *(0,) * 10, arrays.work[0], arrays)
+            return code
+        return self._codes.get(("forward", suffix, type_key(arrays)), find)
 
     def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
-        ``by`` as :meth:`forward_loop`'s."""
+        ``by`` as :meth:`forward_loop`'s; it calls the phases of :meth:`backward_phase_code`."""
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
+        return self._loop("backward", by, f"{suffix}_n{int(record_norms)}",
+                          dict(BACKWARD_PHASES=len(self.spec.backward), RECORD_NORMS=bool(record_norms)))
+
+    def backward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False):
+        """The addresses of the compiled phases of :meth:`backward_loop` (same options), compiled
+        for ``arrays`` (:class:`.steps.BackwardArrays`): (2, 3) int64, its ``pointwise_code`` and
+        ``projection_code``."""
         suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
         flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=True)
         phases = len(self.spec.backward)
 
-        def bindings(by):
-            common = dict(BACKWARD_PHASES=phases, RECORD_NORMS=bool(record_norms))
-            if by == "units":
-                return dict(common, backward_pointwise=self._switch(
-                    steps.backward_pointwise, steps.pointwise_switch, phases, suffix, **flags),
-                    backward_projection=self._switch(
-                        steps.backward_projection, steps.projection_switch, phases, suffix, **flags))
+        def find():
             pointwise = self._copies(steps.backward_pointwise, phases, suffix, **flags)
             projection = self._copies(steps.backward_projection, phases, suffix, **flags)
-            return dict(common, **{f"POINTWISE_{p}": pointwise[p] for p in range(3)},
-                        **{f"PROJECTION_{p}": projection[p] for p in range(3)})
-        return self._loop("backward", by, f"{suffix}_n{int(record_norms)}", bindings)
+            self._announce(pointwise[0])
+            code = np.zeros((2, 3), np.int64)
+            gradients = arrays.dstates[0]
+            for phase in range(phases):
+                code[0, phase] = address_of(pointwise[phase], *(0,) * 6, arrays.work[0], gradients, gradients, arrays)
+                code[1, phase] = address_of(projection[phase], *(0,) * 6, arrays.work[0], gradients, arrays)
+            return code
+        return self._codes.get(("backward", suffix, type_key(arrays)), find)
 
     def _loop(self, direction, by, suffix, bindings):
-        """Compile (once) the ``direction`` loop ``by`` units or rows; ``bindings(by)`` gives the
-        step functions it binds."""
+        """Compile (once) the ``direction`` loop ``by`` units or rows, binding ``bindings``."""
         key = (direction, by, suffix)
         if key not in self._loops:
             units, rows = LOOPS[direction]
             if by == "units":
-                loop = _compile(units, suffix, parallel=True, **bindings(by))
+                loop = _compile(units, suffix, parallel=True, **bindings)
             elif by == "rows":
-                loop = _compile(rows, suffix, **bindings(by))
+                loop = _compile(rows, suffix, **bindings)
             else:
                 raise ValueError(f"by: expected 'units' or 'rows', got {by!r}")
-            if not self._announced and not cached_on_disk(loop):
-                print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
-                      file=sys.stderr, flush=True)
-                self._announced = True
+            self._announce(loop)
             self._loops[key] = loop
         return self._loops[key]
+
+    def _announce(self, dispatcher):
+        """Say once, on stderr, that this cell's kernels compile, if ``dispatcher`` is not cached on disk."""
+        if not self._announced and not cached_on_disk(dispatcher):
+            print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
+                  file=sys.stderr, flush=True)
+            self._announced = True
 
 
 def cached_on_disk(dispatcher):

@@ -19,26 +19,22 @@ The batch is sorted by non-increasing length, so at step t the sequences still r
 the first ``active[t]`` rows; the others carry their state (and state gradient) unchanged and
 cost no work.
 
-``forward_phase``, ``backward_pointwise``, ``backward_projection`` (each a switch calling the
-compiled copy of its phase, see :mod:`.steps`; the rows loops call the copies directly,
-``FORWARD_p``, ``POINTWISE_p``, ``PROJECTION_p``), the phase counts and ``RECORD_NORMS`` are
-placeholders that every compiled copy binds.
+A step's phases (:mod:`.steps`) are called through the addresses of their compiled copies
+(:mod:`.calls`), which the arrays carry (``phase_code``, ``pointwise_code``,
+``projection_code``): a loop links none of their code. The phase counts and ``RECORD_NORMS`` are
+placeholders that every compiled loop binds.
 """
 import numpy as np
 from numba import njit, prange
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
+from .calls import compiled_call
 
-forward_phase = Unbound("forward_phase")
-# the rows loops call each phase's compiled copy directly (a switch between is a level of
-# compiling more: Numba optimises a callee's code again in every caller that links it)
-FORWARD_0, FORWARD_1, FORWARD_2 = (Unbound(f"FORWARD_{p}") for p in range(3))
-POINTWISE_0, POINTWISE_1, POINTWISE_2 = (Unbound(f"POINTWISE_{p}") for p in range(3))
-PROJECTION_0, PROJECTION_1, PROJECTION_2 = (Unbound(f"PROJECTION_{p}") for p in range(3))
-backward_pointwise = Unbound("backward_pointwise")
-backward_projection = Unbound("backward_projection")
 RECORD_NORMS = Unbound("RECORD_NORMS")
+call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
+call_backward_pointwise = compiled_call(10)  # backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
+call_backward_projection = compiled_call(9)  # backward_projection(step, r0, r1, u0, u1, block, work, dprev, a)
 
 
 @njit(cache=True, error_model="numpy")
@@ -90,11 +86,9 @@ def forward_rows(a, t0, t1, r0, r1, work):
         running = min(a.active[t], r1)
         rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
         if running > r0:
-            FORWARD_0(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
-            if FORWARD_PHASES > 1:
-                FORWARD_1(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
-            if FORWARD_PHASES > 2:
-                FORWARD_2(t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0, hidden, 0, work, a)
+            for phase in range(FORWARD_PHASES):
+                call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0,
+                                   hidden, 0, work, a)
         if running < r1:
             carry_states(a.states, t, max(r0, running), r1)
 
@@ -115,14 +109,9 @@ def backward_rows(a, t0, t1, r0, r1, work):
         if running > r0:
             if RECORD_NORMS:
                 record_state_gradient(t, r0, running, a.dy, dnext, a.norms)
-            POINTWISE_0(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-            PROJECTION_0(step, r0, running, 0, hidden, 0, work, dprev, a)
-            if BACKWARD_PHASES > 1:
-                POINTWISE_1(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                PROJECTION_1(step, r0, running, 0, hidden, 0, work, dprev, a)
-            if BACKWARD_PHASES > 2:
-                POINTWISE_2(t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                PROJECTION_2(step, r0, running, 0, hidden, 0, work, dprev, a)
+            for phase in range(BACKWARD_PHASES):
+                call_backward_pointwise(a.pointwise_code[phase], t, step, r0, running, 0, hidden, work, dnext, dprev, a)
+                call_backward_projection(a.projection_code[phase], step, r0, running, 0, hidden, 0, work, dprev, a)
         if running < r1:
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
@@ -143,8 +132,8 @@ def forward_loop(a, t0, t1):
         if running > 0:
             for phase in range(FORWARD_PHASES):
                 for block in prange(blocks):
-                    forward_phase(phase, t, t * keep, t - t0, rec_slot, next_slot, 0, running, a.bounds[block],
-                                  a.bounds[block + 1], block, a.work[block], a)
+                    call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running,
+                                       a.bounds[block], a.bounds[block + 1], block, a.work[block], a)
         if running < batch:
             carry_states(a.states, t, running, batch)
 
@@ -175,8 +164,10 @@ def backward_loop(a, t0, t1):
                     u0, u1 = a.bounds[block], a.bounds[block + 1]
                     work = a.work[block]
                     if region > 0:
-                        backward_projection(region - 1, step, 0, running, u0, u1, block, work, dprev, a)
+                        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work,
+                                                 dprev, a)
                     if region < BACKWARD_PHASES:
-                        backward_pointwise(region, t, step, 0, running, u0, u1, work, dnext, dprev, a)
+                        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext,
+                                                dprev, a)
         if running < batch:
             carry_gradients(dprev, dnext, running, batch)

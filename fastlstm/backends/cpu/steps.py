@@ -38,10 +38,6 @@ PHASE = Unbound("PHASE")
 # step reads them; an inference call of a one-phase cell writes none (fewer stores, and fewer
 # arrays for the gate loop's run-time alias checks, which it runs once per row).
 KEEP_TAPE = Unbound("KEEP_TAPE")
-# Each phase's compiled copy, called by the switches below (a cell has at most three).
-PHASE_0 = Unbound("PHASE_0")
-PHASE_1 = Unbound("PHASE_1")
-PHASE_2 = Unbound("PHASE_2")
 
 
 class ForwardArrays(NamedTuple):
@@ -64,6 +60,8 @@ class ForwardArrays(NamedTuple):
         in inference, or empty
     zone : (S_z, T, B, H) zoneout's keep-previous indicators in the direction's time, or empty
     candidates : (S, T+1, B, H) receives the cell's new states before zoneout, or empty
+    phase_code : (3,) int64, the addresses of the compiled copies of :func:`forward_phase`, one per
+        phase (:mod:`.calls`; the loops call them)
     """
 
     xproj: np.ndarray
@@ -80,6 +78,7 @@ class ForwardArrays(NamedTuple):
     inputs: np.ndarray
     zone: np.ndarray
     candidates: np.ndarray
+    phase_code: np.ndarray
 
 
 class BackwardArrays(NamedTuple):
@@ -99,6 +98,8 @@ class BackwardArrays(NamedTuple):
     stage : (P, B·G·H): per backward phase that sends back only some gates, their gradients,
         contiguous per row
     norms : (T, B) receives ‖∂L/∂h_t‖ of every step, or empty
+    pointwise_code, projection_code : (3,) int64, the addresses of the compiled copies of
+        :func:`backward_pointwise` and :func:`backward_projection`, one per phase
     """
 
     dy: np.ndarray
@@ -119,6 +120,8 @@ class BackwardArrays(NamedTuple):
     work: np.ndarray
     stage: np.ndarray
     norms: np.ndarray
+    pointwise_code: np.ndarray
+    projection_code: np.ndarray
 
 
 def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
@@ -136,7 +139,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
     hidden = states.shape[3]
     g0, g1 = FORWARD_GATES[phase]
     source = FORWARD_SOURCES[phase]
-    rows, width = r1 - r0, u1 - u0
+    width = u1 - u0
     if source == RECURRENT_INPUT:
         projected_source = inputs[rec_slot] if RECURRENT_DROPOUT else states[0, t]
     else:
@@ -264,35 +267,3 @@ def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
                 if RECURRENT_DROPOUT:
                     value *= mask[at(r), at(u0 + k)]
                 dprev[at(0), at(r), at(u0 + k)] += value
-
-
-# ---------------------------------------------------------------- the loops call a phase by number
-
-def forward_switch(phase, t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
-    """Run the compiled copy of :func:`forward_phase` for ``phase`` (at most three)."""
-    if phase == 0:
-        PHASE_0(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
-    elif phase == 1:
-        PHASE_1(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
-    else:
-        PHASE_2(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
-
-
-def pointwise_switch(phase, t, step, r0, r1, u0, u1, work, dnext, dprev, a):
-    """Run the compiled copy of :func:`backward_pointwise` for ``phase``."""
-    if phase == 0:
-        PHASE_0(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
-    elif phase == 1:
-        PHASE_1(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
-    else:
-        PHASE_2(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
-
-
-def projection_switch(phase, step, r0, r1, u0, u1, block, work, dprev, a):
-    """Run the compiled copy of :func:`backward_projection` for ``phase``."""
-    if phase == 0:
-        PHASE_0(step, r0, r1, u0, u1, block, work, dprev, a)
-    elif phase == 1:
-        PHASE_1(step, r0, r1, u0, u1, block, work, dprev, a)
-    else:
-        PHASE_2(step, r0, r1, u0, u1, block, work, dprev, a)
