@@ -19,6 +19,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
+# Options of a function called only from compiled code (directly, or through its address): no
+# wrapper that converts Python objects, nor a C one (each a function more to compile).
+COMPILED_CALLERS_ONLY = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
 def _call_codegen(context, builder, signature, values):
     callee_types = tuple(types.unliteral(t) for t in signature.args[1:])
     arguments = [context.cast(builder, value, given, taken)

@@ -11,6 +11,7 @@ from numba import njit, prange
 
 from ... import tuning
 from ...rebinding import kernel_stamp, rebind
+from .calls import COMPILED_CALLERS_ONLY
 from .tiles import panel_columns, product_bias
 from .units import block_count
 
@@ -56,7 +57,7 @@ def _matmul_blocks(a, panels, out, bias, row_blocks, column_blocks, panel):
         product_bias(a[r0:r1], panels[c0 * inner:], bias[c0 * (bias.shape[0] > 0):c1], out[r0:r1, c0:c1])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
 def _rows_product(dgates, inputs, r0, r1, weight, bias):
     """weight = dgates[r0:r1]ᵀ inputs[r0:r1] and bias = Σ dgates[r0:r1], one block's share."""
     np.dot(dgates[r0:r1].T, inputs[r0:r1], weight)
@@ -66,7 +67,7 @@ def _rows_product(dgates, inputs, r0, r1, weight, bias):
             bias[c] += dgates[r, c]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
 def _columns_product(dgates, col0, c0, c1, inputs, weight, bias):
     """Columns [col0 + c0, col0 + c1) of dgates: their Σ gᵀ inputs into weight[c0:c1] and Σ g into
     bias[c0:c1], the rows walked in blocks copied to a small contiguous buffer."""

@@ -18,13 +18,15 @@ from ...cells.bound import CompiledCell
 from ...rebinding import kernel_stamp, rebind
 from . import loops, steps
 from .activations import compiled_activations
-from .calls import AddressBook, address_of, type_key
+from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, type_key
 
 
-def _compile(template, suffix, parallel=False, inline=False, **bindings):
+def _compile(template, suffix, parallel=False, inline=False, from_python=True, **bindings):
     options = dict(cache=True, error_model="numpy", parallel=parallel, nogil=True)
     if inline:
         options["inline"] = "always"
+    if not from_python:
+        options.update(COMPILED_CALLERS_ONLY)
     return njit(**options)(rebind(template, f"{suffix}_{kernel_stamp()}", **bindings))
 
 
@@ -52,7 +54,8 @@ class CellKernels(CompiledCell):
         that calls them (through their addresses: :meth:`forward_phase_code`)."""
         key = (template.__name__, suffix)
         if key not in self._phases:
-            self._phases[key] = [_compile(template, f"{suffix}_p{phase}", PHASE=phase, **flags, **self.constants)
+            self._phases[key] = [_compile(template, f"{suffix}_p{phase}", from_python=False, PHASE=phase, **flags,
+                                          **self.constants)
                                  for phase in range(phases)]
         return self._phases[key]
 

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
-from .calls import compiled_call
+from .calls import COMPILED_CALLERS_ONLY, compiled_call
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
 call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
@@ -37,7 +37,7 @@ call_backward_pointwise = compiled_call(10)  # backward_pointwise(t, step, r0, r
 call_backward_projection = compiled_call(9)  # backward_projection(step, r0, r1, u0, u1, block, work, dprev, a)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
 def record_state_gradient(t, r0, r1, dy, dnext, norms):
     """Before backward step t: norms[t, b] = ‖∂L/∂h_t‖ of rows [r0, r1), the gradient from the
     later steps plus dy[t] (introspection)."""
@@ -50,7 +50,7 @@ def record_state_gradient(t, r0, r1, dy, dnext, norms):
         norms[t, b] = np.sqrt(total)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
 def carry_states(states, t, r0, r1):
     """Finished sequences keep their state: states[:, t + 1, b] = states[:, t, b] for b in [r0, r1).
 
@@ -62,7 +62,7 @@ def carry_states(states, t, r0, r1):
                 states[k, t + 1, b, u] = states[k, t, b, u]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
 def carry_gradients(dprev, dnext, r0, r1):
     """Finished sequences pass their state gradient through: dprev[:, b] = dnext[:, b] for b in [r0, r1)."""
     for k in range(dprev.shape[0]):

@@ -26,6 +26,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ...rebinding import kernel_stamp, rebind
+from .calls import COMPILED_CALLERS_ONLY
 from .unit_values import at
 
 
@@ -233,7 +234,7 @@ def _compile_product():
         for vectors in _TAIL_VECTOR_COUNTS:
             namespace[f"tail_{count}_{vectors}"] = _tile(count, vectors, True)
     exec(_product_source(), namespace)
-    return njit(error_model="numpy")(namespace["walk"])
+    return njit(error_model="numpy", **COMPILED_CALLERS_ONLY)(namespace["walk"])
 
 
 _walk = _compile_product()
