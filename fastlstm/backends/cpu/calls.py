@@ -58,7 +58,7 @@ def type_key(value):
 
 def address_of(dispatcher, *arguments):
     """The address of ``dispatcher``'s machine code for the types of ``arguments`` (Python ints:
-    ``intp``), compiling it if need be.
+    ``intp``; a Numba type stands for itself), compiling it if need be.
 
     Parameters
     ----------
@@ -69,7 +69,8 @@ def address_of(dispatcher, *arguments):
     -------
     int
     """
-    signature = tuple(types.intp if isinstance(value, int) else dispatcher.typeof_pyval(value) for value in arguments)
+    signature = tuple(types.intp if isinstance(value, int) else value if isinstance(value, types.Type)
+                      else dispatcher.typeof_pyval(value) for value in arguments)
     dispatcher.compile(signature)
     compiled = dispatcher.overloads[signature]
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)

@@ -27,7 +27,7 @@ from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
 from .blocks import every_block, rows_loop_address
 from .threads import single_threaded_blas
-from .tiles import pack, pack_transposed, panels_size
+from .tiles import pack, pack_transposed, panels_size, walk_address
 from .units import backward_panels, forward_panels
 
 
@@ -215,7 +215,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates,
-                               np.zeros(3, np.int64))
+                               np.zeros(3, np.int64), walk_address(dtype))
         arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape)
         run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
         for t0 in range(0, steps, segment):
@@ -392,7 +392,7 @@ def _backward_layer(tape, dy, dstate, norms):
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms,
-                                np.zeros(3, np.int64), np.zeros(3, np.int64))
+                                np.zeros(3, np.int64), np.zeros(3, np.int64), walk_address(dtype))
         arrays.pointwise_code[:], arrays.projection_code[:] = kernels.backward_phase_code(
             arrays, loop.recurrent_dropout, loop.zoneout)
         input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)

@@ -12,7 +12,7 @@ from numba import njit, prange
 from ... import tuning
 from ...rebinding import kernel_stamp, rebind
 from .calls import COMPILED_CALLERS_ONLY
-from .tiles import panel_columns, product_bias
+from .tiles import panel_columns, product_bias_at, walk_address
 from .units import block_count
 
 # Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
@@ -40,11 +40,11 @@ def matmul(a, panels, out, bias=None):
     panel = panel_columns(out.dtype)
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
     parallel = _parallel(2.0 * rows * a.shape[1] * columns)
-    _MATMUL_BLOCKS[parallel](a, panels, out, np.empty(0, out.dtype) if bias is None else bias, row_blocks,
-                             column_blocks, panel)
+    _MATMUL_BLOCKS[parallel](walk_address(out.dtype), a, panels, out, np.empty(0, out.dtype) if bias is None else bias,
+                             row_blocks, column_blocks, panel)
 
 
-def _matmul_blocks(a, panels, out, bias, row_blocks, column_blocks, panel):
+def _matmul_blocks(walk_code, a, panels, out, bias, row_blocks, column_blocks, panel):
     """:func:`matmul`'s blocks; ``bias`` empty: none."""
     rows, columns = out.shape
     inner = a.shape[1]
@@ -54,7 +54,8 @@ def _matmul_blocks(a, panels, out, bias, row_blocks, column_blocks, panel):
         r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
         c0 = cb * column_panels // column_blocks * panel
         c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
-        product_bias(a[r0:r1], panels[c0 * inner:], bias[c0 * (bias.shape[0] > 0):c1], out[r0:r1, c0:c1])
+        product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0 * (bias.shape[0] > 0):c1],
+                        out[r0:r1, c0:c1])
 
 
 @njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)

@@ -1,6 +1,6 @@
 """The recurrent projections of one block of rows and units, forward and backward.
 
-Both run :func:`.tiles.product` on the recurrent weights packed once per call, per unit block
+Both run the tile kernel (:func:`.tiles.product_at`) on the recurrent weights packed once per call, per unit block
 and phase (:func:`.units.forward_panels`, :func:`.units.backward_panels`): no BLAS call per
 step (which would re-pack the weights every time), the same kernel for one row as for many.
 
@@ -11,15 +11,16 @@ block's units of h.
 """
 from numba import njit
 
-from .tiles import product
+from .tiles import product_at
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def project(source, panels, start, gates, width, out_flat):
+def project(walk_code, source, panels, start, gates, width, out_flat):
     """Project the running rows' recurrent input onto ``gates`` gates of a block of units.
 
     Parameters
     ----------
+    walk_code : int, :func:`.tiles.walk_address` of the dtype
     source : ndarray, shape (rows, H), rows contiguous: what ``weight_hh`` multiplies
     panels : ndarray, flat, the call's forward panels; the block's and phase's begin at ``start``
     start : int
@@ -28,7 +29,7 @@ def project(source, panels, start, gates, width, out_flat):
         k of the block) is at :func:`projected_at` (g, r, k).
     """
     rows = source.shape[0]
-    product(source, panels[start:], out_flat[:rows * gates * width].reshape(rows, gates * width))
+    product_at(walk_code, source, panels[start:], out_flat[:rows * gates * width].reshape(rows, gates * width))
 
 
 @njit(cache=True, inline="always", error_model="numpy")

@@ -27,7 +27,7 @@ from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, 
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
 from .projection import project, projected_at
-from .tiles import product
+from .tiles import product_at
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
                           tuple_setitem)
 
@@ -62,6 +62,7 @@ class ForwardArrays(NamedTuple):
     candidates : (S, T+1, B, H) receives the cell's new states before zoneout, or empty
     phase_code : (3,) int64, the addresses of the compiled copies of :func:`forward_phase`, one per
         phase (:mod:`.calls`; the loops call them)
+    walk_code : int, the address of the tile kernel (:func:`.tiles.walk_address`)
     """
 
     xproj: np.ndarray
@@ -79,6 +80,7 @@ class ForwardArrays(NamedTuple):
     zone: np.ndarray
     candidates: np.ndarray
     phase_code: np.ndarray
+    walk_code: int
 
 
 class BackwardArrays(NamedTuple):
@@ -100,6 +102,7 @@ class BackwardArrays(NamedTuple):
     norms : (T, B) receives ‖∂L/∂h_t‖ of every step, or empty
     pointwise_code, projection_code : (3,) int64, the addresses of the compiled copies of
         :func:`backward_pointwise` and :func:`backward_projection`, one per phase
+    walk_code : int, the address of the tile kernel (:func:`.tiles.walk_address`)
     """
 
     dy: np.ndarray
@@ -122,6 +125,7 @@ class BackwardArrays(NamedTuple):
     norms: np.ndarray
     pointwise_code: np.ndarray
     projection_code: np.ndarray
+    walk_code: int
 
 
 def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
@@ -144,7 +148,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
         projected_source = inputs[rec_slot] if RECURRENT_DROPOUT else states[0, t]
     else:
         projected_source = tape[source, slot]
-    project(projected_source[r0:r1], a.panels, a.panel_starts[block, phase], g1 - g0, width, work)
+    project(a.walk_code, projected_source[r0:r1], a.panels, a.panel_starts[block, phase], g1 - g0, width, work)
     last = phase == FORWARD_PHASES - 1
     x_t = a.xproj[step]
     stride = projected_at(1, 0, 0, g1 - g0, width)   # from one gate's value to the next's
@@ -258,7 +262,7 @@ def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
         gradients = a.dgh[step, r0:r1]
     panels = a.panels[a.panel_starts[block, phase]:]
     out = work[:rows * width].reshape(rows, width)
-    product(gradients, panels, out)
+    product_at(a.walk_code, gradients, panels, out)
     if phase == BACKWARD_PHASES - 1:
         mask = a.mask
         for r in range(r0, r1):

@@ -1,6 +1,6 @@
 """The register-blocked matrix product every projection of the CPU forward runs.
 
-:func:`product` computes ``c = a @ b`` (:func:`product_bias`: ``+ bias``) for an ``a`` of rows
+:func:`walk` computes ``c = a @ b`` (``+ bias``) for an ``a`` of rows
 (a block's batch rows at a step, or a segment's inputs) and a ``b`` laid out once per call in
 panels (:func:`pack`, :func:`pack_transposed`): ``weight_hhᵀ`` and ``weight_ihᵀ`` forward,
 ``weight_hh`` and ``weight_ih`` as stored backward. It is the micro-kernel of a GEMM: a tile of
@@ -8,7 +8,9 @@ up to ``TILE_ROWS`` rows × ``TILE_VECTORS`` SIMD vectors of columns is summed i
 the whole of K, each step loading one row of the panel and broadcasting one value of each of
 ``a``'s rows; no packing per product, no horizontal sums, and the same code for one row as for
 many. Rows are taken in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while
-every panel passes over it.
+every panel passes over it. The kernels call it through its address (:func:`product_at`,
+:func:`product_bias_at`, :mod:`.calls`): it is compiled once, alone, and cached; :func:`product`
+and :func:`product_bias` call it from Python.
 
 Numba's loops cannot express it: LLVM neither keeps a tile of sums written as Numba scalars in
 vector registers (measured: scalar FMAs, 4–7 GFLOP/s on one core) nor vectorises a tile held
@@ -19,6 +21,7 @@ Measured on one core of the project's AMD EPYC machines (``bench/projection_kern
 packed GEMM 45–95; OpenBLAS's own sgemm peak on this core is 91–100), 45 at one row, where each
 step streams the weights.
 """
+import numba
 import numpy as np
 from llvmlite import binding, ir
 from numba import njit, prange, types
@@ -26,7 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ...rebinding import kernel_stamp, rebind
-from .calls import COMPILED_CALLERS_ONLY
+from .calls import COMPILED_CALLERS_ONLY, address_of, compiled_call
 from .unit_values import at
 
 
@@ -171,50 +174,17 @@ def _tile(rows, vectors, masked):
     return tile
 
 
-# the row counts of the tiles: a chunk's rows are taken TILE_ROWS at a time, the rest (fewer)
-# by the largest of these that fits, then the next; and the vector counts of the last panel's
-# tiles (the columns left past whole panels take the least of these that covers them)
-_TILE_ROW_COUNTS = tuple(sorted({TILE_ROWS, 2, 1}, reverse=True))
+# The tiles, one intrinsic per shape. A chunk's rows are taken 4 at a time (TILE_ROWS) until 5
+# or fewer are left, then 5 as 3 + 2 and the others in one tile: a one-row tile is bound by
+# reading its panel (4 bytes per 2 flops) and costs nearly what a tile of 4 rows does, so it is
+# left for a chunk of one row. The last panel (the columns past whole panels) is read by masked
+# tiles of the fewest vectors (1, 2 or all TILE_VECTORS) that cover its columns.
+assert TILE_ROWS == 4
+full_4, full_3, full_2, full_1 = (_tile(rows, TILE_VECTORS, False) for rows in (4, 3, 2, 1))
+tail_4_1, tail_3_1, tail_2_1, tail_1_1 = (_tile(rows, 1, True) for rows in (4, 3, 2, 1))
+tail_4_2, tail_3_2, tail_2_2, tail_1_2 = (_tile(rows, 2, True) for rows in (4, 3, 2, 1))
+tail_4_all, tail_3_all, tail_2_all, tail_1_all = (_tile(rows, TILE_VECTORS, True) for rows in (4, 3, 2, 1))
 _TAIL_VECTOR_COUNTS = tuple(sorted({1, 2, TILE_VECTORS}))
-
-
-def _product_source():
-    """Python source of ``walk(a, panels, c, bias)``: ``c`` walked in chunks of
-    ``CHUNK_ROWS`` rows (whose rows of ``a`` stay in cache while every panel passes over them),
-    each chunk in tiles, each tile shape its own intrinsic, called by name. Few tile shapes
-    (:data:`_TILE_ROW_COUNTS`, :data:`_TAIL_VECTOR_COUNTS`): each is compiled into every kernel
-    that calls the product, and they are most of its compile time."""
-    lines = ["def walk(a, panels, c, bias):",
-             "    rows, columns = c.shape",
-             "    with_bias = bias.shape[0] > 0",
-             "    inner = a.shape[1]",
-             "    width = lanes_of(c)",
-             "    panel = TILE_VECTORS * width",
-             "    whole = columns // panel * panel",
-             "    left = columns - whole",
-             "    needed = (left + width - 1) // width",
-             "    for r0 in range(0, rows, CHUNK_ROWS):",
-             "        r1 = min(rows, r0 + CHUNK_ROWS)",
-             "        for j0 in range(0, whole, panel):",
-             "            start = j0 * inner",
-             "            i0 = r0"]
-    for count in _TILE_ROW_COUNTS:
-        lines += [f"            while i0 + {count} <= r1:",
-                  f"                full_{count}(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)",
-                  f"                i0 += {count}"]
-    lines += ["        if left > 0:",
-              "            start = whole * inner",
-              "            i0 = r0"]
-    for count in _TILE_ROW_COUNTS:
-        lines += [f"            while i0 + {count} <= r1:"]
-        for k, vectors in enumerate(_TAIL_VECTOR_COUNTS):
-            keyword = "if" if k == 0 else "elif"
-            condition = "True" if vectors == _TAIL_VECTOR_COUNTS[-1] else f"needed <= {vectors}"
-            lines += [f"                {keyword} {condition}:",   # the panel's stride: panel_width(left)
-                      f"                    tail_{count}_{vectors}(c, i0, whole, a, panels, start, {vectors} * width, "
-                      "left, bias, with_bias)"]
-        lines += [f"                i0 += {count}"]
-    return "\n".join(lines)
 
 
 @intrinsic
@@ -227,17 +197,77 @@ def lanes_of(typingctx, array):
     return types.intp(array), codegen
 
 
-def _compile_product():
-    namespace = {"lanes_of": lanes_of, "TILE_VECTORS": TILE_VECTORS, "CHUNK_ROWS": CHUNK_ROWS, "min": min}
-    for count in _TILE_ROW_COUNTS:
-        namespace[f"full_{count}"] = _tile(count, TILE_VECTORS, False)
-        for vectors in _TAIL_VECTOR_COUNTS:
-            namespace[f"tail_{count}_{vectors}"] = _tile(count, vectors, True)
-    exec(_product_source(), namespace)
-    return njit(error_model="numpy", **COMPILED_CALLERS_ONLY)(namespace["walk"])
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
+def walk(a, panels, c, bias):
+    """c = a @ b (+ bias), b packed by :func:`pack`: ``c`` walked in chunks of ``CHUNK_ROWS`` rows
+    (whose rows of ``a`` stay in cache while every panel passes over them), each chunk in tiles.
 
-
-_walk = _compile_product()
+    Parameters
+    ----------
+    a : ndarray (M, K), layout 'A', rows contiguous
+    panels : ndarray, flat
+    c : ndarray (M, N), layout 'A', rows contiguous; written
+    bias : ndarray (N,), or empty: none
+    """
+    rows, columns = c.shape
+    with_bias = bias.shape[0] > 0
+    inner = a.shape[1]
+    width = lanes_of(c)
+    panel = TILE_VECTORS * width
+    whole = columns // panel * panel
+    left = columns - whole
+    needed = (left + width - 1) // width
+    for r0 in range(0, rows, CHUNK_ROWS):
+        r1 = min(rows, r0 + CHUNK_ROWS)
+        for j0 in range(0, whole, panel):
+            start = j0 * inner
+            i0 = r0
+            while r1 - i0 >= 6 or r1 - i0 == 4:
+                full_4(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
+                i0 += 4
+            if r1 - i0 == 5 or r1 - i0 == 3:
+                full_3(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
+                i0 += 3
+            if r1 - i0 == 2:
+                full_2(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
+                i0 += 2
+            if r1 - i0 == 1:
+                full_1(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
+        if left > 0:
+            # the last panel's stride is panel_width(left): as many vectors as its tiles read
+            start = whole * inner
+            i0 = r0
+            while r1 - i0 >= 6 or r1 - i0 == 4:
+                if needed <= 1:
+                    tail_4_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
+                elif needed <= 2:
+                    tail_4_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
+                else:
+                    tail_4_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
+                i0 += 4
+            if r1 - i0 == 5 or r1 - i0 == 3:
+                if needed <= 1:
+                    tail_3_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
+                elif needed <= 2:
+                    tail_3_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
+                else:
+                    tail_3_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
+                i0 += 3
+            if r1 - i0 == 2:
+                if needed <= 1:
+                    tail_2_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
+                elif needed <= 2:
+                    tail_2_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
+                else:
+                    tail_2_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
+                i0 += 2
+            if r1 - i0 == 1:
+                if needed <= 1:
+                    tail_1_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
+                elif needed <= 2:
+                    tail_1_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
+                else:
+                    tail_1_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
 
 
 def _panel_width(count, width):
@@ -387,24 +417,57 @@ def pack_transposed(weight, panels):
     _PACK_TRANSPOSED[weight.size >= PARALLEL_PACK_VALUES](weight, panels)
 
 
-# ``product`` and ``product_bias`` are inlined into their callers (Numba's IR), so that the
-# tile walk is compiled once per process for every caller: each is handed views of one layout
-# ('A') and a bias array (empty: none) whatever its caller's arrays, so every call site shares
-# one signature of ``_walk`` (each signature more is its whole code compiled again).
+# The kernels call the walk through its address (:mod:`.calls`): each kernel that multiplies
+# links none of its code (it is compiled once, alone), and is handed views of one layout ('A') and
+# a bias array (empty: none), so that every call site shares one signature.
+call_walk = compiled_call(4)
+_WALK_TYPES = {dtype: (types.Array(numba.from_dtype(dtype), 2, "A"), types.Array(numba.from_dtype(dtype), 1, "C"))
+               for dtype in (np.dtype(np.float32), np.dtype(np.float64))}
+
+
+_walk_addresses = {}
+
+
+def walk_address(dtype):
+    """The address of :func:`walk`'s machine code for ``dtype`` (float32 or float64), compiled
+    (or loaded from Numba's cache) on first use."""
+    dtype = np.dtype(dtype)
+    if dtype not in _walk_addresses:
+        matrix, vector = _WALK_TYPES[dtype]
+        _walk_addresses[dtype] = address_of(walk, matrix, vector, matrix, vector)
+    return _walk_addresses[dtype]
+
+
 @njit(inline="always", error_model="numpy")
-def product(a, panels, c):
-    """c = a @ b, with b (K, N) laid out by :func:`pack`.
+def product_at(walk_code, a, panels, c):
+    """c = a @ b, with b (K, N) laid out by :func:`pack`, by the walk at ``walk_code``
+    (:func:`walk_address` of the dtype).
 
     Parameters
     ----------
+    walk_code : int
     a : ndarray, shape (M, K), rows contiguous (any row stride)
     panels : ndarray, flat: b packed by :func:`pack`
     c : ndarray, shape (M, N), rows contiguous (any row stride); written
     """
-    _walk(a[:, :], panels, c[:, :], panels[:0])
+    call_walk(walk_code, a[:, :], panels, c[:, :], panels[:0])
 
 
 @njit(inline="always", error_model="numpy")
+def product_bias_at(walk_code, a, panels, bias, c):
+    """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product_at`)."""
+    call_walk(walk_code, a[:, :], panels, c[:, :], bias)
+
+
+def product(a, panels, c):
+    """:func:`product_at` from Python (tests, benchmarks): c = a @ b, b packed by :func:`pack`."""
+    _product(walk_address(c.dtype), a, panels, c)
+
+
 def product_bias(a, panels, bias, c):
-    """c = a @ b + bias, ``bias`` (N,) added to every row (otherwise as :func:`product`)."""
-    _walk(a[:, :], panels, c[:, :], bias)
+    """:func:`product_bias_at` from Python: c = a @ b + bias."""
+    _product_bias(walk_address(c.dtype), a, panels, bias, c)
+
+
+_product = njit(error_model="numpy")(product_at.py_func)
+_product_bias = njit(error_model="numpy")(product_bias_at.py_func)
