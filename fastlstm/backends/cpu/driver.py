@@ -217,13 +217,14 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates,
                                np.zeros(3, np.int64), walk_address(dtype))
         arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape)
-        run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape))
+        run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape),
+                           arrays)
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
             matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), input_panels,
                    xproj_segment.reshape(-1, gate_width), bias)
-            run(arrays, t0, t1)
+            run(t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
         if lengths is not None:
             h = np.where(valid[..., None], h, 0)
@@ -250,22 +251,17 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _loop_runner(plan, loop):
-    """``run(arrays, t0, t1)`` running ``loop`` (its ``plan.loop_kind``) over a segment: the units
-    loop, or the rows loop on one block in this thread or on every block in one parallel region
-    (:func:`.blocks.every_block`). Made once per direction (its arrays)."""
+def _loop_runner(plan, loop, arrays):
+    """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
+    over a segment: the units loop, or the rows loop on one block in this thread or on every
+    block in one parallel region (:func:`.blocks.every_block`)."""
     if plan.kind == "units":
-        return loop
+        return lambda t0, t1: loop(arrays, t0, t1)
     if plan.kind == "rows":
         r0, r1 = (int(bound) for bound in plan.row_bounds)
-        return lambda arrays, t0, t1: loop(arrays, t0, t1, r0, r1, arrays.work[0])
-    address = []      # the rows loop's, compiled for the direction's arrays (one runner each)
-
-    def run(arrays, t0, t1):
-        if not address:
-            address.append(rows_loop_address(loop, arrays))
-        every_block(address[0], arrays, t0, t1, plan.row_bounds, arrays.work)
-    return run
+        return lambda t0, t1: loop(arrays, t0, t1, r0, r1, arrays.work[0])
+    address = rows_loop_address(loop, arrays)
+    return lambda t0, t1: every_block(address, arrays, t0, t1, plan.row_bounds, arrays.work)
 
 
 def _accumulate(total, part):
@@ -398,7 +394,7 @@ def _backward_layer(tape, dy, dstate, norms):
         input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
-                                                       norms is not None))
+                                                       norms is not None), arrays)
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)
@@ -413,7 +409,7 @@ def _backward_layer(tape, dy, dstate, norms):
             if t1 > t0 and tape.active[t1 - 1] < batch:   # rows past a sequence's end must read zero
                 dgx_segment[...] = 0
                 dgh_segment[...] = 0
-            run(arrays, t0, t1)
+            run(t0, t1)
             _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
             _accumulate(direction_grads, _input_gradients(

@@ -54,8 +54,7 @@ def _matmul_blocks(walk_code, a, panels, out, bias, row_blocks, column_blocks, p
         r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
         c0 = cb * column_panels // column_blocks * panel
         c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
-        product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0 * (bias.shape[0] > 0):c1],
-                        out[r0:r1, c0:c1])
+        product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
 
 
 @njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)

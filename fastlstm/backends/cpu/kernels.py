@@ -59,10 +59,12 @@ class CellKernels(CompiledCell):
                                  for phase in range(phases)]
         return self._phases[key]
 
-    @staticmethod
-    def _forward_flags(recurrent_dropout, zoneout, keep_tape, phases):
-        keep = bool(keep_tape) or phases > 1
-        return keep, dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=keep)
+    def _variant(self, recurrent_dropout, zoneout, keep_tape=True):
+        """The name suffix and the phases' flags of the loops with these regularisers inside;
+        ``keep_tape`` False (inference) changes only a one-phase cell's forward."""
+        keep = bool(keep_tape) or len(self.spec.forward) > 1
+        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
+        return suffix, dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=keep)
 
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
@@ -70,21 +72,17 @@ class CellKernels(CompiledCell):
         rows); ``keep_tape`` False: for inference (a one-phase cell then writes no tape planes,
         :data:`.steps.KEEP_TAPE`). It calls the phases whose addresses its arrays carry
         (:meth:`forward_phase_code`)."""
-        phases = len(self.spec.forward)
-        keep, _ = self._forward_flags(recurrent_dropout, zoneout, keep_tape, phases)
-        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
-        return self._loop("forward", by, suffix, dict(FORWARD_PHASES=phases))
+        suffix, _ = self._variant(recurrent_dropout, zoneout, keep_tape)
+        return self._loop("forward", by, suffix, dict(FORWARD_PHASES=len(self.spec.forward)))
 
     def forward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The addresses of the compiled phases of :meth:`forward_loop` (same options), compiled
         for ``arrays`` (:class:`.steps.ForwardArrays`), as its ``phase_code`` (3,) int64 (0:
         no such phase)."""
-        phases = len(self.spec.forward)
-        keep, flags = self._forward_flags(recurrent_dropout, zoneout, keep_tape, phases)
-        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}" + ("" if keep else "_inference")
+        suffix, flags = self._variant(recurrent_dropout, zoneout, keep_tape)
 
         def find():
-            copies = self._copies(steps.forward_phase, phases, suffix, **flags)
+            copies = self._copies(steps.forward_phase, len(self.spec.forward), suffix, **flags)
             self._announce(copies[0])
             code = np.zeros(3, np.int64)
             for phase, copy in enumerate(copies):
@@ -95,7 +93,7 @@ class CellKernels(CompiledCell):
     def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
         ``by`` as :meth:`forward_loop`'s; it calls the phases of :meth:`backward_phase_code`."""
-        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
+        suffix, _ = self._variant(recurrent_dropout, zoneout)
         return self._loop("backward", by, f"{suffix}_n{int(record_norms)}",
                           dict(BACKWARD_PHASES=len(self.spec.backward), RECORD_NORMS=bool(record_norms)))
 
@@ -103,8 +101,7 @@ class CellKernels(CompiledCell):
         """The addresses of the compiled phases of :meth:`backward_loop` (same options), compiled
         for ``arrays`` (:class:`.steps.BackwardArrays`): (2, 3) int64, its ``pointwise_code`` and
         ``projection_code``."""
-        suffix = f"{self.name}_rd{int(recurrent_dropout)}_zo{int(zoneout)}"
-        flags = dict(RECURRENT_DROPOUT=bool(recurrent_dropout), ZONEOUT=bool(zoneout), KEEP_TAPE=True)
+        suffix, flags = self._variant(recurrent_dropout, zoneout)
         phases = len(self.spec.backward)
 
         def find():
