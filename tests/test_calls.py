@@ -1,14 +1,16 @@
 """Calls through the address of compiled code (fastlstm.backends.cpu.calls), which every CPU
 kernel makes: the callee gets the caller's values, converted to its own types, in a serial
-function and inside a parallel region; and the keys under which addresses are remembered tell
-types apart."""
+function and inside a parallel region; values passed by address (laid out from Python, or from
+a compiled caller's stack) read back as they were; and the keys under which addresses are
+remembered tell types apart."""
 from typing import NamedTuple
 
 import numpy as np
 import pytest
-from numba import njit, prange, types
+from numba import njit, prange, typeof, types
 
-from fastlstm.backends.cpu.calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call, type_key
+from fastlstm.backends.cpu.calls import (COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value, check_layout,
+                                         compiled_call, laid_out, type_key, value_at)
 
 call_4 = compiled_call(4)
 
@@ -78,3 +80,66 @@ def test_an_address_book_finds_each_key_once():
     assert found == [1]
     assert book.get(("x", None), find) == 42 and book.get(("x", None), find) == 42   # no key: not kept
     assert found == [1, 1, 1]
+
+
+class Mixed(NamedTuple):
+    matrix: np.ndarray
+    column: np.ndarray
+    count: int
+    cube: np.ndarray
+
+
+@njit(cache=False)
+def _read_back(address, kind, out):
+    """out[:] = (Σ matrix, Σ column, count, Σ cube, cube[1, 0, 2]) of the Mixed at ``address``."""
+    values = value_at(address, kind)
+    out[0] = values.matrix.sum()
+    out[1] = values.column.sum()
+    out[2] = values.count
+    out[3] = values.cube.sum()
+    out[4] = values.cube[1, 0, 2]
+    values.matrix[0, 0] = -1.0           # borrowed: writes reach the caller's array
+
+
+@njit(cache=False)
+def _through_the_stack(values, kind, out):
+    _read_back(address_of_value(values), kind, out)
+
+
+def _mixed():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((6, 5))
+    # a strided view, a non-contiguous column, an int and a 3-d C array: several layouts at once
+    return Mixed(base[::2, 1:4], base[:, 2], 7, rng.standard_normal((2, 3, 4)))
+
+
+def _expected(values):
+    return [values.matrix.sum(), values.column.sum(), values.count, values.cube.sum(), values.cube[1, 0, 2]]
+
+
+@pytest.mark.parametrize("route", ["laid out from Python", "address of a compiled caller's value"])
+def test_values_passed_by_address_read_back_as_they_were(route):
+    values = _mixed()
+    expected = _expected(values)
+    kind = typeof(values)
+    out = np.zeros(5)
+    if route == "laid out from Python":
+        words = laid_out(values)
+        check_layout(kind, words)
+        _read_back(words.__array_interface__["data"][0], kind, out)
+    else:
+        _through_the_stack(values, kind, out)
+    np.testing.assert_allclose(out, expected)
+    assert values.matrix[0, 0] == -1.0
+
+
+def test_a_layout_of_other_values_is_refused():
+    values = _mixed()
+    with pytest.raises(TypeError, match="laid out in"):
+        check_layout(typeof(values), laid_out(values)[:-1])
+    with pytest.raises(TypeError, match="laid out in"):
+        check_layout(typeof(values), laid_out((values.matrix, values.column)))
+    with pytest.raises(TypeError, match="values: expected arrays, ints and tuples of them, got float"):
+        laid_out((values.matrix, 1.5))
+    with pytest.raises(TypeError, match="got bool"):
+        laid_out((values.matrix, True))

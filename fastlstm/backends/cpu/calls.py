@@ -3,17 +3,23 @@
 A compiled function that calls another by name links the callee's code and optimises it again
 as part of itself; in a parallel region Numba compiles the region's body and two wrappers, each
 linking everything it calls, and types the body twice (one more compiled copy of each callee).
-The kernels call the phases of a step (:mod:`.loops`), the rows loop (:mod:`.blocks`) and the
-tile walk (:mod:`.tiles`) through their addresses instead, passed in at run time: each piece is
-compiled once, alone, and what calls it links nothing of it (a first training call compiled in
-16 s before, 8 s after).
+The kernels call the phases of a step (:mod:`.loops`), the rows loop, the tile walk
+(:mod:`.tiles`) and the blocks of the backend's one parallel region (:mod:`.regions`) through
+their addresses instead, passed in at run time: each piece is compiled once, alone, and what
+calls it links nothing of it.
 
 The callee is compiled by :func:`address_of` for the types of the values it will be given (the
 caller's values are converted to those types: integers, and arrays of the same dimensions and
 dtype, whose layout Numba passes alike), and called with Numba's own calling convention.
+
+A function compiled once for callers of every type passes their values on by address too:
+:func:`address_of_value` gives the address of a value on a compiled caller's stack (valid until
+the caller returns), :func:`laid_out` lays values out from Python as compiled code holds them,
+and :func:`value_at` reads either back in a callee compiled for their type.
 """
 import functools
 
+import numpy as np
 from numba import typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -45,6 +51,85 @@ def compiled_call(count):
     exec(f"def call(typingctx, address, {names}):\n"
          f"    return types.void(types.intp, {names}), codegen\n", namespace)
     return intrinsic(namespace["call"])
+
+
+@intrinsic
+def address_of_value(typingctx, value):
+    """The address (intp) of a copy of ``value`` in the calling function's frame: valid until that
+    function returns, and read back by :func:`value_at` with ``value``'s type."""
+    def codegen(context, builder, signature, values):
+        slot = cgutils.alloca_once_value(builder, values[0])
+        return builder.ptrtoint(slot, context.get_value_type(types.intp))
+    return types.intp(value), codegen
+
+
+def _borrowed(context, builder, value_type, value):
+    """``value`` with the memory-manager pointer of each of its arrays set to null: Numba then
+    counts no references to them (its reference counts treat null as nothing to count)."""
+    if isinstance(value_type, types.Array):
+        array = context.make_array(value_type)(context, builder, value=value)
+        array.meminfo = cgutils.get_null_value(array.meminfo.type)
+        return array._getvalue()
+    if isinstance(value_type, types.BaseTuple):
+        for index, member_type in enumerate(value_type.types):
+            member = _borrowed(context, builder, member_type, builder.extract_value(value, index))
+            value = builder.insert_value(value, member, index)
+    return value
+
+
+@intrinsic
+def value_at(typingctx, address, kind):
+    """The value of type ``kind`` (a type reference: arrays, or tuples and structures of them and
+    of numbers) stored at ``address`` by :func:`address_of_value`, its arrays borrowed: valid while
+    the function that stored it runs, and costing no reference counting."""
+    value_type = kind.instance_type
+
+    def codegen(context, builder, signature, values):
+        pointer = builder.inttoptr(values[0], context.get_value_type(value_type).as_pointer())
+        return _borrowed(context, builder, value_type, builder.load(pointer))
+    return value_type(types.intp, kind), codegen
+
+
+def laid_out(values):
+    """``values`` (an array, a Python int, or a tuple or named tuple of them, nested or not) laid
+    out as compiled code holds them (Numba's data model: an array is its memory-manager and parent
+    pointers, null here, its size, item size, data pointer, shape and strides; an int one intp),
+    for :func:`value_at` in a callee compiled for ``typeof(values)``. The words hold no
+    reference: ``values`` must stay alive while the callee runs.
+
+    Returns
+    -------
+    ndarray, (n,) int64
+    """
+    words = []
+
+    def lay_out(value):
+        if isinstance(value, np.ndarray):
+            words.extend((0, 0, value.size, value.itemsize, value.__array_interface__["data"][0]))
+            words.extend(value.shape)
+            words.extend(value.strides)
+        elif isinstance(value, tuple):
+            for member in value:
+                lay_out(member)
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            words.append(int(value))
+        else:
+            raise TypeError(f"values: expected arrays, ints and tuples of them, got {type(value).__name__}")
+    lay_out(values)
+    return np.array(words, np.int64)
+
+
+def check_layout(values_type, words):
+    """Raise ``TypeError`` unless ``words`` (:func:`laid_out`) are as many bytes as Numba's data
+    model gives a value of ``values_type`` (so that every member, 8 bytes wide, is where compiled
+    code reads it)."""
+    from numba.core.registry import cpu_target
+
+    context = cpu_target.target_context
+    size = context.get_abi_sizeof(context.get_value_type(values_type))
+    if size != words.nbytes:
+        raise TypeError(f"values of type {values_type}: laid out in {words.nbytes} bytes, compiled code "
+                        f"holds {size}")
 
 
 try:

@@ -22,10 +22,12 @@ import numpy as np
 from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
+from .calls import AddressBook, address_of, type_key
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
-from .blocks import every_block, rows_loop_address
+from .loops import backward_units_block, forward_units_block, rows_block
+from .regions import Blocks, block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
 from .units import backward_panels, forward_panels
@@ -253,15 +255,22 @@ def _vectors(spec, params, hidden, dtype):
 
 def _loop_runner(plan, loop, arrays):
     """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
-    over a segment: the units loop, or the rows loop on one block in this thread or on every
-    block in one parallel region (:func:`.blocks.every_block`)."""
+    over a segment: the units loop, or the rows loop on every block of rows (:func:`.loops.rows_block`:
+    one block in this thread, several in one parallel region)."""
     if plan.kind == "units":
-        return lambda t0, t1: loop(arrays, t0, t1)
-    if plan.kind == "rows":
-        r0, r1 = (int(bound) for bound in plan.row_bounds)
-        return lambda t0, t1: loop(arrays, t0, t1, r0, r1, arrays.work[0])
-    address = rows_loop_address(loop, arrays)
-    return lambda t0, t1: every_block(address, arrays, t0, t1, plan.row_bounds, arrays.work)
+        units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
+        each, code = each_block_code(), block_code(units_block, arrays)
+        return lambda t0, t1: loop(arrays, t0, t1, each, code)
+    blocks, rows_loop = Blocks(rows_block, (arrays, plan.row_bounds), plan.blocks), rows_loop_address(loop, arrays)
+    return lambda t0, t1: blocks(rows_loop, t0, t1)
+
+
+_rows_loops = AddressBook()
+
+
+def rows_loop_address(loop, arrays):
+    """The address of the rows loop ``loop`` (a dispatcher) compiled for ``arrays``."""
+    return _rows_loops.get((loop, type_key(arrays)), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
 
 
 def _accumulate(total, part):

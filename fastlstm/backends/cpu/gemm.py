@@ -7,11 +7,11 @@ split depends on the shapes alone (:func:`.units.block_count`), so that results 
 on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ... import tuning
-from ...rebinding import kernel_stamp, rebind
-from .calls import COMPILED_CALLERS_ONLY
+from .calls import value_at
+from .regions import VALUES, run_blocks
 from .tiles import panel_columns, product_bias_at, walk_address
 from .units import block_count
 
@@ -39,40 +39,49 @@ def matmul(a, panels, out, bias=None):
     row_blocks = block_count(rows, tuning.get("gemm_rows"))
     panel = panel_columns(out.dtype)
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
-    parallel = _parallel(2.0 * rows * a.shape[1] * columns)
-    _MATMUL_BLOCKS[parallel](walk_address(out.dtype), a, panels, out, np.empty(0, out.dtype) if bias is None else bias,
-                             row_blocks, column_blocks, panel)
+    values = (a, panels, out, np.empty(0, out.dtype) if bias is None else bias)
+    run_blocks(_matmul_block, row_blocks * column_blocks, values, walk_address(out.dtype), row_blocks, column_blocks,
+               panel, parallel=_parallel(2.0 * rows * a.shape[1] * columns))
 
 
-def _matmul_blocks(walk_code, a, panels, out, bias, row_blocks, column_blocks, panel):
-    """:func:`matmul`'s blocks; ``bias`` empty: none."""
+def _matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`matmul`; its values (a, panels, out, bias),
+    ``bias`` empty: none."""
+    a, panels, out, bias = value_at(address, VALUES)
     rows, columns = out.shape
     inner = a.shape[1]
     column_panels = -(-columns // panel)
-    for block in prange(row_blocks * column_blocks):
-        rb, cb = block // column_blocks, block % column_blocks
-        r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
-        c0 = cb * column_panels // column_blocks * panel
-        c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
-        product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
+    rb, cb = block // column_blocks, block % column_blocks
+    r0, r1 = rb * rows // row_blocks, (rb + 1) * rows // row_blocks
+    c0 = cb * column_panels // column_blocks * panel
+    c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
+    product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
 
 
-@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def _rows_product(dgates, inputs, r0, r1, weight, bias):
-    """weight = dgates[r0:r1]ᵀ inputs[r0:r1] and bias = Σ dgates[r0:r1], one block's share."""
-    np.dot(dgates[r0:r1].T, inputs[r0:r1], weight)
+def _rows_product(block, address, i0, i1, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`weight_gradient` by rows; its values (dgates,
+    inputs, weight_parts, bias_parts): weight_parts[block] = dgates[r0:r1]ᵀ inputs[r0:r1] and
+    bias_parts[block] = Σ dgates[r0:r1], the block's rows."""
+    dgates, inputs, weight_parts, bias_parts = value_at(address, VALUES)
+    chunks, rows = weight_parts.shape[0], dgates.shape[0]
+    r0, r1 = block * rows // chunks, (block + 1) * rows // chunks
+    bias = bias_parts[block]
+    np.dot(dgates[r0:r1].T, inputs[r0:r1], weight_parts[block])
     bias[:] = 0
     for r in range(r0, r1):
         for c in range(bias.shape[0]):
             bias[c] += dgates[r, c]
 
 
-@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def _columns_product(dgates, col0, c0, c1, inputs, weight, bias):
-    """Columns [col0 + c0, col0 + c1) of dgates: their Σ gᵀ inputs into weight[c0:c1] and Σ g into
-    bias[c0:c1], the rows walked in blocks copied to a small contiguous buffer."""
+def _columns_product(block, address, col0, chunks, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`weight_gradient` by columns; its values
+    (dgates, inputs, weight, bias): the block's columns [col0 + c0, col0 + c1) of dgates, their
+    Σ gᵀ inputs into weight[c0:c1] and Σ g into bias[c0:c1], the rows walked in blocks copied to
+    a small contiguous buffer."""
+    dgates, inputs, weight, bias = value_at(address, VALUES)
+    c0, c1 = block * weight.shape[0] // chunks, (block + 1) * weight.shape[0] // chunks
     rows, width, inner = dgates.shape[0], c1 - c0, inputs.shape[1]
-    block = np.empty((_BLOCK_ROWS, width), dgates.dtype)
+    rows_block = np.empty((_BLOCK_ROWS, width), dgates.dtype)
     product = np.empty((width, inner), dgates.dtype)
     weight[c0:c1] = 0
     bias[c0:c1] = 0
@@ -81,9 +90,9 @@ def _columns_product(dgates, col0, c0, c1, inputs, weight, bias):
         for r in range(count):
             for c in range(width):
                 value = dgates[start + r, col0 + c0 + c]
-                block[r, c] = value
+                rows_block[r, c] = value
                 bias[c0 + c] += value
-        np.dot(block[:count].T, inputs[start:start + count], product)
+        np.dot(rows_block[:count].T, inputs[start:start + count], product)
         for c in range(width):
             for k in range(inner):
                 weight[c0 + c, k] += product[c, k]
@@ -97,31 +106,6 @@ def _sum_parts(parts, out):
     for j in range(1, parts.shape[0]):
         for i in range(out.shape[0]):
             out[i] += parts[j, i]
-
-
-def _by_rows(dgates, inputs, weight_parts, bias_parts):
-    chunks, rows = weight_parts.shape[0], dgates.shape[0]
-    for chunk in prange(chunks):
-        _rows_product(dgates, inputs, chunk * rows // chunks, (chunk + 1) * rows // chunks, weight_parts[chunk],
-                      bias_parts[chunk])
-
-
-def _by_columns(dgates, col0, inputs, weight, bias, chunks):
-    width = weight.shape[0]
-    for chunk in prange(chunks):
-        _columns_product(dgates, col0, chunk * width // chunks, (chunk + 1) * width // chunks, inputs, weight, bias)
-
-
-def _serial_and_parallel(template):
-    """``{False: serial, True: parallel}`` compiled copies of ``template``: outside a parallel
-    function ``prange`` is ``range``, so both run the same blocks in the same arithmetic."""
-    return {parallel: njit(cache=True, parallel=parallel, error_model="numpy")(
-        rebind(template, f"{'parallel' if parallel else 'serial'}_{kernel_stamp()}")) for parallel in (False, True)}
-
-
-_MATMUL_BLOCKS = _serial_and_parallel(_matmul_blocks)
-_BY_ROWS = _serial_and_parallel(_by_rows)
-_BY_COLUMNS = _serial_and_parallel(_by_columns)
 
 
 def weight_gradient(dgates, col0, col1, inputs):
@@ -150,11 +134,12 @@ def weight_gradient(dgates, col0, col1, inputs):
         chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
-        _BY_ROWS[parallel](dgates, inputs, weight_parts, bias_parts)
+        run_blocks(_rows_product, chunks, (dgates, inputs, weight_parts, bias_parts), parallel=parallel)
         weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
         _sum_parts(weight_parts.reshape(chunks, -1), weight.reshape(-1))
         _sum_parts(bias_parts, bias)
         return weight, bias
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-    _BY_COLUMNS[parallel](dgates, col0, inputs, weight, bias, block_count(width, tuning.get("gradient_columns")))
+    chunks = block_count(width, tuning.get("gradient_columns"))
+    run_blocks(_columns_product, chunks, (dgates, inputs, weight, bias), col0, chunks, parallel=parallel)
     return weight, bias

@@ -31,7 +31,7 @@ def _compile(template, suffix, parallel=False, inline=False, from_python=True, *
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one
-# block of rows, every step; :func:`.blocks.every_block` runs it on several blocks at once).
+# block of rows, every step; :func:`.loops.rows_block` runs it on several blocks at once).
 LOOPS = {
     "forward": (loops.forward_loop, loops.forward_rows),
     "backward": (loops.backward_loop, loops.backward_rows),
@@ -122,9 +122,9 @@ class CellKernels(CompiledCell):
         if key not in self._loops:
             units, rows = LOOPS[direction]
             if by == "units":
-                loop = _compile(units, suffix, parallel=True, **bindings)
+                loop = _compile(units, suffix, **bindings)
             elif by == "rows":
-                loop = _compile(rows, suffix, **bindings)
+                loop = _compile(rows, suffix, from_python=False, **bindings)
             else:
                 raise ValueError(f"by: expected 'units' or 'rows', got {by!r}")
             self._announce(loop)

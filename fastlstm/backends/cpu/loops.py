@@ -5,13 +5,13 @@ share a call among threads (:mod:`.strategy` chooses):
 
 * **by sequences** (:func:`forward_rows`, :func:`backward_rows`): sequences are independent,
   so a block of batch rows runs every step of the segment, every phase, every hidden unit,
-  with no barrier; several blocks run in one parallel region per segment
-  (:func:`.blocks.every_block`, calling the compiled rows loop through its address).
-  One block is the single-threaded loop.
-* **by units** (:func:`forward_loop`, :func:`backward_loop`): in each phase of each step,
-  every thread runs one block of hidden units (``prange`` over the blocks of ``bounds``, see
-  :mod:`.units`) for every running sequence; the end of the ``prange`` is the barrier after
-  which the next projection may read what all blocks wrote.
+  with no barrier; several blocks run in one parallel region per segment (:func:`rows_block`
+  on :func:`.regions.each_block`). One block is the single-threaded loop.
+* **by units** (:func:`forward_loop`, :func:`backward_loop`): each phase of each step is a
+  parallel region (:func:`forward_units_block`, :func:`backward_units_block` on
+  :func:`.regions.each_block`) in which every thread runs one block of hidden units (the
+  blocks of ``bounds``, see :mod:`.units`) for every running sequence; the region's end is the
+  barrier after which the next projection may read what all blocks wrote.
 
 Each step's projections are the tile kernel's (:mod:`.projection`, :mod:`.tiles`); the loops call no BLAS.
 
@@ -25,16 +25,18 @@ A step's phases (:mod:`.steps`) are called through the addresses of their compil
 placeholders that every compiled loop binds.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
-from .calls import COMPILED_CALLERS_ONLY, compiled_call
+from .calls import COMPILED_CALLERS_ONLY, address_of_value, compiled_call, value_at
+from .regions import VALUES, call_block, call_each_block
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
 call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
 call_backward_pointwise = compiled_call(10)  # backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
 call_backward_projection = compiled_call(9)  # backward_projection(step, r0, r1, u0, u1, block, work, dprev, a)
+call_rows_loop = compiled_call(6)           # forward_rows / backward_rows(a, t0, t1, r0, r1, work)
 
 
 @njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
@@ -116,12 +118,55 @@ def backward_rows(a, t0, t1, r0, r1, work):
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
 
-def forward_loop(a, t0, t1):
-    """Run steps ``t0`` … ``t1 − 1`` forward (``a``: :class:`.steps.ForwardArrays`).
+def rows_block(block, address, rows_loop_code, t0, t1, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of a "sequences" plan: the rows loop at
+    ``rows_loop_code`` on block ``block`` of rows, steps t0 … t1 − 1. Its values: the
+    direction's arrays and the row bounds, (blocks + 1,) int64."""
+    a, row_bounds = value_at(address, VALUES)
+    call_rows_loop(rows_loop_code, a, t0, t1, row_bounds[block], row_bounds[block + 1], a.work[block])
+
+
+def forward_units_block(block, address, phase, t, slot, step, rec_slot, next_slot, running):
+    """Block function (:mod:`.regions`) of :func:`forward_loop`: forward phase ``phase`` of step t
+    on unit block ``block`` (its values: :class:`.steps.ForwardArrays`)."""
+    a = value_at(address, VALUES)
+    call_forward_phase(a.phase_code[phase], t, slot, step, rec_slot, next_slot, 0, running, a.bounds[block],
+                       a.bounds[block + 1], block, a.work[block], a)
+
+
+def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`backward_loop`: region ``region`` of backward
+    step t on unit block ``block`` (its values: :class:`.steps.BackwardArrays`): the projection of
+    phase region − 1's gradients, then phase ``region``'s math, where there are such phases."""
+    a = value_at(address, VALUES)
+    u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
+    dnext, dprev = a.dstates[(step + 1) % 2], a.dstates[step % 2]
+    if region > 0:
+        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work, dprev, a)
+    if region < a.pointwise_code.shape[0] and a.pointwise_code[region] != 0:
+        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev, a)
+
+
+def _each_unit_block(each_block_code, block_code, blocks, address, i0, i1, i2, i3, i4, i5, i6):
+    """A units loop's blocks: in one parallel region, or in this thread if there is one."""
+    if blocks > 1:
+        call_each_block(each_block_code, block_code, blocks, address, i0, i1, i2, i3, i4, i5, i6)
+    else:
+        call_block(block_code, 0, address, i0, i1, i2, i3, i4, i5, i6)
+
+
+each_unit_block = njit(inline="always")(_each_unit_block)
+
+
+def forward_loop(a, t0, t1, each_block_code, block_code):
+    """Run steps ``t0`` … ``t1 − 1`` forward (``a``: :class:`.steps.ForwardArrays`), each phase of
+    each step a parallel region (:func:`.regions.each_block` at ``each_block_code``) of
+    :func:`forward_units_block` (at ``block_code``, compiled for ``a``'s type).
 
     On entry ``a.states[:, t0]`` holds the state before step t0 (and, under recurrent dropout,
     ``a.inputs`` its h ⊙ mask); on return ``a.states[:, t0 + 1 … t1]`` are filled.
     """
+    address = address_of_value(a)
     batch = a.states.shape[2]
     blocks = a.bounds.shape[0] - 1
     keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
@@ -131,15 +176,15 @@ def forward_loop(a, t0, t1):
         rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
         if running > 0:
             for phase in range(FORWARD_PHASES):
-                for block in prange(blocks):
-                    call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running,
-                                       a.bounds[block], a.bounds[block + 1], block, a.work[block], a)
+                each_unit_block(each_block_code, block_code, blocks, address, phase, t, t * keep, t - t0, rec_slot,
+                                next_slot, running)
         if running < batch:
             carry_states(a.states, t, running, batch)
 
 
-def backward_loop(a, t0, t1):
-    """Run steps ``t1 − 1`` down to ``t0`` backward (``a``: :class:`.steps.BackwardArrays`).
+def backward_loop(a, t0, t1, each_block_code, block_code):
+    """Run steps ``t1 − 1`` down to ``t0`` backward (``a``: :class:`.steps.BackwardArrays`), each
+    region of each step a parallel region of :func:`backward_units_block` (as :func:`forward_loop`).
 
     ``a.dstates`` (2, S, B, H) is a pair of state-gradient buffers used alternately: on entry
     ``a.dstates[(t1 − t0) % 2]`` holds the gradient of the state after step t1 − 1, on return
@@ -149,6 +194,7 @@ def backward_loop(a, t0, t1):
     projects phase p − 1's gradients back (p > 0) and runs phase p's math (p < P), both on
     the block's own units.
     """
+    address = address_of_value(a)
     batch = a.dy.shape[1]
     blocks = a.bounds.shape[0] - 1
     for t in range(t1 - 1, t0 - 1, -1):
@@ -160,14 +206,6 @@ def backward_loop(a, t0, t1):
             if RECORD_NORMS:
                 record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
             for region in range(BACKWARD_PHASES + 1):
-                for block in prange(blocks):
-                    u0, u1 = a.bounds[block], a.bounds[block + 1]
-                    work = a.work[block]
-                    if region > 0:
-                        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work,
-                                                 dprev, a)
-                    if region < BACKWARD_PHASES:
-                        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext,
-                                                dprev, a)
+                each_unit_block(each_block_code, block_code, blocks, address, region, t, step, running, 0, 0, 0)
         if running < batch:
             carry_gradients(dprev, dnext, running, batch)

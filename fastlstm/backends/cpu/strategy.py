@@ -68,7 +68,7 @@ class Plan:
     @functools.cached_property
     def kind(self):
         """How it runs: "units", "rows" (one block of rows, in the calling thread) or "blocks"
-        (several, in one parallel region: :func:`.blocks.every_block`)."""
+        (several, in one parallel region: :func:`.loops.rows_block` on :func:`.regions.each_block`)."""
         if self.loop == "units":
             return "units"
         return "rows" if len(self.row_bounds) == 2 else "blocks"

@@ -24,12 +24,12 @@ step streams the weights.
 import numba
 import numpy as np
 from llvmlite import binding, ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ...rebinding import kernel_stamp, rebind
-from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call
+from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call, value_at
+from .regions import VALUES, run_blocks
 from .unit_values import at
 
 
@@ -298,12 +298,11 @@ def panels_size(inner, columns, dtype):
     return inner * (whole + (_panel_width(columns - whole, width) if columns > whole else 0))
 
 
-@njit(cache=True, error_model="numpy")
 def pack(matrix, c0, c1, panels):
     """Lay columns [c0, c1) of ``matrix`` (K, N), C-contiguous, out as :func:`product` reads
     them: panels of ``TILE_VECTORS`` vectors of columns, each (K, panel width) and contiguous,
     one after the other; the last panel only as many whole vectors wide as the columns left
-    need, its lanes past the last column zero.
+    need, its lanes past the last column zero. Large matrices' panels on every thread.
 
     Parameters
     ----------
@@ -311,20 +310,27 @@ def pack(matrix, c0, c1, panels):
     c0, c1 : int, the columns packed
     panels : ndarray, flat, at least :func:`panels_size` (K, c1 − c0) values; written
     """
+    count = -(-(c1 - c0) // panel_columns(matrix.dtype))
+    run_blocks(_panel, count, (matrix, panels), c0, c1, parallel=matrix.shape[0] * (c1 - c0) >= PARALLEL_PACK_VALUES)
+
+
+def _panel(block, address, c0, c1, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`pack`: panel ``block``."""
+    matrix, panels = value_at(address, VALUES)
     inner, columns = matrix.shape
     source = matrix.ravel()
     width = lanes_of(panels)
-    start = 0
-    for j0 in range(c0, c1, TILE_VECTORS * width):
-        count = min(TILE_VECTORS * width, c1 - j0)
-        stride = panel_width(count, width)
-        for k in range(inner):
-            row, first = start + k * stride, k * columns + j0
-            for j in range(count):
-                panels[at(row + j)] = source[at(first + j)]
-            for j in range(count, stride):
-                panels[at(row + j)] = 0
-        start += inner * stride
+    panel = TILE_VECTORS * width
+    j0 = c0 + block * panel
+    start = block * panel * inner                  # every panel before this one is whole
+    count = min(panel, c1 - j0)
+    stride = panel_width(count, width)
+    for k in range(inner):
+        row, first = start + k * stride, k * columns + j0
+        for j in range(count):
+            panels[at(row + j)] = source[at(first + j)]
+        for j in range(count, stride):
+            panels[at(row + j)] = 0
 
 
 def _transpose_block():
@@ -375,33 +381,32 @@ def _transpose_block():
 transpose_block = _transpose_block()
 
 
-def _pack_transposed(weight, panels):
+def _transposed_panel(block, address, i0, i1, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`pack_transposed`: panel ``block``."""
+    weight, panels = value_at(address, VALUES)
     columns, inner = weight.shape
     source = weight.ravel()
     width = lanes_of(panels)
     panel = TILE_VECTORS * width
-    for p in prange(-(-columns // panel)):
-        j0 = p * panel
-        start = j0 * inner                        # every panel before this one is whole
-        count = min(panel, columns - j0)
-        stride = panel_width(count, width)
-        whole_columns = count // width * width
-        whole_inner = inner // width * width
-        for jb in range(0, whole_columns, width):
-            for k0 in range(0, whole_inner, width):
-                transpose_block(source, (j0 + jb) * inner + k0, inner, panels, start + k0 * stride + jb, stride)
-        for k in range(inner):
-            row = start + k * stride
-            first = 0 if k >= whole_inner else whole_columns
-            for j in range(first, count):
-                panels[at(row + j)] = source[at((j0 + j) * inner + k)]
-            for j in range(count, stride):
-                panels[at(row + j)] = 0
+    j0 = block * panel
+    start = j0 * inner                            # every panel before this one is whole
+    count = min(panel, columns - j0)
+    stride = panel_width(count, width)
+    whole_columns = count // width * width
+    whole_inner = inner // width * width
+    for jb in range(0, whole_columns, width):
+        for k0 in range(0, whole_inner, width):
+            transpose_block(source, (j0 + jb) * inner + k0, inner, panels, start + k0 * stride + jb, stride)
+    for k in range(inner):
+        row = start + k * stride
+        first = 0 if k >= whole_inner else whole_columns
+        for j in range(first, count):
+            panels[at(row + j)] = source[at((j0 + j) * inner + k)]
+        for j in range(count, stride):
+            panels[at(row + j)] = 0
 
 
-_PACK_TRANSPOSED = {parallel: njit(cache=True, parallel=parallel, error_model="numpy")(
-    rebind(_pack_transposed, f"{'parallel' if parallel else 'serial'}_{kernel_stamp()}")) for parallel in (False, True)}
-# weights of at least this many values are transposed by every thread, a panel each at a time
+# matrices of at least this many values are packed by every thread, a panel each at a time
 PARALLEL_PACK_VALUES = 1 << 18
 
 
@@ -416,7 +421,8 @@ def pack_transposed(weight, panels):
     weight : ndarray, shape (N, K), C-contiguous
     panels : ndarray, flat, at least :func:`panels_size` (K, N) values; written
     """
-    _PACK_TRANSPOSED[weight.size >= PARALLEL_PACK_VALUES](weight, panels)
+    count = -(-weight.shape[0] // panel_columns(weight.dtype))
+    run_blocks(_transposed_panel, count, (weight, panels), parallel=weight.size >= PARALLEL_PACK_VALUES)
 
 
 # The kernels call the walk through its address (:mod:`.calls`): each kernel that multiplies

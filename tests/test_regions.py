@@ -1,0 +1,75 @@
+"""The backend's one parallel region (fastlstm.backends.cpu.regions): every block of a block
+function runs exactly once, with its integers and values, in parallel as in the calling thread,
+and the products and packing built on it match NumPy whichever way they run."""
+import numpy as np
+import pytest
+
+from fastlstm import tuning
+from fastlstm.backends.cpu import gemm, tiles
+from fastlstm.backends.cpu.calls import value_at
+from fastlstm.backends.cpu.regions import VALUES, Blocks, run_blocks
+
+
+def _count_and_record(block, address, i0, i1, i2, i3, i4, i5, i6):
+    """Block function: seen[block] += 1; record[block] = (i0 … i6, 10 · block)."""
+    seen, record = value_at(address, VALUES)
+    seen[block] += 1
+    for k, value in enumerate((i0, i1, i2, i3, i4, i5, i6, 10 * block)):
+        record[block, k] = value
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_every_block_runs_once_with_its_integers(parallel, count):
+    seen, record = np.zeros(count, np.int64), np.zeros((count, 8), np.int64)
+    blocks = Blocks(_count_and_record, (seen, record), count, parallel=parallel)
+    blocks(3, -4, 5)
+    blocks(3, -4, 5)
+    np.testing.assert_array_equal(seen, 2)
+    np.testing.assert_array_equal(record, [[3, -4, 5, 0, 0, 0, 0, 10 * b] for b in range(count)])
+
+
+def test_no_block_runs_for_a_count_of_zero():
+    seen, record = np.zeros(1, np.int64), np.zeros((1, 8), np.int64)
+    run_blocks(_count_and_record, 0, (seen, record), 1)
+    assert seen[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel_flops", [1e30, 0.0], ids=["serial", "parallel"])
+def test_products_on_the_region_match_numpy(dtype, parallel_flops):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((37, 19)).astype(dtype)
+    weight = rng.standard_normal((45, 19)).astype(dtype)      # (N, K) as stored
+    bias = rng.standard_normal(45).astype(dtype)
+    panels = np.empty(tiles.panels_size(19, 45, dtype), dtype)
+    tiles.pack_transposed(weight, panels)
+    out = np.empty((37, 45), dtype)
+    dgates = rng.standard_normal((37, 45)).astype(dtype)
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    with tuning.override(parallel_flops=parallel_flops):
+        gemm.matmul(a, panels, out, bias)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
+        w, b = gemm.weight_gradient(dgates, 0, 45, a)
+        np.testing.assert_allclose(w, dgates.T.astype(np.float64) @ a, **tolerance)
+        np.testing.assert_allclose(b, dgates.sum(axis=0, dtype=np.float64), **tolerance)
+        w, b = gemm.weight_gradient(dgates, 9, 30, a)
+        np.testing.assert_allclose(w, dgates[:, 9:30].T.astype(np.float64) @ a, **tolerance)
+        np.testing.assert_allclose(b, dgates[:, 9:30].sum(axis=0, dtype=np.float64), **tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packing_in_parallel_gives_the_serial_panels(dtype, monkeypatch):
+    rng = np.random.default_rng(6)
+    weight = rng.standard_normal((77, 53)).astype(dtype)
+    size = tiles.panels_size(53, 77, dtype)
+    serial, parallel = np.full(size, np.nan, dtype), np.full(size, np.nan, dtype)
+    tiles.pack_transposed(weight, serial)
+    direct = np.full(size, np.nan, dtype)
+    tiles.pack(np.ascontiguousarray(weight.T), 0, 77, direct)
+    monkeypatch.setattr(tiles, "PARALLEL_PACK_VALUES", 0)
+    tiles.pack_transposed(weight, parallel)
+    np.testing.assert_array_equal(parallel, serial)
+    np.testing.assert_array_equal(direct, serial)
+    tiles.pack(np.ascontiguousarray(weight.T), 0, 77, parallel)
+    np.testing.assert_array_equal(parallel, serial)
