@@ -107,7 +107,8 @@ def main():
         kernels.forward_loop = labelled("forward_loop", "forward loop")
         kernels.backward_loop = labelled("backward_loop", "backward loop")
         loop_runner = driver._loop_runner
-        driver._loop_runner = lambda plan, loop, arrays: _timed(loop_runner(plan, loop, arrays), totals, labels[loop])
+        driver._loop_runner = lambda plan, loop, arrays, key: _timed(loop_runner(plan, loop, arrays, key), totals,
+                                                                     labels[loop])
         try:
             start = time.perf_counter()
             for _ in range(args.repeats):

@@ -1,7 +1,7 @@
 """Calls through the address of compiled code (fastlstm.backends.cpu.calls), which every CPU
 kernel makes: the callee gets the caller's values, converted to its own types, in a serial
-function and inside a parallel region; values passed by address (laid out from Python, or from
-a compiled caller's stack) read back as they were; and the keys under which addresses are
+function and inside a parallel region; values passed by address (from a compiled caller's
+stack) read back as they were; and the keys under which addresses are
 remembered tell types apart."""
 from typing import NamedTuple
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numba import njit, prange, typeof, types
 
-from fastlstm.backends.cpu.calls import (COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value, check_layout,
-                                         compiled_call, laid_out, type_key, value_at)
+from fastlstm.backends.cpu.calls import (COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value,
+                                         compiled_call, type_key, value_at)
 
 call_4 = compiled_call(4)
 
@@ -117,29 +117,10 @@ def _expected(values):
     return [values.matrix.sum(), values.column.sum(), values.count, values.cube.sum(), values.cube[1, 0, 2]]
 
 
-@pytest.mark.parametrize("route", ["laid out from Python", "address of a compiled caller's value"])
-def test_values_passed_by_address_read_back_as_they_were(route):
+def test_a_value_passed_by_address_reads_back_as_it_was():
     values = _mixed()
     expected = _expected(values)
-    kind = typeof(values)
     out = np.zeros(5)
-    if route == "laid out from Python":
-        words = laid_out(values)
-        check_layout(kind, words)
-        _read_back(words.__array_interface__["data"][0], kind, out)
-    else:
-        _through_the_stack(values, kind, out)
+    _through_the_stack(values, typeof(values), out)
     np.testing.assert_allclose(out, expected)
     assert values.matrix[0, 0] == -1.0
-
-
-def test_a_layout_of_other_values_is_refused():
-    values = _mixed()
-    with pytest.raises(TypeError, match="laid out in"):
-        check_layout(typeof(values), laid_out(values)[:-1])
-    with pytest.raises(TypeError, match="laid out in"):
-        check_layout(typeof(values), laid_out((values.matrix, values.column)))
-    with pytest.raises(TypeError, match="values: expected arrays, ints and tuples of them, got float"):
-        laid_out((values.matrix, 1.5))
-    with pytest.raises(TypeError, match="got bool"):
-        laid_out((values.matrix, True))

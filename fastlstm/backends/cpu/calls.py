@@ -14,12 +14,10 @@ dtype, whose layout Numba passes alike), and called with Numba's own calling con
 
 A function compiled once for callers of every type passes their values on by address too:
 :func:`address_of_value` gives the address of a value on a compiled caller's stack (valid until
-the caller returns), :func:`laid_out` lays values out from Python as compiled code holds them,
-and :func:`value_at` reads either back in a callee compiled for their type.
+the caller returns), and :func:`value_at` reads it back in a callee compiled for its type.
 """
 import functools
 
-import numpy as np
 from numba import typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -88,48 +86,6 @@ def value_at(typingctx, address, kind):
         pointer = builder.inttoptr(values[0], context.get_value_type(value_type).as_pointer())
         return _borrowed(context, builder, value_type, builder.load(pointer))
     return value_type(types.intp, kind), codegen
-
-
-def laid_out(values):
-    """``values`` (an array, a Python int, or a tuple or named tuple of them, nested or not) laid
-    out as compiled code holds them (Numba's data model: an array is its memory-manager and parent
-    pointers, null here, its size, item size, data pointer, shape and strides; an int one intp),
-    for :func:`value_at` in a callee compiled for ``typeof(values)``. The words hold no
-    reference: ``values`` must stay alive while the callee runs.
-
-    Returns
-    -------
-    ndarray, (n,) int64
-    """
-    words = []
-
-    def lay_out(value):
-        if isinstance(value, np.ndarray):
-            words.extend((0, 0, value.size, value.itemsize, value.__array_interface__["data"][0]))
-            words.extend(value.shape)
-            words.extend(value.strides)
-        elif isinstance(value, tuple):
-            for member in value:
-                lay_out(member)
-        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-            words.append(int(value))
-        else:
-            raise TypeError(f"values: expected arrays, ints and tuples of them, got {type(value).__name__}")
-    lay_out(values)
-    return np.array(words, np.int64)
-
-
-def check_layout(values_type, words):
-    """Raise ``TypeError`` unless ``words`` (:func:`laid_out`) are as many bytes as Numba's data
-    model gives a value of ``values_type`` (so that every member, 8 bytes wide, is where compiled
-    code reads it)."""
-    from numba.core.registry import cpu_target
-
-    context = cpu_target.target_context
-    size = context.get_abi_sizeof(context.get_value_type(values_type))
-    if size != words.nbytes:
-        raise TypeError(f"values of type {values_type}: laid out in {words.nbytes} bytes, compiled code "
-                        f"holds {size}")
 
 
 try:

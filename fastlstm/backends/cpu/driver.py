@@ -198,7 +198,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
 
     y = buffers.empty((steps, batch, len(params) * hidden), dtype)
-    valid = active[:, None] > np.arange(batch)[None, :]      # (T, B), in sorted order
+    valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
     finals, all_states, all_planes, all_loops = [], [], [], []
     allocate = buffers.empty if lengths is None else buffers.zeros
     for direction, p in enumerate(params):
@@ -218,9 +218,10 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
                                work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates,
                                np.zeros(3, np.int64), walk_address(dtype))
-        arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape)
+        key = type_key(arrays)
+        arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape, key)
         run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape),
-                           arrays)
+                           arrays, key)
         for t0 in range(0, steps, segment):
             t1 = min(steps, t0 + segment)
             xproj_segment = xproj[:t1 - t0]
@@ -253,24 +254,21 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _loop_runner(plan, loop, arrays):
+def _loop_runner(plan, loop, arrays, key):
     """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
-    over a segment: the units loop, or the rows loop on every block of rows (:func:`.loops.rows_block`:
-    one block in this thread, several in one parallel region)."""
+    (``key``: their :func:`.calls.type_key`) over a segment: the units loop, or the rows loop on
+    every block of rows (:func:`.loops.rows_block`: one block in this thread, several in one
+    parallel region)."""
     if plan.kind == "units":
         units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
-        each, code = each_block_code(), block_code(units_block, arrays)
+        each, code = each_block_code(), block_code(units_block, arrays, key)
         return lambda t0, t1: loop(arrays, t0, t1, each, code)
-    blocks, rows_loop = Blocks(rows_block, (arrays, plan.row_bounds), plan.blocks), rows_loop_address(loop, arrays)
+    rows_loop = _rows_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
+    blocks = Blocks(rows_block, (arrays, plan.row_bounds), plan.blocks, key=("rows", key))
     return lambda t0, t1: blocks(rows_loop, t0, t1)
 
 
-_rows_loops = AddressBook()
-
-
-def rows_loop_address(loop, arrays):
-    """The address of the rows loop ``loop`` (a dispatcher) compiled for ``arrays``."""
-    return _rows_loops.get((loop, type_key(arrays)), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
+_rows_loops = AddressBook()   # the rows loops' addresses, per loop and type of the arrays
 
 
 def _accumulate(total, part):
@@ -398,12 +396,13 @@ def _backward_layer(tape, dy, dstate, norms):
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms,
                                 np.zeros(3, np.int64), np.zeros(3, np.int64), walk_address(dtype))
+        key = type_key(arrays)
         arrays.pointwise_code[:], arrays.projection_code[:] = kernels.backward_phase_code(
-            arrays, loop.recurrent_dropout, loop.zoneout)
+            arrays, loop.recurrent_dropout, loop.zoneout, key)
         input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
-                                                       norms is not None), arrays)
+                                                       norms is not None), arrays, key)
         direction_grads = {}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)

@@ -75,10 +75,10 @@ class CellKernels(CompiledCell):
         suffix, _ = self._variant(recurrent_dropout, zoneout, keep_tape)
         return self._loop("forward", by, suffix, dict(FORWARD_PHASES=len(self.spec.forward)))
 
-    def forward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False, keep_tape=True):
+    def forward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False, keep_tape=True, key=None):
         """The addresses of the compiled phases of :meth:`forward_loop` (same options), compiled
-        for ``arrays`` (:class:`.steps.ForwardArrays`), as its ``phase_code`` (3,) int64 (0:
-        no such phase)."""
+        for ``arrays`` (:class:`.steps.ForwardArrays`; ``key``: its :func:`.calls.type_key`, if
+        known), as its ``phase_code`` (3,) int64 (0: no such phase)."""
         suffix, flags = self._variant(recurrent_dropout, zoneout, keep_tape)
 
         def find():
@@ -88,7 +88,7 @@ class CellKernels(CompiledCell):
             for phase, copy in enumerate(copies):
                 code[phase] = address_of(copy, *(0,) * 10, arrays.work[0], arrays)
             return code
-        return self._codes.get(("forward", suffix, type_key(arrays)), find)
+        return self._codes.get(("forward", suffix, type_key(arrays) if key is None else key), find)
 
     def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
@@ -97,10 +97,10 @@ class CellKernels(CompiledCell):
         return self._loop("backward", by, f"{suffix}_n{int(record_norms)}",
                           dict(BACKWARD_PHASES=len(self.spec.backward), RECORD_NORMS=bool(record_norms)))
 
-    def backward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False):
+    def backward_phase_code(self, arrays, recurrent_dropout=False, zoneout=False, key=None):
         """The addresses of the compiled phases of :meth:`backward_loop` (same options), compiled
-        for ``arrays`` (:class:`.steps.BackwardArrays`): (2, 3) int64, its ``pointwise_code`` and
-        ``projection_code``."""
+        for ``arrays`` (:class:`.steps.BackwardArrays`; ``key`` as :meth:`forward_phase_code`'s):
+        (2, 3) int64, its ``pointwise_code`` and ``projection_code``."""
         suffix, flags = self._variant(recurrent_dropout, zoneout)
         phases = len(self.spec.backward)
 
@@ -114,7 +114,7 @@ class CellKernels(CompiledCell):
                 code[0, phase] = address_of(pointwise[phase], *(0,) * 6, arrays.work[0], gradients, gradients, arrays)
                 code[1, phase] = address_of(projection[phase], *(0,) * 6, arrays.work[0], gradients, arrays)
             return code
-        return self._codes.get(("backward", suffix, type_key(arrays)), find)
+        return self._codes.get(("backward", suffix, type_key(arrays) if key is None else key), find)
 
     def _loop(self, direction, by, suffix, bindings):
         """Compile (once) the ``direction`` loop ``by`` units or rows, binding ``bindings``."""

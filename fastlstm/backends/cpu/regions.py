@@ -3,8 +3,8 @@
 Work shared among threads is a *block function* ``f(block, address, i0, …, i6)``: block
 ``block`` of some work whose arrays are at ``address`` (one value: an array, or a tuple or
 structure of arrays and ints) and whose scalars are the integers i0 … i6. A block function is a template that reads its arrays with ``value_at(address, VALUES)`` and is
-compiled once per type of those values (:func:`block_code`); a compiled caller passes its values
-with :func:`.calls.address_of_value`, Python with :func:`.calls.laid_out` (:class:`Blocks`).
+compiled once per type of those values (:func:`block_code`); its caller passes them with
+:func:`.calls.address_of_value`.
 
 :func:`each_block` runs a block function's blocks in one parallel region (Numba's threads; its
 end is the barrier). It takes integers only, so it is compiled once for every cell, dtype, loop
@@ -12,14 +12,15 @@ and product of the backend: a parallel region is the costliest code Numba compil
 a scheduling wrapper and the function around them, each linking what it calls), and each of
 the time loops, the products and the packing had one, per type, before. :class:`Blocks` runs
 them from Python, in parallel or one after the other in the calling thread (the same blocks,
-so the same bits), through one compiled entry for every type.
+so the same bits), through a small entry compiled per type of the values (Numba's own unboxing
+of the arrays: a microsecond or two, where reading them in Python took one per array).
 """
 import hashlib
 
 from numba import njit, prange, typeof
 
 from ...rebinding import Unbound, kernel_stamp, rebind
-from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, check_layout, compiled_call, laid_out, type_key
+from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value, compiled_call, type_key
 
 INTEGERS = 7                                         # the scalars every block function takes
 call_block = compiled_call(2 + INTEGERS)             # block_function(block, address, i0, …, i6)
@@ -40,7 +41,8 @@ def each_block(code, count, address, i0, i1, i2, i3, i4, i5, i6):
 
 
 @njit(**_OPTIONS)
-def _run_blocks(each_block_code, code, count, address, i0, i1, i2, i3, i4, i5, i6):
+def _run_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6):
+    address = address_of_value(values)
     if each_block_code != 0:
         call_each_block(each_block_code, code, count, address, i0, i1, i2, i3, i4, i5, i6)
     else:
@@ -52,26 +54,25 @@ class Blocks:
     """The blocks 0 … count − 1 of block function ``template`` on ``values`` (arrays, ints and
     tuples of them), run from Python: ``blocks(i0, …)`` runs them with up to seven integers, in
     one parallel region if ``parallel`` and there are several, else one after the other in this
-    thread. The values are laid out once (:func:`.calls.laid_out`), so nothing is compiled per
-    type of them but the block function itself.
+    thread. ``key``: as :func:`block_code`'s.
     """
 
-    def __init__(self, template, values, count, parallel=True):
-        self._values = values                    # alive while the compiled code reads them
-        self._words = laid_out(values)
-        self._address = self._words.__array_interface__["data"][0]
-        self._code = block_code(template, values, self._words)
+    def __init__(self, template, values, count, parallel=True, key=None):
+        self._values = values
+        self._code = block_code(template, values, key)
         self._each = each_block_code() if parallel and count > 1 else 0
         self._count = count
 
     def __call__(self, *integers):
-        _run_blocks(self._each, self._code, self._count, self._address, *integers,
-                    *(0,) * (INTEGERS - len(integers)))
+        _run_blocks(self._each, self._code, self._count, self._values, *integers, *(0,) * (INTEGERS - len(integers)))
 
 
 def run_blocks(template, count, values, *integers, parallel=True):
-    """Run :class:`Blocks` ``(template, values, count, parallel)`` once with ``integers``."""
-    Blocks(template, values, count, parallel)(*integers)
+    """Run the blocks 0 … count − 1 of block function ``template`` on ``values`` once, with up to
+    seven ``integers`` (as :class:`Blocks`)."""
+    code = block_code(template, values)
+    _run_blocks(each_block_code() if parallel and count > 1 else 0, code, count, values, *integers,
+                *(0,) * (INTEGERS - len(integers)))
 
 
 _addresses = AddressBook()
@@ -82,15 +83,14 @@ def each_block_code():
     return _addresses.get(("each block",), lambda: address_of(each_block, *(0,) * (3 + INTEGERS)))
 
 
-def block_code(template, values, words=None):
+def block_code(template, values, key=None):
     """The address of block function ``template`` compiled for the type of ``values`` (a copy
-    binding ``VALUES``, named after the type, so that Numba's cache keeps each); ``words``: the
-    values as :func:`.calls.laid_out` gives them, checked against the type's layout."""
+    binding ``VALUES``, named after the type, so that Numba's cache keeps each); ``key``: a key
+    equal for values of one type only, if known (else :func:`.calls.type_key` of ``values``)."""
     def compile_copy():
         values_type = typeof(values)
-        check_layout(values_type, laid_out(values) if words is None else words)
         name = hashlib.sha1(str(values_type).encode()).hexdigest()[:12]
         copy = njit(**_OPTIONS, **COMPILED_CALLERS_ONLY)(rebind(template, f"{name}_{kernel_stamp()}",
                                                                 VALUES=values_type))
         return address_of(copy, *(0,) * (2 + INTEGERS))
-    return _addresses.get((template, type_key(values)), compile_copy)
+    return _addresses.get((template, type_key(values) if key is None else key), compile_copy)
