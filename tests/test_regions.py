@@ -7,7 +7,7 @@ import pytest
 from fastlstm import tuning
 from fastlstm.backends.cpu import gemm, tiles
 from fastlstm.backends.cpu.calls import value_at
-from fastlstm.backends.cpu.regions import VALUES, Blocks, run_blocks
+from fastlstm.backends.cpu.regions import VALUES, run_blocks
 
 
 def _count_and_record(block, address, i0, i1, i2, i3, i4, i5, i6):
@@ -22,9 +22,8 @@ def _count_and_record(block, address, i0, i1, i2, i3, i4, i5, i6):
 @pytest.mark.parametrize("count", [1, 2, 7])
 def test_every_block_runs_once_with_its_integers(parallel, count):
     seen, record = np.zeros(count, np.int64), np.zeros((count, 8), np.int64)
-    blocks = Blocks(_count_and_record, (seen, record), count, parallel=parallel)
-    blocks(3, -4, 5)
-    blocks(3, -4, 5)
+    for _ in range(2):
+        run_blocks(_count_and_record, count, (seen, record), 3, -4, 5, parallel=parallel)
     np.testing.assert_array_equal(seen, 2)
     np.testing.assert_array_equal(record, [[3, -4, 5, 0, 0, 0, 0, 10 * b] for b in range(count)])
 

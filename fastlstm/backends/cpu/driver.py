@@ -26,8 +26,8 @@ from .calls import AddressBook, address_of, type_key
 from .gemm import matmul, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
-from .loops import backward_units_block, forward_units_block, rows_block
-from .regions import Blocks, block_code, each_block_code
+from .loops import backward_units_block, forward_units_block, rows_block, run_rows
+from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
 from .units import backward_panels, forward_panels
@@ -264,8 +264,9 @@ def _loop_runner(plan, loop, arrays, key):
         each, code = each_block_code(), block_code(units_block, arrays, key)
         return lambda t0, t1: loop(arrays, t0, t1, each, code)
     rows_loop = _rows_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
-    blocks = Blocks(rows_block, (arrays, plan.row_bounds), plan.blocks, key=("rows", key))
-    return lambda t0, t1: blocks(rows_loop, t0, t1)
+    each, code = (0, 0) if plan.blocks == 1 else (each_block_code(), block_code(rows_block, (arrays, plan.row_bounds),
+                                                                                 ("rows", key)))
+    return lambda t0, t1: run_rows(each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
 
 
 _rows_loops = AddressBook()   # the rows loops' addresses, per loop and type of the arrays

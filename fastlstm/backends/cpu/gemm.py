@@ -7,7 +7,6 @@ split depends on the shapes alone (:func:`.units.block_count`), so that results 
 on the thread count.
 """
 import numpy as np
-from numba import njit
 
 from ... import tuning
 from .calls import value_at
@@ -98,16 +97,6 @@ def _columns_product(block, address, col0, chunks, i2, i3, i4, i5, i6):
                 weight[c0 + c, k] += product[c, k]
 
 
-@njit(cache=True, error_model="numpy")
-def _sum_parts(parts, out):
-    """out = Σ_j parts[j] (flat), in the order of j."""
-    for i in range(out.shape[0]):
-        out[i] = parts[0, i]
-    for j in range(1, parts.shape[0]):
-        for i in range(out.shape[0]):
-            out[i] += parts[j, i]
-
-
 def weight_gradient(dgates, col0, col1, inputs):
     """A weight gradient and its bias gradient, summed over every row (time step × sequence).
 
@@ -135,10 +124,8 @@ def weight_gradient(dgates, col0, col1, inputs):
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
         run_blocks(_rows_product, chunks, (dgates, inputs, weight_parts, bias_parts), parallel=parallel)
-        weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-        _sum_parts(weight_parts.reshape(chunks, -1), weight.reshape(-1))
-        _sum_parts(bias_parts, bias)
-        return weight, bias
+        # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
+        return np.add.reduce(weight_parts, axis=0), np.add.reduce(bias_parts, axis=0)
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
     chunks = block_count(width, tuning.get("gradient_columns"))
     run_blocks(_columns_product, chunks, (dgates, inputs, weight, bias), col0, chunks, parallel=parallel)

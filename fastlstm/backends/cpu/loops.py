@@ -118,6 +118,19 @@ def backward_rows(a, t0, t1, r0, r1, work):
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t0, t1):
+    """The rows loop at ``rows_loop_code`` (compiled for ``a``) on steps t0 … t1 − 1 of every
+    block of rows (``row_bounds``, (blocks + 1,) int64), from Python: one block in this thread,
+    several in one parallel region (:func:`.regions.each_block` at ``each_block_code``) of
+    :func:`rows_block` (at ``rows_block_code``)."""
+    if row_bounds.shape[0] == 2:
+        call_rows_loop(rows_loop_code, a, t0, t1, row_bounds[0], row_bounds[1], a.work[0])
+    else:
+        call_each_block(each_block_code, rows_block_code, row_bounds.shape[0] - 1, address_of_value((a, row_bounds)),
+                        rows_loop_code, t0, t1, 0, 0, 0, 0)
+
+
 def rows_block(block, address, rows_loop_code, t0, t1, i3, i4, i5, i6):
     """Block function (:mod:`.regions`) of a "sequences" plan: the rows loop at
     ``rows_loop_code`` on block ``block`` of rows, steps t0 … t1 − 1. Its values: the

@@ -10,7 +10,7 @@ compiled once per type of those values (:func:`block_code`); its caller passes t
 end is the barrier). It takes integers only, so it is compiled once for every cell, dtype, loop
 and product of the backend: a parallel region is the costliest code Numba compiles (its body,
 a scheduling wrapper and the function around them, each linking what it calls), and each of
-the time loops, the products and the packing had one, per type, before. :class:`Blocks` runs
+the time loops, the products and the packing had one, per type, before. :func:`run_blocks` runs
 them from Python, in parallel or one after the other in the calling thread (the same blocks,
 so the same bits), through a small entry compiled per type of the values (Numba's own unboxing
 of the arrays: a microsecond or two, where reading them in Python took one per array).
@@ -50,26 +50,10 @@ def _run_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6
             call_block(code, block, address, i0, i1, i2, i3, i4, i5, i6)
 
 
-class Blocks:
-    """The blocks 0 … count − 1 of block function ``template`` on ``values`` (arrays, ints and
-    tuples of them), run from Python: ``blocks(i0, …)`` runs them with up to seven integers, in
-    one parallel region if ``parallel`` and there are several, else one after the other in this
-    thread. ``key``: as :func:`block_code`'s.
-    """
-
-    def __init__(self, template, values, count, parallel=True, key=None):
-        self._values = values
-        self._code = block_code(template, values, key)
-        self._each = each_block_code() if parallel and count > 1 else 0
-        self._count = count
-
-    def __call__(self, *integers):
-        _run_blocks(self._each, self._code, self._count, self._values, *integers, *(0,) * (INTEGERS - len(integers)))
-
-
 def run_blocks(template, count, values, *integers, parallel=True):
-    """Run the blocks 0 … count − 1 of block function ``template`` on ``values`` once, with up to
-    seven ``integers`` (as :class:`Blocks`)."""
+    """Run the blocks 0 … count − 1 of block function ``template`` on ``values`` (arrays, ints and
+    tuples of them) with up to seven ``integers``, from Python: in one parallel region if
+    ``parallel`` and there are several, else one after the other in this thread."""
     code = block_code(template, values)
     _run_blocks(each_block_code() if parallel and count > 1 else 0, code, count, values, *integers,
                 *(0,) * (INTEGERS - len(integers)))
