@@ -2,16 +2,17 @@
 
 Work shared among threads is a *block function* ``f(block, address, i0, …, i6)``: block
 ``block`` of some work whose arrays are at ``address`` (one value: an array, or a tuple or
-structure of arrays and ints) and whose scalars are the integers i0 … i6. A block function is a template that reads its arrays with ``value_at(address, VALUES)`` and is
-compiled once per type of those values (:func:`block_code`); its caller passes them with
+structure of arrays and ints) and whose scalars are the integers i0 … i6. A block function
+is a template that reads its arrays with ``value_at(address, VALUES)`` and is compiled once
+per type of those values (:func:`block_code`); its caller passes them with
 :func:`.calls.address_of_value`.
 
 :func:`each_block` runs a block function's blocks in one parallel region (Numba's threads; its
 end is the barrier). It takes integers only, so it is compiled once for every cell, dtype, loop
 and product of the backend: a parallel region is the costliest code Numba compiles (its body,
-a scheduling wrapper and the function around them, each linking what it calls), and each of
-the time loops, the products and the packing had one, per type, before. :func:`run_blocks` runs
-them from Python, in parallel or one after the other in the calling thread (the same blocks,
+a scheduling wrapper and the function around them, each linking what it calls), and a region
+per loop, product and type of arrays cost seconds of a first call. :func:`run_blocks` runs
+blocks from Python, in parallel or one after the other in the calling thread (the same blocks,
 so the same bits), through a small entry compiled per type of the values (Numba's own unboxing
 of the arrays: a microsecond or two, where reading them in Python took one per array).
 """
