@@ -65,12 +65,16 @@ def _unpack(panels, inner, columns, dtype):
     return out
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("phases", [((0, 4),), ((0, 2), (2, 3))])   # LSTM; GRU, reset gate before
-def test_block_panels_hold_each_blocks_weights_per_phase(phases):
-    hidden = 13
+@pytest.mark.parametrize("hidden, splits", [(13, ([0, 13], [0, 3, 7, 13])),
+                                            # blocks of whole SIMD vectors and a ragged one, gates of
+                                            # 16 or 24 rows: lane blocks inside a gate and across two
+                                            (40, ([0, 40], [0, 16, 40], [0, 24, 37, 40]))])
+def test_block_panels_hold_each_blocks_weights_per_phase(dtype, phases, hidden, splits):
     gates = max(g1 for _, g1 in phases)
-    weight = np.random.default_rng(2).standard_normal((gates * hidden, hidden))
-    for bounds in (np.array([0, hidden]), np.array([0, 3, 7, 13])):
+    weight = np.random.default_rng(2).standard_normal((gates * hidden, hidden)).astype(dtype)
+    for bounds in (np.array(split) for split in splits):
         forward, forward_starts = forward_panels(weight, bounds, phases)
         backward, backward_starts = backward_panels(weight, bounds, phases)
         for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):

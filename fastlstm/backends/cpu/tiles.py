@@ -381,10 +381,11 @@ def _transpose_block():
 transpose_block = _transpose_block()
 
 
-def _transposed_panel(block, address, i0, i1, i2, i3, i4, i5, i6):
-    """Block function (:mod:`.regions`) of :func:`pack_transposed`: panel ``block``."""
+def _transposed_panel(block, address, first_row, chunk, chunk_stride, columns, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`pack_transposed`: panel ``block`` of the
+    ``columns`` rows taken, row j being ``first_row + (j // chunk) · chunk_stride + j % chunk``."""
     weight, panels = value_at(address, VALUES)
-    columns, inner = weight.shape
+    inner = weight.shape[1]
     source = weight.ravel()
     width = lanes_of(panels)
     panel = TILE_VECTORS * width
@@ -395,23 +396,32 @@ def _transposed_panel(block, address, i0, i1, i2, i3, i4, i5, i6):
     whole_columns = count // width * width
     whole_inner = inner // width * width
     for jb in range(0, whole_columns, width):
-        for k0 in range(0, whole_inner, width):
-            transpose_block(source, (j0 + jb) * inner + k0, inner, panels, start + k0 * stride + jb, stride)
+        j = j0 + jb
+        row = first_row + j // chunk * chunk_stride + j % chunk
+        if chunk_stride == chunk or j % chunk + width <= chunk:    # the lanes' rows are consecutive
+            for k0 in range(0, whole_inner, width):
+                transpose_block(source, row * inner + k0, inner, panels, start + k0 * stride + jb, stride)
+        else:
+            for lane in range(width):
+                j_lane = j + lane
+                lane_row = first_row + j_lane // chunk * chunk_stride + j_lane % chunk
+                for k in range(whole_inner):
+                    panels[at(start + k * stride + jb + lane)] = source[at(lane_row * inner + k)]
     for k in range(inner):
-        row = start + k * stride
-        first = 0 if k >= whole_inner else whole_columns
-        for j in range(first, count):
-            panels[at(row + j)] = source[at((j0 + j) * inner + k)]
+        target = start + k * stride
+        for j in range(0 if k >= whole_inner else whole_columns, count):
+            row = first_row + (j0 + j) // chunk * chunk_stride + (j0 + j) % chunk
+            panels[at(target + j)] = source[at(row * inner + k)]
         for j in range(count, stride):
-            panels[at(row + j)] = 0
+            panels[at(target + j)] = 0
 
 
 # matrices of at least this many values are packed by every thread, a panel each at a time
 PARALLEL_PACK_VALUES = 1 << 18
 
 
-def pack_transposed(weight, panels):
-    """:func:`pack` of ``weight.T`` for a ``weight`` (N, K) whose rows are contiguous: the
+def pack_transposed(weight, panels, rows=None):
+    """:func:`pack` of ``weight[rows].T`` for a ``weight`` (N, K) whose rows are contiguous: the
     recurrent weights as stored, forward. Whole square blocks of a vector's lanes are
     transposed in registers (:data:`transpose_block`), the edges value by value; large weights'
     panels on every thread (the same values whichever does which).
@@ -419,10 +429,17 @@ def pack_transposed(weight, panels):
     Parameters
     ----------
     weight : ndarray, shape (N, K), C-contiguous
-    panels : ndarray, flat, at least :func:`panels_size` (K, N) values; written
+    panels : ndarray, flat, at least :func:`panels_size` (K, number of rows) values; written
+    rows : (first, chunk, chunk_stride, count), optional
+        The rows taken, in order: ``count`` rows in chunks of ``chunk`` consecutive rows, the
+        chunks ``chunk_stride`` rows apart from row ``first`` on (a block of units of some gates:
+        ``(g0·H + u0, u1 − u0, H, (g1 − g0)·(u1 − u0))``); every row when None.
     """
-    count = -(-weight.shape[0] // panel_columns(weight.dtype))
-    run_blocks(_transposed_panel, count, (weight, panels), parallel=weight.size >= PARALLEL_PACK_VALUES)
+    every = max(1, weight.shape[0])
+    first, chunk, chunk_stride, count = (0, every, every, weight.shape[0]) if rows is None else rows
+    panel_count = -(-count // panel_columns(weight.dtype))
+    run_blocks(_transposed_panel, panel_count, (weight, panels), first, chunk, chunk_stride, count,
+               parallel=count * weight.shape[1] >= PARALLEL_PACK_VALUES)
 
 
 # The kernels call the walk through its address (:mod:`.calls`): each kernel that multiplies

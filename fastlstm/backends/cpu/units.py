@@ -72,8 +72,7 @@ def forward_panels(weight, bounds, phases):
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
     panels = buffers.empty((layout.size,), weight.dtype)
     for (block, phase), rows in layout.pieces.items():
-        source = weight if rows is None else np.take(weight, rows, axis=0)
-        pack_transposed(source, panels[layout.starts[block, phase]:])
+        pack_transposed(weight, panels[layout.starts[block, phase]:], rows)
     return panels, layout.starts
 
 
@@ -106,7 +105,7 @@ def backward_panels(weight, bounds, phases):
 class _Layout(NamedTuple):
     size: int            # values of every panel
     starts: np.ndarray   # (blocks, phases) where each block's panels of each phase start (read-only)
-    pieces: dict         # forward: (block, phase) -> the weight rows it packs, None for all of them in order
+    pieces: dict         # forward: (block, phase) -> the weight rows it packs (pack_transposed's rows)
 
 
 @functools.lru_cache(maxsize=256)
@@ -115,14 +114,11 @@ def _layout(direction, hidden, bounds, phases, dtype):
     panels, once per shape (``direction``: "forward" or "backward")."""
     starts = np.zeros((len(bounds) - 1, len(phases)), np.int64)
     pieces, total = {}, 0
-    gates = max(g1 for _, g1 in phases)
     for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
         for phase, (g0, g1) in enumerate(phases):
             starts[block, phase] = total
             if direction == "forward":
-                every = u1 - u0 == hidden and (g0, g1) == (0, gates)
-                pieces[block, phase] = None if every else np.concatenate(
-                    [np.arange(g * hidden + u0, g * hidden + u1) for g in range(g0, g1)])
+                pieces[block, phase] = (g0 * hidden + u0, u1 - u0, hidden, (g1 - g0) * (u1 - u0))
                 total += panels_size(hidden, (g1 - g0) * (u1 - u0), dtype)
             else:
                 total += panels_size((g1 - g0) * hidden, u1 - u0, dtype)
