@@ -30,7 +30,7 @@ from numba import njit
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
 from .calls import COMPILED_CALLERS_ONLY, address_of_value, compiled_call, value_at
-from .regions import VALUES, call_block, call_each_block
+from .regions import VALUES, call_block, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
 call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
@@ -118,8 +118,7 @@ def backward_rows(a, t0, t1, r0, r1, work):
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t0, t1):
+def _run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t0, t1):
     """The rows loop at ``rows_loop_code`` (compiled for ``a``) on steps t0 … t1 − 1 of every
     block of rows (``row_bounds``, (blocks + 1,) int64), from Python: one block in this thread,
     several in one parallel region (:func:`.regions.each_block` at ``each_block_code``) of
@@ -129,6 +128,9 @@ def run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t0
     else:
         call_each_block(each_block_code, rows_block_code, row_bounds.shape[0] - 1, address_of_value((a, row_bounds)),
                         rows_loop_code, t0, t1, 0, 0, 0, 0)
+
+
+run_rows = stamped(_run_rows)
 
 
 def rows_block(block, address, rows_loop_code, t0, t1, i3, i4, i5, i6):

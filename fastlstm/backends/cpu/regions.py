@@ -33,22 +33,34 @@ VALUES = Unbound("VALUES")
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@njit(parallel=True, **_OPTIONS, **COMPILED_CALLERS_ONLY)
-def each_block(code, count, address, i0, i1, i2, i3, i4, i5, i6):
+def stamped(function, **options):
+    """``function`` compiled (``cache=True``, ``nogil``, NumPy's error model, ``options``) as a copy
+    named with :func:`~fastlstm.rebinding.kernel_stamp`: its machine code includes the call
+    intrinsics of :mod:`.calls` and of this module, so a cached copy must not outlive a change
+    to them (Numba's cache checks only the function's own source file)."""
+    return njit(**_OPTIONS, **options)(rebind(function, kernel_stamp()))
+
+
+def _each_block(code, count, address, i0, i1, i2, i3, i4, i5, i6):
     """Blocks 0 … count − 1 of the block function at ``code``, on the values at ``address``
     with the integers i0 … i6, at once."""
     for block in prange(count):
         call_block(code, block, address, i0, i1, i2, i3, i4, i5, i6)
 
 
-@njit(**_OPTIONS)
-def _run_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6):
+each_block = stamped(_each_block, parallel=True, **COMPILED_CALLERS_ONLY)
+
+
+def _enter_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6):
     address = address_of_value(values)
     if each_block_code != 0:
         call_each_block(each_block_code, code, count, address, i0, i1, i2, i3, i4, i5, i6)
     else:
         for block in range(count):
             call_block(code, block, address, i0, i1, i2, i3, i4, i5, i6)
+
+
+_run_blocks = stamped(_enter_blocks)
 
 
 def run_blocks(template, count, values, *integers, parallel=True):
