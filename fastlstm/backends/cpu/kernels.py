@@ -12,22 +12,19 @@ import os
 import sys
 
 import numpy as np
-from numba import njit
 
 from ...cells.bound import CompiledCell
-from ...rebinding import kernel_stamp, rebind
 from . import loops, steps
 from .activations import compiled_activations
 from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, type_key
+from .regions import stamped
 
 
-def _compile(template, suffix, parallel=False, inline=False, from_python=True, **bindings):
-    options = dict(cache=True, error_model="numpy", parallel=parallel, nogil=True)
-    if inline:
-        options["inline"] = "always"
+def _compile(template, suffix, inline=False, from_python=True, **bindings):
+    options = dict(inline="always") if inline else {}
     if not from_python:
         options.update(COMPILED_CALLERS_ONLY)
-    return njit(**options)(rebind(template, f"{suffix}_{kernel_stamp()}", **bindings))
+    return stamped(template, suffix, options, **bindings)
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one

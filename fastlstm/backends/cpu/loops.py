@@ -30,7 +30,7 @@ from numba import njit
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
 from .calls import COMPILED_CALLERS_ONLY, address_of_value, compiled_call, value_at
-from .regions import VALUES, call_block, call_each_block, stamped
+from .regions import VALUES, all_blocks, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
 call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
@@ -162,17 +162,6 @@ def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
         call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev, a)
 
 
-def _each_unit_block(each_block_code, block_code, blocks, address, i0, i1, i2, i3, i4, i5, i6):
-    """A units loop's blocks: in one parallel region, or in this thread if there is one."""
-    if blocks > 1:
-        call_each_block(each_block_code, block_code, blocks, address, i0, i1, i2, i3, i4, i5, i6)
-    else:
-        call_block(block_code, 0, address, i0, i1, i2, i3, i4, i5, i6)
-
-
-each_unit_block = njit(inline="always")(_each_unit_block)
-
-
 def forward_loop(a, t0, t1, each_block_code, block_code):
     """Run steps ``t0`` … ``t1 − 1`` forward (``a``: :class:`.steps.ForwardArrays`), each phase of
     each step a parallel region (:func:`.regions.each_block` at ``each_block_code``) of
@@ -183,7 +172,7 @@ def forward_loop(a, t0, t1, each_block_code, block_code):
     """
     address = address_of_value(a)
     batch = a.states.shape[2]
-    blocks = a.bounds.shape[0] - 1
+    block_count = a.bounds.shape[0] - 1
     keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
     every_input = a.inputs.shape[0] == a.states.shape[1]
     for t in range(t0, t1):
@@ -191,8 +180,8 @@ def forward_loop(a, t0, t1, each_block_code, block_code):
         rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
         if running > 0:
             for phase in range(FORWARD_PHASES):
-                each_unit_block(each_block_code, block_code, blocks, address, phase, t, t * keep, t - t0, rec_slot,
-                                next_slot, running)
+                all_blocks(each_block_code, block_code, block_count, address, phase, t, t * keep, t - t0, rec_slot,
+                           next_slot, running)
         if running < batch:
             carry_states(a.states, t, running, batch)
 
@@ -211,7 +200,7 @@ def backward_loop(a, t0, t1, each_block_code, block_code):
     """
     address = address_of_value(a)
     batch = a.dy.shape[1]
-    blocks = a.bounds.shape[0] - 1
+    block_count = a.bounds.shape[0] - 1
     for t in range(t1 - 1, t0 - 1, -1):
         step = t - t0
         dnext = a.dstates[(step + 1) % 2]
@@ -221,6 +210,6 @@ def backward_loop(a, t0, t1, each_block_code, block_code):
             if RECORD_NORMS:
                 record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
             for region in range(BACKWARD_PHASES + 1):
-                each_unit_block(each_block_code, block_code, blocks, address, region, t, step, running, 0, 0, 0)
+                all_blocks(each_block_code, block_code, block_count, address, region, t, step, running, 0, 0, 0)
         if running < batch:
             carry_gradients(dprev, dnext, running, batch)

@@ -33,12 +33,14 @@ VALUES = Unbound("VALUES")
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 
-def stamped(function, **options):
-    """``function`` compiled (``cache=True``, ``nogil``, NumPy's error model, ``options``) as a copy
-    named with :func:`~fastlstm.rebinding.kernel_stamp`: its machine code includes the call
-    intrinsics of :mod:`.calls` and of this module, so a cached copy must not outlive a change
-    to them (Numba's cache checks only the function's own source file)."""
-    return njit(**_OPTIONS, **options)(rebind(function, kernel_stamp()))
+def stamped(template, suffix=None, options=None, **bindings):
+    """A copy of ``template`` with ``bindings`` (:func:`~fastlstm.rebinding.rebind`), compiled with
+    the backend's options (``cache=True``, ``nogil``, NumPy's error model) and ``options``, named
+    with ``suffix`` and :func:`~fastlstm.rebinding.kernel_stamp`: its machine code holds what it
+    binds and the call intrinsics of :mod:`.calls` and of this module, so a cached copy must not
+    outlive a change to any of them (Numba's cache checks only the template's own source file)."""
+    name = kernel_stamp() if suffix is None else f"{suffix}_{kernel_stamp()}"
+    return njit(**_OPTIONS, **(options or {}))(rebind(template, name, **bindings))
 
 
 def _each_block(code, count, address, i0, i1, i2, i3, i4, i5, i6):
@@ -48,16 +50,25 @@ def _each_block(code, count, address, i0, i1, i2, i3, i4, i5, i6):
         call_block(code, block, address, i0, i1, i2, i3, i4, i5, i6)
 
 
-each_block = stamped(_each_block, parallel=True, **COMPILED_CALLERS_ONLY)
+each_block = stamped(_each_block, options=dict(parallel=True, **COMPILED_CALLERS_ONLY))
 
 
-def _enter_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6):
-    address = address_of_value(values)
-    if each_block_code != 0:
+def _all_blocks(each_block_code, code, count, address, i0, i1, i2, i3, i4, i5, i6):
+    """Blocks 0 … count − 1 of the block function at ``code``: in one parallel region
+    (:func:`each_block` at ``each_block_code``) if that is given and there are several, else one
+    after the other in this thread."""
+    if each_block_code != 0 and count > 1:
         call_each_block(each_block_code, code, count, address, i0, i1, i2, i3, i4, i5, i6)
     else:
         for block in range(count):
             call_block(code, block, address, i0, i1, i2, i3, i4, i5, i6)
+
+
+all_blocks = njit(inline="always")(_all_blocks)
+
+
+def _enter_blocks(each_block_code, code, count, values, i0, i1, i2, i3, i4, i5, i6):
+    all_blocks(each_block_code, code, count, address_of_value(values), i0, i1, i2, i3, i4, i5, i6)
 
 
 _run_blocks = stamped(_enter_blocks)
@@ -87,7 +98,6 @@ def block_code(template, values, key=None):
     def compile_copy():
         values_type = typeof(values)
         name = hashlib.sha1(str(values_type).encode()).hexdigest()[:12]
-        copy = njit(**_OPTIONS, **COMPILED_CALLERS_ONLY)(rebind(template, f"{name}_{kernel_stamp()}",
-                                                                VALUES=values_type))
+        copy = stamped(template, name, COMPILED_CALLERS_ONLY, VALUES=values_type)
         return address_of(copy, *(0,) * (2 + INTEGERS))
     return _addresses.get((template, type_key(values) if key is None else key), compile_copy)

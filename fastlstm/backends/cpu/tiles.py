@@ -381,9 +381,15 @@ def _transpose_block():
 transpose_block = _transpose_block()
 
 
+@njit(inline="always")
+def _taken_row(j, first_row, chunk, chunk_stride):
+    """The weight row that :func:`pack_transposed`'s column j takes (see its ``rows``)."""
+    return first_row + j // chunk * chunk_stride + j % chunk
+
+
 def _transposed_panel(block, address, first_row, chunk, chunk_stride, columns, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`pack_transposed`: panel ``block`` of the
-    ``columns`` rows taken, row j being ``first_row + (j // chunk) · chunk_stride + j % chunk``."""
+    ``columns`` rows taken (:func:`_taken_row`)."""
     weight, panels = value_at(address, VALUES)
     inner = weight.shape[1]
     source = weight.ravel()
@@ -397,20 +403,19 @@ def _transposed_panel(block, address, first_row, chunk, chunk_stride, columns, i
     whole_inner = inner // width * width
     for jb in range(0, whole_columns, width):
         j = j0 + jb
-        row = first_row + j // chunk * chunk_stride + j % chunk
         if chunk_stride == chunk or j % chunk + width <= chunk:    # the lanes' rows are consecutive
+            row = _taken_row(j, first_row, chunk, chunk_stride)
             for k0 in range(0, whole_inner, width):
                 transpose_block(source, row * inner + k0, inner, panels, start + k0 * stride + jb, stride)
         else:
             for lane in range(width):
-                j_lane = j + lane
-                lane_row = first_row + j_lane // chunk * chunk_stride + j_lane % chunk
+                row = _taken_row(j + lane, first_row, chunk, chunk_stride)
                 for k in range(whole_inner):
-                    panels[at(start + k * stride + jb + lane)] = source[at(lane_row * inner + k)]
+                    panels[at(start + k * stride + jb + lane)] = source[at(row * inner + k)]
     for k in range(inner):
         target = start + k * stride
         for j in range(0 if k >= whole_inner else whole_columns, count):
-            row = first_row + (j0 + j) // chunk * chunk_stride + (j0 + j) % chunk
+            row = _taken_row(j0 + j, first_row, chunk, chunk_stride)
             panels[at(target + j)] = source[at(row * inner + k)]
         for j in range(count, stride):
             panels[at(target + j)] = 0
