@@ -119,6 +119,12 @@ TUNABLES = {t.name: t for t in (
     Tunable("pool_max_free_bytes", 1 << 30,
             "cpu: the pool keeps at most this many free bytes (and never more than it ever lent at once); "
             "beyond that it releases the blocks returned longest ago"),
+    Tunable("prepared_bytes", 8 << 20,
+            "cpu: an inference call whose buffers and packed weights (plus a copy of the parameters to check "
+            "them against) take at most this many bytes is prepared once per thread and shape and reused while "
+            "the parameters keep their values (0: never)"),
+    Tunable("prepared_calls", 4,
+            "cpu: prepared inference calls each thread keeps (the most recently used)"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
             "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),
@@ -151,6 +157,25 @@ def get(name):
     if tunable.environment and os.environ.get(tunable.environment):
         return tunable.parse(os.environ[tunable.environment], tunable.environment)
     return tunable.default
+
+
+_ENVIRONMENT = tuple(t.environment for t in TUNABLES.values() if t.environment)
+
+
+# os.environ's own mapping of encoded names (POSIX CPython), read without os.environ's
+# per-lookup encoding and KeyError: where it is not there, os.environ.get
+_ENVIRONMENT_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENVIRONMENT_KEYS = tuple(os.fsencode(name) for name in _ENVIRONMENT) if _ENVIRONMENT_DATA is not None else ()
+
+
+def state():
+    """A token equal for two calls that see the same value of every knob: the overrides in force
+    and the knobs' environment variables (cheaper than reading every knob)."""
+    if _ENVIRONMENT_DATA is not None:
+        environment = tuple(map(_ENVIRONMENT_DATA.get, _ENVIRONMENT_KEYS))
+    else:
+        environment = tuple(os.environ.get(name) for name in _ENVIRONMENT)
+    return tuple(_overrides.get().items()), environment
 
 
 def get_many(names):

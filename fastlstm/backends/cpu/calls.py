@@ -88,6 +88,16 @@ def value_at(typingctx, address, kind):
     return value_type(types.intp, kind), codegen
 
 
+@intrinsic
+def borrowed(typingctx, value):
+    """``value`` (an array, or a tuple or structure of arrays and numbers) with its arrays
+    borrowed, as :func:`value_at` gives them: no reference counting where it is used, valid while
+    the caller holds the original."""
+    def codegen(context, builder, signature, values):
+        return _borrowed(context, builder, signature.args[0], values[0])
+    return value(value), codegen
+
+
 try:
     from numba._dispatcher import compute_fingerprint    # what Numba's dispatcher keys its types by
 except ImportError:                                      # not a public name: typing is the fallback

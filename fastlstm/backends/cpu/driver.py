@@ -15,15 +15,16 @@ exit), so that at each step the sequences still running are a prefix of the rows
 finished ones cost neither GEMM rows nor gate work. The reverse direction reads each
 sequence backwards from its own last valid step, through a per-sequence time index.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
+from . import prepared
 from .calls import AddressBook, address_of, type_key
-from .gemm import matmul, weight_gradient
+from .gemm import matmul, matmul_runner, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
 from .loops import backward_units_block, forward_units_block, rows_block, run_rows
@@ -132,11 +133,12 @@ def _segment_steps(batch, gate_width, dtype):
     return max(1, -(-rows // batch))
 
 
-def _direction_loop(spec, in_the_loop, state, shape, dtype, order, direction, reverse, lengths, keep_tape):
+def _direction_loop(spec, in_the_loop, order, shape, dtype, direction, reverse, keep_tape, allocate):
     """The :class:`DirectionLoop` of one direction: its masks and indicators sorted and in its
-    time, the recurrent inputs' first step, and room for the candidate states where needed."""
+    time, room for the recurrent inputs (the caller sets their first step) and for the
+    candidate states where needed (``allocate``: buffers.empty, or buffers.zeros where padded
+    rows meet zero gradients)."""
     steps, batch, hidden = shape
-    allocate = buffers.empty if lengths is None else buffers.zeros   # padded rows meet zero gradients
     mask, inputs = np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype)
     zone, candidates = np.empty((0, 0, 0, 0), dtype), np.empty((0, 0, 0, 0), dtype)
     if in_the_loop is None:
@@ -145,7 +147,6 @@ def _direction_loop(spec, in_the_loop, state, shape, dtype, order, direction, re
         mask = in_the_loop.recurrent_mask
         mask = np.ascontiguousarray(mask if order is None else mask[order], dtype=dtype)
         inputs = allocate((steps + 1 if keep_tape else 2, batch, hidden), dtype, aligned=True)
-        inputs[0] = state[0] * mask
     zoned = [k for k, d in enumerate(in_the_loop.zoneout) if d is not None]
     if zoned:
         parts = []
@@ -181,7 +182,6 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     steps, batch, inputs = x.shape
     hidden = params[0]["weight_hh"].shape[1]
     gate_width = len(spec.gates) * hidden
-    dtype = x.dtype
     order = None
     if lengths is not None:
         order = np.argsort(-lengths, kind="stable")
@@ -189,26 +189,105 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         state = [tuple(s[order] for s in direction_state) for direction_state in state]
         active = (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1)
     else:
-        active = np.full(steps, batch)
+        active = None
     reverse = reverse_index(steps, batch, lengths) if len(params) > 1 else None
 
+    if active is None and in_the_loop is None and not keep_tape:
+        work = prepared.get(kernels, params, x.shape,
+                            lambda: _forward_work(kernels, params, x.shape, np.full(steps, batch), None, None,
+                                                  None, None, False))
+    else:
+        work = _forward_work(kernels, params, x.shape, np.full(steps, batch) if active is None else active,
+                             order, reverse, lengths, in_the_loop, keep_tape, state)
+    y = buffers.empty((steps, batch, len(params) * hidden), dtype=x.dtype)
+    valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
+    finals = []
+    for direction, run in enumerate(work.directions):
+        states = run.arrays.states
+        for k, s in enumerate(state[direction]):
+            states[k, 0] = s
+        if run.loop.recurrent_dropout:
+            run.loop.inputs[0] = states[0, 0] * run.loop.mask
+        for t0 in range(0, steps, work.segment):
+            t1 = min(steps, t0 + work.segment)
+            xproj_segment = work.xproj[:t1 - t0]
+            run.project(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs),
+                        xproj_segment.reshape(-1, gate_width))
+            run.run(t0, t1)
+        h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
+        if lengths is not None:
+            h = np.where(valid[..., None], h, 0)
+        y[..., direction * hidden:(direction + 1) * hidden] = h
+        finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
+    tape = LayerTape(kernels, params, x, order, work.active, reverse, [run.arrays.states for run in work.directions],
+                     [run.arrays.tape for run in work.directions], [run.loop for run in work.directions],
+                     work.plan) if keep_tape else None
+    return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+
+
+@dataclass
+class DirectionWork:
+    """One direction's forward, ready to run but for its initial state and its input.
+
+    Attributes
+    ----------
+    loop : DirectionLoop
+    input_panels : flat ndarray, ``weight_ih`` packed for the input projection (:func:`.tiles.pack_transposed`)
+    bias : (G·H,), the input projection's bias: ``bias_ih`` plus the folded gates' ``bias_hh``
+    arrays : .steps.ForwardArrays, states[:, 0] to be set
+    run : callable ``run(t0, t1)``, the loop over a segment (:func:`_loop_runner`)
+    """
+
+    loop: DirectionLoop
+    input_panels: np.ndarray
+    bias: np.ndarray
+    arrays: ForwardArrays
+    run: object
+    projections: dict = field(default_factory=dict)
+
+    def project(self, x_rows, out):
+        """out = x_rows @ weight_ihᵀ + bias: a segment's input projection (M, I) -> (M, G·H), its
+        split found once per number of rows (:func:`.gemm.matmul_runner`)."""
+        run = self.projections.get(x_rows.shape[0])
+        if run is None:
+            run = self.projections[x_rows.shape[0]] = matmul_runner(x_rows, self.input_panels, out, self.bias)
+        run(x_rows, out)
+
+
+@dataclass
+class ForwardWork:
+    """A layer's forward, every direction, ready to run: its plan, the segment's input
+    projections (``xproj``, reused segment after segment), the steps per segment and the
+    sequences running at each step (``active``)."""
+
+    plan: object
+    xproj: np.ndarray
+    segment: int
+    active: np.ndarray
+    directions: list
+
+
+def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, state=None):
+    """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
+    packed, every direction's arrays and loop (``state``: the initial states, sorted, which
+    recurrent dropout's first inputs need)."""
+    spec = kernels.spec
+    steps, batch, inputs = shape
+    hidden = params[0]["weight_hh"].shape[1]
+    gate_width = len(spec.gates) * hidden
+    dtype = params[0]["weight_hh"].dtype
     segment = _segment_steps(batch, gate_width, dtype)
     plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
-
-    y = buffers.empty((steps, batch, len(params) * hidden), dtype)
-    valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
-    finals, all_states, all_planes, all_loops = [], [], [], []
+    # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
+    # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
     allocate = buffers.empty if lengths is None else buffers.zeros
+    directions = []
     for direction, p in enumerate(params):
-        loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], state[direction],
-                               (steps, batch, hidden), dtype, order, direction, reverse, lengths, keep_tape)
+        loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], order,
+                               (steps, batch, hidden), dtype, direction, reverse, keep_tape, allocate)
         states = buffers.empty((len(spec.states), steps + 1, batch, hidden), dtype, aligned=True)
-        for k, s in enumerate(state[direction]):
-            states[k, 0] = s
-        # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
-        # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
@@ -222,23 +301,8 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape, key)
         run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape),
                            arrays, key)
-        for t0 in range(0, steps, segment):
-            t1 = min(steps, t0 + segment)
-            xproj_segment = xproj[:t1 - t0]
-            matmul(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), input_panels,
-                   xproj_segment.reshape(-1, gate_width), bias)
-            run(t0, t1)
-        h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
-        if lengths is not None:
-            h = np.where(valid[..., None], h, 0)
-        y[..., direction * hidden:(direction + 1) * hidden] = h
-        finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
-        all_states.append(states)
-        all_planes.append(planes)
-        all_loops.append(loop)
-    tape = LayerTape(kernels, params, x, order, active, reverse, all_states, all_planes, all_loops, plan) \
-        if keep_tape else None
-    return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+        directions.append(DirectionWork(loop, input_panels, bias, arrays, run))
+    return ForwardWork(plan, xproj, segment, active, directions)
 
 
 def _line_multiple(count, dtype):

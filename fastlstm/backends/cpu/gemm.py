@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import tuning
 from .calls import value_at
-from .regions import VALUES, run_blocks
+from .regions import VALUES, blocks_runner, run_blocks
 from .tiles import panel_columns, product_bias_at, walk_address
 from .units import block_count
 
@@ -34,13 +34,20 @@ def matmul(a, panels, out, bias=None):
     short call with a small batch) is split by whole panels of columns as well, so that it
     still has ``gemm_blocks`` blocks to share among the threads.
     """
+    matmul_runner(a, panels, out, bias)(a, out)
+
+
+def matmul_runner(a, panels, out, bias=None):
+    """``run(a, out)``: :func:`matmul` of ``panels`` and ``bias`` on any ``a`` and ``out`` of the
+    shapes and types of these, its split and compiled blocks found once."""
     rows, columns = out.shape
     row_blocks = block_count(rows, tuning.get("gemm_rows"))
     panel = panel_columns(out.dtype)
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
-    values = (a, panels, out, np.empty(0, out.dtype) if bias is None else bias)
-    run_blocks(_matmul_block, row_blocks * column_blocks, values, walk_address(out.dtype), row_blocks, column_blocks,
-               panel, parallel=_parallel(2.0 * rows * a.shape[1] * columns))
+    bias = np.empty(0, out.dtype) if bias is None else bias
+    run = blocks_runner(_matmul_block, row_blocks * column_blocks, (a, panels, out, bias), walk_address(out.dtype),
+                        row_blocks, column_blocks, panel, parallel=_parallel(2.0 * rows * a.shape[1] * columns))
+    return lambda a, out: run((a, panels, out, bias))
 
 
 def _matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):

@@ -29,7 +29,7 @@ from numba import njit
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
-from .calls import COMPILED_CALLERS_ONLY, address_of_value, compiled_call, value_at
+from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_call, value_at
 from .regions import VALUES, all_blocks, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
@@ -124,7 +124,7 @@ def _run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t
     several in one parallel region (:func:`.regions.each_block` at ``each_block_code``) of
     :func:`rows_block` (at ``rows_block_code``)."""
     if row_bounds.shape[0] == 2:
-        call_rows_loop(rows_loop_code, a, t0, t1, row_bounds[0], row_bounds[1], a.work[0])
+        call_rows_loop(rows_loop_code, borrowed(a), t0, t1, row_bounds[0], row_bounds[1], a.work[0])
     else:
         call_each_block(each_block_code, rows_block_code, row_bounds.shape[0] - 1, address_of_value((a, row_bounds)),
                         rows_loop_code, t0, t1, 0, 0, 0, 0)

@@ -78,9 +78,16 @@ def run_blocks(template, count, values, *integers, parallel=True):
     """Run the blocks 0 … count − 1 of block function ``template`` on ``values`` (arrays, ints and
     tuples of them) with up to seven ``integers``, from Python: in one parallel region if
     ``parallel`` and there are several, else one after the other in this thread."""
+    blocks_runner(template, count, values, *integers, parallel=parallel)(values)
+
+
+def blocks_runner(template, count, values, *integers, parallel=True):
+    """``run(values)``: :func:`run_blocks` with these arguments, on any values of the type of
+    ``values``, its compiled block function and region found once."""
     code = block_code(template, values)
-    _run_blocks(each_block_code() if parallel and count > 1 else 0, code, count, values, *integers,
-                *(0,) * (INTEGERS - len(integers)))
+    each = each_block_code() if parallel and count > 1 else 0
+    integers += (0,) * (INTEGERS - len(integers))
+    return lambda values: _run_blocks(each, code, count, values, *integers)
 
 
 _addresses = AddressBook()

@@ -1,0 +1,100 @@
+"""Inference calls prepared once and reused (fastlstm.backends.cpu.prepared): every call still
+answers for the parameters and input it is given."""
+import numpy as np
+import pytest
+
+from fastlstm import functional, tuning
+from fastlstm.backends.cpu import prepared
+
+from support import CELL_VARIANTS, assert_matches_reference, make_problem, run_in_threads, state_parts, with_backend
+
+
+def _inference(config, params, x, state=None):
+    y, final, _ = functional.forward(config, params, x, state, tape=False)
+    return {"y": y, **{f"final[{k}]": s for k, s in enumerate(state_parts(final))}}
+
+
+def _assert_matches_reference(config, params, x, state=None):
+    result = _inference(config, params, x, state)
+    expected = _inference(with_backend(config, "reference"), params, x, state)
+    assert_matches_reference(result, expected, config.dtype)
+    return result
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+def test_repeated_calls_answer_for_their_own_input(variant, dtype):
+    problem = make_problem(variant, 7, 3, 5, 12, dtype, seed=1, num_layers=2, bidirectional=True)
+    config, params = problem["config"], problem["params"]
+    rng = np.random.default_rng(2)
+    first = _assert_matches_reference(config, params, problem["x"], problem["state"])
+    kept = {name: value.copy() for name, value in first.items()}
+    for _ in range(2):
+        x = rng.standard_normal(problem["x"].shape).astype(dtype)
+        _assert_matches_reference(config, params, x, problem["state"])
+    for name, value in first.items():   # nothing returned is a buffer a later call reuses
+        np.testing.assert_array_equal(value, kept[name], err_msg=name)
+
+
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+def test_parameters_changed_in_place_are_packed_again(variant):
+    problem = make_problem(variant, 6, 2, 4, 16, np.float32, seed=3)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    before = _assert_matches_reference(config, params, x)["y"]
+    for name in params:                  # in place: the same arrays, other values
+        params[name] *= np.float32(0.5)
+        params[name] += np.float32(0.01)
+    after = _assert_matches_reference(config, params, x)["y"]
+    assert not np.allclose(before, after)
+    params[sorted(params)[-1]][0] = np.nan     # one value changed; NaN must reach the result
+    assert np.isnan(_inference(config, params, x)["y"]).any()
+
+
+def test_an_entry_per_shape_and_at_most_prepared_calls():
+    problem = make_problem("lstm", 5, 2, 3, 8, np.float32, seed=4)
+    config, params = problem["config"], problem["params"]
+    rng = np.random.default_rng(5)
+    prepared.clear()
+    with tuning.override(prepared_calls=2):
+        for steps, batch in [(5, 2), (9, 1), (4, 3), (5, 2), (9, 1)]:
+            x = rng.standard_normal((steps, batch, 3)).astype(np.float32)
+            _assert_matches_reference(config, params, x)
+            assert len(prepared._entries()) <= 2
+    prepared.clear()
+    assert len(prepared._entries()) == 0
+
+
+def test_too_large_or_disabled_is_built_every_call_with_the_same_bits():
+    problem = make_problem("gru", 8, 4, 6, 24, np.float32, seed=6, bidirectional=True)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    prepared.clear()
+    kept = _inference(config, params, x)
+    assert len(prepared._entries()) == 1
+    prepared.clear()
+    with tuning.override(prepared_bytes=0):
+        built = _inference(config, params, x)
+        assert len(prepared._entries()) == 0
+    for name in kept:
+        np.testing.assert_array_equal(built[name], kept[name], err_msg=name)
+
+
+def test_a_knob_changed_between_calls_is_honoured():
+    problem = make_problem("lstm", 6, 4, 3, 20, np.float32, seed=7)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    prepared.clear()
+    for loop in ("single", "units", "sequences"):
+        with tuning.override(cpu_loop=loop, batch_rows=1):
+            _assert_matches_reference(config, params, x)
+    assert len(prepared._entries()) == 3
+
+
+def test_threads_calling_at_once_each_get_their_own_answer():
+    problem = make_problem("lstm_peephole", 20, 2, 4, 16, np.float32, seed=8)
+    config, params = problem["config"], problem["params"]
+    inputs = [np.random.default_rng(seed).standard_normal((20, 2, 4)).astype(np.float32) for seed in range(4)]
+
+    def work(x):
+        for _ in range(5):
+            _assert_matches_reference(config, params, x)
+
+    run_in_threads(work, inputs)
