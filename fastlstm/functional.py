@@ -71,8 +71,10 @@ def _check_params(config, arrays, params):
     check_names("params", params, expected)
     converted = {}
     for name, shape in expected.items():
-        converted[name] = arrays.convert(f"params[{name!r}]", params[name], config.dtype)
-        check_shape(f"params[{name!r}]", converted[name], shape, "")
+        value = arrays.convert(_parameter_label(name), params[name], config.dtype)
+        if value.shape != shape:
+            check_shape(_parameter_label(name), value, shape, "")
+        converted[name] = value
     if not config.bias:          # the kernels add biases; a layer without them adds zeros
         for layer in range(config.num_layers):
             for direction in range(config.directions):
@@ -81,6 +83,12 @@ def _check_params(config, arrays, params):
                 for name in ("bias_ih", "bias_hh"):
                     converted[name + suffix] = arrays.zeros((width,), config.dtype)
     return converted
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameter_label(name):
+    """How errors name the parameter ``name``: params['name']."""
+    return f"params[{name!r}]"
 
 
 def _state_tensors(config, arrays, name, state, batch, copy=False):
@@ -153,8 +161,14 @@ def _unbatched(tensors, *shape):
 
 
 def _layer_params(config, params, layer, direction):
+    return {name: params[full_name] for name, full_name in _layer_parameter_names(config, layer, direction)}
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_parameter_names(config, layer, direction):
+    """One layer-direction's parameters as (name in the cell, name in ``params``) pairs."""
     suffix = config.suffix(layer, direction)
-    return {name: params[name + suffix] for name in _parameter_names(config.cell)}
+    return tuple((name, name + suffix) for name in _parameter_names(config.cell))
 
 
 @functools.lru_cache(maxsize=None)

@@ -30,6 +30,8 @@ class HostArrays:
 
     def convert(self, name, value, dtype):
         """``value`` as a C-contiguous array of ``dtype`` (not copied when it already is one)."""
+        if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+            return value
         return as_float_array(name, value, dtype)
 
     def copy(self, name, value, dtype):

@@ -291,7 +291,7 @@ def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_th
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         bias = p["bias_ih"].copy()
         bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
-        input_panels = buffers.empty((panels_size(inputs, gate_width, dtype),), dtype)
+        input_panels = buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
         pack_transposed(p["weight_ih"], input_panels)
         panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
         arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
@@ -464,7 +464,7 @@ def _backward_layer(tape, dy, dstate, norms):
         key = type_key(arrays)
         arrays.pointwise_code[:], arrays.projection_code[:] = kernels.backward_phase_code(
             arrays, loop.recurrent_dropout, loop.zoneout, key)
-        input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype)
+        input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True)
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None), arrays, key)

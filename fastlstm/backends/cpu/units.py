@@ -70,7 +70,7 @@ def forward_panels(weight, bounds, phases):
     starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
     """
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
-    panels = buffers.empty((layout.size,), weight.dtype)
+    panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
     for (block, phase), rows in layout.pieces.items():
         pack_transposed(weight, panels[layout.starts[block, phase]:], rows)
     return panels, layout.starts
@@ -95,7 +95,7 @@ def backward_panels(weight, bounds, phases):
     hidden = weight.shape[1]
     bounds = tuple(int(b) for b in bounds)
     layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
-    panels = buffers.empty((layout.size,), weight.dtype)
+    panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
     for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
         for phase, (g0, g1) in enumerate(phases):
             pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:])
