@@ -24,7 +24,7 @@ DTYPES = [np.float32, np.float64]
 @pytest.fixture(autouse=True)
 def host_products_around_the_loop(monkeypatch):
     """Under the simulator: the driver's GEMMs and column reductions outside the loop as NumPy
-    products on the simulated device arrays' memory (the loop's own GEMM, ``step_matmul``, stays
+    products on the simulated device arrays' memory (the loop's own GEMM, ``numba_matmul``, stays
     the numba kernel)."""
     if not SIMULATED:
         return
@@ -44,8 +44,7 @@ def host_products_around_the_loop(monkeypatch):
     def column_dots(a, b, out, accumulate=False):
         out._ary[...] = (a._ary * b._ary).sum(axis=0, dtype=out.dtype) + (out._ary if accumulate else 0)
 
-    assert gemm_loop.step_matmul is gemm.matmul
-    monkeypatch.setattr(gemm_loop, "step_matmul", gemm.matmul)
+    assert gemm_loop.numba_matmul is gemm.matmul
     for name, host in (("matmul", matmul), ("column_sums", column_sums), ("column_dots", column_dots)):
         monkeypatch.setattr(gemm, name, host)
 
@@ -128,10 +127,10 @@ def test_each_step_launches_one_gemm_and_one_pointwise_kernel_per_phase(monkeypa
     nothing else; the step GEMMs are T·phases forward and T·phases − 1 backward (none from after
     the last step). The phases are the cell's (the reset-before GRU projects h, then r ⊙ h)."""
     launches, step_gemms = [], []
-    original = gemm_loop.step_matmul
+    original = gemm_loop.numba_matmul
     for steps in (1, 2):
         calls = []
-        monkeypatch.setattr(gemm_loop, "step_matmul", lambda *a, **k: (calls.append(1), original(*a, **k)))
+        monkeypatch.setattr(gemm_loop, "numba_matmul", lambda *a, **k: (calls.append(1), original(*a, **k)))
         problem = make_problem(variant, steps, 1, 1, 1, np.float32, seed=15)
         with _gemm_loop(), counted(monkeypatch) as counts:
             tape = _training_call(problem)

@@ -59,8 +59,46 @@ class CellKernels(CompiledCell):
                                        for name in _KERNELS})
         return self._loops[key]
 
+    def argument_types(self, name):
+        """The numba types of the arguments the driver launches kernel ``name`` with.
+
+        One signature per kernel (every array C-contiguous), so that each kernel compiles once
+        per cell, dtype and regularisers: each direction's arrays and scalars travel as one
+        :class:`.recurrent.ForwardDirection` or :class:`.recurrent.BackwardDirection`, then come
+        the step, the phase and the launch geometry, where the kernel takes them.
+
+        Parameters
+        ----------
+        name : str, one of ``_KERNELS``
+
+        Returns
+        -------
+        tuple of numba types
+        """
+        real = numba.from_dtype(self.dtype)
+        index = types.int64
+        a1, a2, a3, a4 = (types.Array(real, ndim, "C") for ndim in (1, 2, 3, 4))
+        lengths = types.Array(types.int64, 1, "C")
+        reg = _structure(recurrent.InLoop, mask=a2, zone=a4, candidates=a4)
+        forward = _structure(recurrent.ForwardDirection, xproj=a3, states=a4, tape=a4, y=a3, lengths=lengths,
+                             weights=a1, vectors=a2, bias_hh=a1, projection=a2, masked_state=a2, reg=reg,
+                             direction=index, keep=index)
+        backward = _structure(recurrent.BackwardDirection, dy=a3, states=a4, tape=a4, dgh=a3, dgx=a3, carry=a3,
+                              lengths=lengths, weights=a1, vectors=a2, projection=a2, record=a3, reg=reg,
+                              direction=index)
+        return {
+            "forward_persistent": (forward, index, index),     # units per block, lanes
+            "forward_step": (forward, index, index, index),     # t, phase, lanes
+            "backward_persistent": (backward, index, index),
+            "backward_step": (backward, index, index, index),
+            "backward_finish": (backward, index),               # lanes
+            "forward_pointwise": (forward, index, index),       # t, phase
+            "backward_pointwise": (backward, index, index),
+        }[name]
+
     def ptx_signatures(self, recurrent_dropout=False, zoneout=False):
-        """Every kernel of :meth:`loops` with the one signature the driver launches it with.
+        """Every kernel of :meth:`loops` with the one signature the driver launches it with
+        (:meth:`argument_types`).
 
         Returns
         -------
@@ -68,28 +106,15 @@ class CellKernels(CompiledCell):
             The kernels' (rebound) Python functions, e.g. for
             ``numba.cuda.compile_ptx(function, signature, cc=(9, 0))``.
         """
-        real = numba.from_dtype(self.dtype)
-        index = types.int64
-        a1, a2, a3, a4 = (types.Array(real, ndim, "C") for ndim in (1, 2, 3, 4))
-        lengths = types.Array(types.int64, 1, "C")
-        reg = types.NamedTuple((a2, a4, a4), recurrent.InLoop)
-        # forward: xproj states tape y lengths weight_hh vectors bias_hh direction keep reg;
-        # backward: dy states tape dgh dgx carry lengths weight_hhᵀ vectors direction reg record
-        forward = (a3, a4, a4, a3, lengths, a1, a2, a1, index, index, reg)
-        backward = (a3, a4, a4, a3, a3, a3, lengths, a1, a2, index, reg, a3)
-        arguments = {
-            "forward_persistent": forward + (index, index),
-            "forward_step": (index, index) + forward + (index,),
-            "backward_persistent": backward + (index, index),
-            "backward_step": (index, index) + backward + (index,),
-            "backward_finish": (a3, a3, a1, a2, index),
-            # the GEMM loop's: the step's projection (B, G·H) or (B, H) in place of the weights;
-            # forward, the next step's GEMM input h' ⊙ mask (B, H) last
-            "forward_pointwise": (index, index, a2) + forward[:5] + forward[6:] + (a2,),
-            "backward_pointwise": (index, index, a2) + backward[:7] + backward[8:],
-        }
         loops = self.loops(recurrent_dropout, zoneout)
-        return [(getattr(loops, name).py_func, types.void(*arguments[name])) for name in _KERNELS]
+        return [(getattr(loops, name).py_func, types.void(*self.argument_types(name))) for name in _KERNELS]
+
+
+def _structure(cls, **field_types):
+    """The numba type of a NamedTuple ``cls`` whose fields have ``field_types``, as
+    ``numba.typeof`` gives it for an instance with values of those types."""
+    assert set(field_types) == set(cls._fields), (cls.__name__, sorted(set(field_types) ^ set(cls._fields)))
+    return types.BaseTuple.from_types(tuple(field_types[name] for name in cls._fields), cls)
 
 
 class _Loops:

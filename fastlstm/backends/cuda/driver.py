@@ -31,7 +31,7 @@ from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from . import arrays, gemm, gemm_loop, plan, weights, workspace
 from .compiled import fold_bias
-from .recurrent import InLoop
+from .recurrent import BackwardDirection, ForwardDirection, InLoop
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 _VECTOR_THREADS = 128
@@ -121,26 +121,27 @@ def _transposed_weight_hh(p, dtype):
                            lambda: arrays.to_device("weight_hh", gemm.transposed(p["weight_hh"]), dtype))
 
 
-def _resident_blocks(kernel, args):
-    """``max_resident_blocks`` for :func:`plan.choose`: asks the compiled kernel (compiled only
-    when the plan asks, i.e. not for the GEMM loop)."""
+def _resident_blocks(kernel, argument_types):
+    """``max_resident_blocks`` for :func:`plan.choose`: asks the kernel compiled for the types
+    it is launched with (compiled only when the plan asks, i.e. not for the GEMM loop)."""
     if SIMULATED:
         return lambda threads, shared_bytes: None
 
     def max_resident_blocks(threads, shared_bytes):
-        compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+        compiled = kernel.compile(argument_types)
         return compiled.max_cooperative_grid_blocks(threads, shared_bytes)
     return max_resident_blocks
 
 
-def _loop_plan(kernels, loops, which, args, batch, hidden):
-    """The :class:`plan.LoopPlan` of a layer whose persistent kernel ``which`` takes ``args``
-    (+ units and lanes); the same for every call with this batch and width."""
+def _loop_plan(kernels, loops, which, batch, hidden):
+    """The :class:`plan.LoopPlan` of a layer whose persistent kernel is ``which``; the same for
+    every call with this batch and width."""
     loop = plan.forced_loop()
     key = (which, batch, hidden, loop)
     if key not in kernels.plans:
         kernels.plans[key] = plan.choose(len(kernels.spec.gates), batch, hidden, kernels.dtype.itemsize,
-                                         _resident_blocks(getattr(loops, which), args + (1, 1)), loop)
+                                         _resident_blocks(getattr(loops, which), kernels.argument_types(which)),
+                                         loop)
     return kernels.plans[key]
 
 
@@ -183,18 +184,21 @@ def _in_loop(kernels, in_the_loop, steps, batch, hidden, keep_tape):
     return InLoop(mask, zone, candidates)
 
 
-def _run_loop(loops, which, loop, steps, phases, args, reverse=False):
-    """Launch a layer's recurrent loop as ``loop`` says: one cooperative launch, or one per phase of each step."""
+def _run_loop(loops, which, loop, steps, phases, direction_arrays, reverse=False):
+    """Launch a layer's recurrent loop as ``loop`` says: one cooperative launch, or one per phase
+    of each step; every launch takes the same ``direction_arrays`` (a
+    :class:`.recurrent.ForwardDirection` or :class:`.recurrent.BackwardDirection`)."""
     if steps == 0:
         return
     if loop.kind == "persistent":
         getattr(loops, f"{which}_persistent")[loop.blocks, loop.threads, 0, loop.shared_bytes](
-            *args, loop.units_per_block, loop.lanes)
+            direction_arrays, loop.units_per_block, loop.lanes)
         return
     step = getattr(loops, f"{which}_step")[loop.blocks, loop.threads, 0, loop.shared_bytes]
+    lanes = loop.lanes
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
         for phase in range(phases):
-            step(t, phase, *args, loop.lanes)
+            step(direction_arrays, t, phase, lanes)
 
 
 def _flags(in_loop):
@@ -250,13 +254,19 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         in_loop = _in_loop(kernels, None if in_the_loop is None else in_the_loop[direction], steps, batch, hidden,
                            keep_tape)
         loops = kernels.loops(*_flags(in_loop))
-        args = (xproj, states, planes, y, lengths, p["weight_hh"].reshape(-1), _vectors(kernels, p, hidden, dtype),
-                p["bias_hh"], direction, 1 if keep_tape else 0, in_loop)
-        loop = _loop_plan(kernels, loops, "forward_persistent", args, batch, hidden)
-        if loop.kind == "gemm":   # the other loops' arguments but the flattened weights (args[5])
-            gemm_loop.forward(loops, loop, spec, p["weight_hh"], *args[:5], *args[6:])
+        loop = _loop_plan(kernels, loops, "forward_persistent", batch, hidden)
+        if loop.kind == "gemm":
+            projection, masked_state = gemm_loop.forward_workspaces(spec, states, in_loop)
         else:
-            _run_loop(loops, "forward", loop, steps, len(spec.forward), args)
+            projection = masked_state = _empty(2, dtype)
+        forward = ForwardDirection(
+            xproj=xproj, states=states, tape=planes, y=y, lengths=lengths, weights=p["weight_hh"].reshape(-1),
+            vectors=_vectors(kernels, p, hidden, dtype), bias_hh=p["bias_hh"], projection=projection,
+            masked_state=masked_state, reg=in_loop, direction=direction, keep=1 if keep_tape else 0)
+        if loop.kind == "gemm":
+            gemm_loop.forward(loops, loop, spec, p["weight_hh"], forward, gemm_loop.numba_matmul)
+        else:
+            _run_loop(loops, "forward", loop, steps, len(spec.forward), forward)
         finals.append(tuple(states[k, steps] for k in range(states.shape[0])))   # views: the caller copies
         all_states.append(states)
         all_planes.append(planes)
@@ -304,18 +314,20 @@ def backward_layer(tape, dy, dstate, norms=None):
         w_t = _transposed_weight_hh(p, dtype).reshape(-1)
         record = _empty(3, dtype) if norms is None else arrays.zeros((steps, batch, hidden), dtype)
         loops = kernels.loops(*_flags(in_loop))
-        args = (dy, states, planes, dgh, dgx, carry, tape.lengths, w_t, _vectors(kernels, p, hidden, dtype),
-                direction, in_loop, record)
-        loop = _loop_plan(kernels, loops, "backward_persistent", args, batch, hidden)
+        loop = _loop_plan(kernels, loops, "backward_persistent", batch, hidden)
         tape.backward_loop = loop
-        if loop.kind == "gemm":   # the other loops' arguments but weight_hhᵀ (args[7])
-            gemm_loop.backward(loops, loop, spec, p["weight_hh"], *args[:7], *args[8:])
+        projection = gemm_loop.backward_workspace(states) if loop.kind == "gemm" else _empty(2, dtype)
+        backward = BackwardDirection(
+            dy=dy, states=states, tape=planes, dgh=dgh, dgx=dgx, carry=carry, lengths=tape.lengths, weights=w_t,
+            vectors=_vectors(kernels, p, hidden, dtype), projection=projection, record=record, reg=in_loop,
+            direction=direction)
+        if loop.kind == "gemm":
+            gemm_loop.backward(loops, loop, spec, p["weight_hh"], backward, gemm_loop.numba_matmul)
         else:
-            _run_loop(loops, "backward", loop, steps, len(spec.backward), args, reverse=True)
+            _run_loop(loops, "backward", loop, steps, len(spec.backward), backward, reverse=True)
         finish = plan.per_step(1, batch, hidden, dtype.itemsize, "")
         if steps > 0:
-            loops.backward_finish[finish.blocks, finish.threads, 0, finish.shared_bytes](dgh, carry, w_t, in_loop.mask,
-                                                                                        finish.lanes)
+            loops.backward_finish[finish.blocks, finish.threads, 0, finish.shared_bytes](backward, finish.lanes)
         dstates0.append(tuple(carry[k] for k in range(state_count)))
         grads.append(_recurrent_gradients(spec, dgh.reshape(rows, gate_width), states, planes, in_loop, hidden,
                                           dtype))

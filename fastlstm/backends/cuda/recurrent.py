@@ -37,6 +37,12 @@ zeros that give the math's arities, ``FORWARD_GATES``/``FORWARD_SOURCES`` per fo
 ``BACKWARD_GATES``/``BACKWARD_PROJECTS`` per backward phase, ``READS_NEW``; and per compiled
 loop the regularisers inside it, ``RECURRENT_DROPOUT`` and ``ZONEOUT``.
 
+Kernel arguments: each kernel takes one structure holding every array and scalar of its
+direction and call (:class:`ForwardDirection` or :class:`BackwardDirection`, built once per
+direction and call by the driver and passed to every launch of that call), then the step, the
+phase and the launch geometry, as far as it needs them. The device functions below take the
+fields themselves.
+
 A direction's in-loop regularisers arrive as one structure ``reg`` (:class:`InLoop`), its
 fields empty arrays where a regulariser is off (never read then):
 
@@ -71,6 +77,95 @@ class InLoop(NamedTuple):
     mask: object
     zone: object
     candidates: object
+
+
+class ForwardDirection(NamedTuple):
+    """Everything one direction's forward kernels read and write in one call.
+
+    Attributes
+    ----------
+    xproj : (T, B, D·G·H)
+        Every step's input projection, natural time, the directions side by side.
+    states : (S, T+1, B, H)
+        The direction's states in its own time, states[:, 0] set on entry.
+    tape : (K, T, B, H), or (K, 1, B, H) in inference (one slot reused)
+        The cell's saved planes.
+    y : (T, B, D·H)
+        The layer's output, natural time.
+    lengths : (B,) int64
+    weights : (G·H·H,)
+        weight_hh, (G·H, H), flattened (read by the persistent and per-step loops).
+    vectors : (V, H)
+        The cell's element-wise parameters (the LSTM's peepholes), (0, 0) without.
+    bias_hh : (G·H,)
+    projection : (B, G·H), or (0, 0) outside the GEMM loop
+        The GEMM loop's step product ``source @ weight_hh[rows]ᵀ``.
+    masked_state : (B, H), or (0, 0)
+        The GEMM loop under recurrent dropout: h' ⊙ mask, the next step's GEMM input.
+    reg : InLoop
+    direction : int
+        0 forward, 1 reverse.
+    keep : int
+        1 keeps every step's tape (training), 0 reuses slot 0 (inference).
+    """
+
+    xproj: object
+    states: object
+    tape: object
+    y: object
+    lengths: object
+    weights: object
+    vectors: object
+    bias_hh: object
+    projection: object
+    masked_state: object
+    reg: InLoop
+    direction: int
+    keep: int
+
+
+class BackwardDirection(NamedTuple):
+    """Everything one direction's backward kernels read and write in one call.
+
+    Attributes
+    ----------
+    dy : (T, B, D·H)
+        The output's gradient, natural time (read only at valid steps).
+    states : (S, T+1, B, H)
+    tape : (K, T, B, H)
+        The forward's states and saved planes.
+    dgh : (T, B, G·H)
+        Receives the recurrent side's gate gradients, the direction's time.
+    dgx : (T, B, D·G·H)
+        Receives the input side's gate gradients, natural time, the directions side by side.
+    carry : (S, B, H)
+        The state gradients carried to the previous step (the final states' on entry; the
+        initial states' on exit, after ``backward_finish``).
+    lengths : (B,) int64
+    weights : (H·G·H,)
+        weight_hhᵀ, (H, G·H), flattened.
+    vectors : (V, H), or (0, 0)
+    projection : (B, H), or (0, 0) outside the GEMM loop
+        The GEMM loop's step product of gate gradients and ``weight_hh``'s rows.
+    record : (T, B, H), or (0, 0, 0)
+        Receives the gradient reaching each valid step's h (introspection).
+    reg : InLoop
+    direction : int
+    """
+
+    dy: object
+    states: object
+    tape: object
+    dgh: object
+    dgx: object
+    carry: object
+    lengths: object
+    weights: object
+    vectors: object
+    projection: object
+    record: object
+    reg: InLoop
+    direction: int
 
 
 # ---------------------------------------------------------------- the lane groups' dot products
@@ -342,9 +437,10 @@ def block_units(units_per_block, hidden):
     return u0, min(hidden, u0 + units_per_block)
 
 
-def forward_persistent(xproj, states, tape, y, lengths, w, vectors, bias_hh, direction, keep, reg, units_per_block,
-                       lanes):
-    """Every step in one cooperative launch; w is weight_hh, (G·H, H), flattened."""
+def forward_persistent(forward, units_per_block, lanes):
+    """Every step in one cooperative launch, ``forward`` a :class:`ForwardDirection`; block j
+    holds its units' rows of ``forward.weights`` (weight_hh) in shared memory."""
+    states, w = forward.states, forward.weights
     hidden, batch = states.shape[3], states.shape[2]
     u0, u1 = block_units(units_per_block, hidden)
     width = u1 - u0
@@ -357,27 +453,32 @@ def forward_persistent(xproj, states, tape, y, lengths, w, vectors, bias_hh, dir
     cuda.syncthreads()
     grid = cuda.cg.this_grid()
     groups = cuda.blockDim.x // lanes
-    for t in range(xproj.shape[0]):
+    for t in range(forward.xproj.shape[0]):
         for phase in range(FORWARD_PHASES):
             for first in range(0, batch * width, groups):
                 forward_round(phase, t, first + cuda.threadIdx.x // lanes, batch * width, width, u0, shared,
-                              GATES * hidden, hidden, shared, scratch, lanes, xproj, states, tape, y, lengths,
-                              vectors, bias_hh, direction, t * keep, reg)
+                              GATES * hidden, hidden, shared, scratch, lanes, forward.xproj, states, forward.tape,
+                              forward.y, forward.lengths, forward.vectors, forward.bias_hh, forward.direction,
+                              t * forward.keep, forward.reg)
             grid.sync()
 
 
-def forward_step(t, phase, xproj, states, tape, y, lengths, w, vectors, bias_hh, direction, keep, reg, lanes):
-    """One phase of step t: a lane group per (b, u), weights (weight_hh) from global memory."""
+def forward_step(forward, t, phase, lanes):
+    """One phase of step t: a lane group per (b, u), weights (``forward.weights``, weight_hh)
+    from global memory."""
+    states = forward.states
     hidden, batch = states.shape[3], states.shape[2]
     partial = cuda.shared.array(0, DTYPE)
     item = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + cuda.threadIdx.x // lanes
-    forward_round(phase, t, item, batch * hidden, hidden, 0, w, hidden, hidden * hidden, partial, 0, lanes,
-                  xproj, states, tape, y, lengths, vectors, bias_hh, direction, t * keep, reg)
+    forward_round(phase, t, item, batch * hidden, hidden, 0, forward.weights, hidden, hidden * hidden, partial, 0,
+                  lanes, forward.xproj, states, forward.tape, forward.y, forward.lengths, forward.vectors,
+                  forward.bias_hh, forward.direction, t * forward.keep, forward.reg)
 
 
-def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, reg, record,
-                        units_per_block, lanes):
-    """Every step backward in one cooperative launch; w_t is weight_hhᵀ, (H, G·H), flattened."""
+def backward_persistent(backward, units_per_block, lanes):
+    """Every step backward in one cooperative launch, ``backward`` a :class:`BackwardDirection`;
+    block j holds its units' columns of weight_hh (rows of ``backward.weights``) in shared memory."""
+    states, w_t = backward.states, backward.weights
     hidden, batch = states.shape[3], states.shape[2]
     u0, u1 = block_units(units_per_block, hidden)
     width = u1 - u0
@@ -388,27 +489,32 @@ def backward_persistent(dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors
     cuda.syncthreads()
     grid = cuda.cg.this_grid()
     groups = cuda.blockDim.x // lanes
-    for t in range(dgh.shape[0] - 1, -1, -1):
+    for t in range(backward.dgh.shape[0] - 1, -1, -1):
         for phase in range(BACKWARD_PHASES):
             for first in range(0, batch * width, groups):
                 backward_round(phase, t, first + cuda.threadIdx.x // lanes, batch * width, width, u0, shared,
-                               shared, scratch, lanes, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                               direction, reg, record)
+                               shared, scratch, lanes, backward.dy, states, backward.tape, backward.dgh,
+                               backward.dgx, backward.carry, backward.lengths, backward.vectors, backward.direction,
+                               backward.reg, backward.record)
             grid.sync()
 
 
-def backward_step(t, phase, dy, states, tape, dgh, dgx, carry, lengths, w_t, vectors, direction, reg, record, lanes):
-    """One phase of backward step t: a lane group per (b, u), weights (weight_hhᵀ) from global memory."""
+def backward_step(backward, t, phase, lanes):
+    """One phase of backward step t: a lane group per (b, u), weights (``backward.weights``,
+    weight_hhᵀ) from global memory."""
+    states = backward.states
     hidden, batch = states.shape[3], states.shape[2]
     partial = cuda.shared.array(0, DTYPE)
     item = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + cuda.threadIdx.x // lanes
-    backward_round(phase, t, item, batch * hidden, hidden, 0, w_t, partial, 0, lanes, dy, states, tape, dgh,
-                   dgx, carry, lengths, vectors, direction, reg, record)
+    backward_round(phase, t, item, batch * hidden, hidden, 0, backward.weights, partial, 0, lanes, backward.dy,
+                   states, backward.tape, backward.dgh, backward.dgx, backward.carry, backward.lengths,
+                   backward.vectors, backward.direction, backward.reg, backward.record)
 
 
-def backward_finish(dgh, carry, w_t, mask, lanes):
+def backward_finish(backward, lanes):
     """After the first step: carry[0] += what step 0's gate gradients send to the initial h
     (through h ⊙ mask under recurrent dropout)."""
+    dgh, carry, w_t = backward.dgh, backward.carry, backward.weights
     hidden, batch = carry.shape[2], carry.shape[1]
     partial = cuda.shared.array(0, DTYPE)
     lane = cuda.threadIdx.x % lanes
@@ -421,16 +527,17 @@ def backward_finish(dgh, carry, w_t, mask, lanes):
         partial[at + lane] = lane_dot(dgh[0, b], w_t, u * GATES * hidden, r0, r1, lane, lanes)
     sum_lanes(partial, at, 1, lane, lanes, active)
     if active and lane == 0:
-        carry[0, b, u] += partial[at] * mask_at(mask, b, u)
+        carry[0, b, u] += partial[at] * mask_at(backward.reg.mask, b, u)
 
 
 # ---------------------------------------------------------------- the GEMM loop's pointwise kernels
 
-def forward_pointwise(t, phase, ah, xproj, states, tape, y, lengths, vectors, bias_hh, direction, keep, reg, rec):
+def forward_pointwise(forward, t, phase):
     """Phase ``phase`` of step t after its GEMM: one thread per (b, u) runs the unit's math
-    (:func:`forward_unit`) on the projection ``ah``, (B, G·H), of which the phase's gate columns
-    hold ``source @ weight_hh[rows]ᵀ``. Under recurrent dropout, after the last phase, ``rec``
-    (B, H) receives h' ⊙ mask: the next step's GEMM input."""
+    (:func:`forward_unit`) on ``forward.projection``, (B, G·H), of which the phase's gate columns
+    hold ``source @ weight_hh[rows]ᵀ``. Under recurrent dropout, after the last phase,
+    ``forward.masked_state`` (B, H) receives h' ⊙ mask: the next step's GEMM input."""
+    states, reg = forward.states, forward.reg
     hidden, batch = states.shape[3], states.shape[2]
     item = cuda.grid(1)
     if item < batch * hidden:
@@ -438,30 +545,30 @@ def forward_pointwise(t, phase, ah, xproj, states, tape, y, lengths, vectors, bi
         g0, g1 = FORWARD_GATES[phase]
         acc = cuda.local.array(GATES, DTYPE)
         for g in range(g0, g1):
-            acc[g] = ah[b, g * hidden + u]
-        forward_unit(phase, t, b, u, acc, xproj, states, tape, y, lengths, vectors, bias_hh, direction, t * keep,
-                     reg)
+            acc[g] = forward.projection[b, g * hidden + u]
+        forward_unit(phase, t, b, u, acc, forward.xproj, states, forward.tape, forward.y, forward.lengths,
+                     forward.vectors, forward.bias_hh, forward.direction, t * forward.keep, reg)
         if RECURRENT_DROPOUT and phase == FORWARD_PHASES - 1:
-            rec[b, u] = states[0, t + 1, b, u] * reg.mask[b, u]
+            forward.masked_state[b, u] = states[0, t + 1, b, u] * reg.mask[b, u]
 
 
-def backward_pointwise(t, phase, projection, dy, states, tape, dgh, dgx, carry, lengths, vectors, direction, reg,
-                       record):
+def backward_pointwise(backward, t, phase):
     """Phase ``phase`` of backward step t after its GEMM: one thread per (b, u) runs the unit's
-    gradients (:func:`backward_unit`); ``projection`` (B, H) is what the rows
+    gradients (:func:`backward_unit`); ``backward.projection`` (B, H) is what the rows
     :func:`backward_rows` names of the later step's (phase 0) or this step's (later phases) gate
     gradients send back through ``weight_hh`` (not read at the last step's phase 0: nothing
     comes from after the sequence)."""
+    states, dgh, reg = backward.states, backward.dgh, backward.reg
     hidden, batch = states.shape[3], states.shape[2]
     item = cuda.grid(1)
     if item < batch * hidden:
         b, u = item // hidden, item % hidden
         source_t = t + 1 if phase == 0 else t
-        value = projection[b, u] if source_t < dgh.shape[0] else ZERO
+        value = backward.projection[b, u] if source_t < dgh.shape[0] else ZERO
         keep = mask_at(reg.mask, b, u)
         projected = value * keep if phase == 0 else value
-        backward_unit(phase, t, b, u, projected, keep, dy, states, tape, dgh, dgx, carry, lengths, vectors,
-                      direction, reg, record)
+        backward_unit(phase, t, b, u, projected, keep, backward.dy, states, backward.tape, dgh, backward.dgx,
+                      backward.carry, backward.lengths, backward.vectors, backward.direction, reg, backward.record)
 
 
 def fold_bias(bias_ih, bias_hh, folded, out):
