@@ -132,6 +132,11 @@ TUNABLES = {t.name: t for t in (
             "cuda: how the bias and element-wise parameters' gradients combine their row blocks: 'atomic' "
             "(last bits may vary from run to run) or 'ordered' (a scratch array and one more kernel: the same "
             "bits every run)", environment="FASTLSTM_CUDA_REDUCTIONS", choices=("atomic", "ordered")),
+    Tunable("cuda_step_gemm", "auto",
+            "cuda: the GEMM loop's per-step GEMM: 'auto' (cuBLAS through CuPy when CuPy's cuBLAS loads and the "
+            "backend is not the CUDA simulator, else the numba GEMM), 'numba' (the tiled GEMM of fastlstm/backends/"
+            "cuda/gemm.py) or 'cublas' (an error where it cannot load); see fastlstm/backends/cuda/gemm_loop.py",
+            environment="FASTLSTM_CUDA_STEP_GEMM", choices=("auto", "numba", "cublas")),
 )}
 
 # Constants compiled into cached kernels (module: name). Edit them there.

@@ -3,7 +3,8 @@ the rule that picks the loop, and what the loop launches per step.
 
 Each case forces the loop (``cuda_loop="gemm"``); the persistent and per-step loops are
 covered the same way by ``test_cuda_matches_reference.py``. Under the simulator the shapes are
-tiny (every GPU thread is a Python thread), the loop's per-step GEMMs are the numba tiled GEMM,
+tiny (every GPU thread is a Python thread), the loop's per-step GEMMs are the numba tiled GEMM
+(what the knob ``cuda_step_gemm``'s "auto" picks there; its cuBLAS branch: ``test_step_gemm.py``),
 and, to keep the simulator's time small, the GEMMs and column reductions around the loop (the
 input projections and the weight gradients, the same for every loop and tested with the other
 loops and in ``test_gemm.py``) are exact host products on the simulator's arrays.
@@ -45,6 +46,7 @@ def host_products_around_the_loop(monkeypatch):
         out._ary[...] = (a._ary * b._ary).sum(axis=0, dtype=out.dtype) + (out._ary if accumulate else 0)
 
     assert gemm_loop.numba_matmul is gemm.matmul
+    assert gemm_loop.step_gemm().matmul is gemm_loop.numba_matmul   # "auto" under the simulator
     for name, host in (("matmul", matmul), ("column_sums", column_sums), ("column_dots", column_dots)):
         monkeypatch.setattr(gemm, name, host)
 

@@ -227,7 +227,14 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     LayerForward
         y (T, B, D·H), zero past each sequence's end; the final state per direction, each (B, H);
         the LayerTape, or None.
+
+    Raises
+    ------
+    RuntimeError
+        Before any kernel runs, when the tuning knob ``cuda_step_gemm`` asks for a step GEMM that
+        cannot run here (:func:`.gemm_loop.step_gemm`).
     """
+    step_gemm = gemm_loop.step_gemm()
     spec, dtype = kernels.spec, kernels.dtype
     steps, batch, inputs = x.shape
     hidden = params[0]["weight_hh"].shape[1]
@@ -264,7 +271,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
             vectors=_vectors(kernels, p, hidden, dtype), bias_hh=p["bias_hh"], projection=projection,
             masked_state=masked_state, reg=in_loop, direction=direction, keep=1 if keep_tape else 0)
         if loop.kind == "gemm":
-            gemm_loop.forward(loops, loop, spec, p["weight_hh"], forward, gemm_loop.numba_matmul)
+            gemm_loop.forward(loops, loop, spec, p["weight_hh"], forward, step_gemm.matmul)
         else:
             _run_loop(loops, "forward", loop, steps, len(spec.forward), forward)
         finals.append(tuple(states[k, steps] for k in range(states.shape[0])))   # views: the caller copies
@@ -292,7 +299,13 @@ def backward_layer(tape, dy, dstate, norms=None):
     LayerBackward
         dx (T, B, I), zero past each sequence's end; the initial state's gradient and the
         parameters' gradients, per direction.
+
+    Raises
+    ------
+    RuntimeError
+        Before any kernel runs, as :func:`forward_layer`, for ``cuda_step_gemm``.
     """
+    step_gemm = gemm_loop.step_gemm()
     kernels, x = tape.kernels, tape.x
     spec, dtype = kernels.spec, kernels.dtype
     steps, batch, inputs = x.shape
@@ -322,7 +335,7 @@ def backward_layer(tape, dy, dstate, norms=None):
             vectors=_vectors(kernels, p, hidden, dtype), projection=projection, record=record, reg=in_loop,
             direction=direction)
         if loop.kind == "gemm":
-            gemm_loop.backward(loops, loop, spec, p["weight_hh"], backward, gemm_loop.numba_matmul)
+            gemm_loop.backward(loops, loop, spec, p["weight_hh"], backward, step_gemm.matmul)
         else:
             _run_loop(loops, "backward", loop, steps, len(spec.backward), backward, reverse=True)
         finish = plan.per_step(1, batch, hidden, dtype.itemsize, "")
