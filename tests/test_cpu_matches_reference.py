@@ -67,3 +67,40 @@ def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dty
     with loop_strategy(loop):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
+
+
+@pytest.mark.parametrize("loop", ["single", "units"])
+@pytest.mark.parametrize("hidden", [23, 37])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+def test_units_past_the_last_whole_vector(variant, dtype, hidden, loop):
+    """A block whose units end inside a SIMD vector runs them as one more whole vector that
+    recomputes some units (forward, and the backward's first phase): each must still be right,
+    with the in-loop regularisers too. Units blocks of 16 units split 37 into 16 + 21."""
+    from dataclasses import replace
+
+    from fastlstm import functional, tuning
+    from fastlstm.regularisation import make_regularisation
+    from support import state_parts, with_backend
+
+    problem = make_problem(variant, 5, 3, 4, hidden, dtype, seed=hidden, bidirectional=True)
+    naive = run(problem, "reference-float32") if dtype == np.float32 else None
+    with loop_strategy(loop), tuning.override(step_units=16):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), dtype, naive)
+
+    rates = dict(recurrent_dropout=0.3, zoneout=0.3, **({"zoneout_cell": 0.4} if variant.startswith("lstm") else {}))
+    args = (problem["params"], problem["x"], problem["state"])
+    reference = replace(with_backend(problem["config"], "reference"),
+                        regularisation=make_regularisation(problem["config"].cell, **rates))
+    y, final, tape = functional.forward(reference, *args, training=True, rng=np.random.default_rng(3))
+    expected = functional.backward(tape, problem["dy"], problem["dstate"])
+    cpu = replace(problem["config"], regularisation=reference.regularisation)
+    with loop_strategy(loop), tuning.override(step_units=16):
+        y_cpu, final_cpu, tape_cpu = functional.forward(cpu, *args, masks=tape.masks)
+        got = functional.backward(tape_cpu, problem["dy"], problem["dstate"])
+    tolerance = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    pairs = [(y_cpu, y), *zip(state_parts(final_cpu), state_parts(final)), (got[0], expected[0]),
+             *zip(state_parts(got[1]), state_parts(expected[1])), *((got[2][n], expected[2][n]) for n in expected[2])]
+    for index, (g, e) in enumerate(pairs):
+        np.testing.assert_allclose(g, e, err_msg=f"output {index}", **tolerance)

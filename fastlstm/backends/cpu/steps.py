@@ -27,9 +27,9 @@ from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, 
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
 from .projection import project, projected_at
-from .tiles import product_at
+from .tiles import lanes_of, product_at
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
-                          tuple_setitem)
+                          tuple_setitem, vector_part, vector_parts)
 
 # The phase a compiled copy runs: a constant, so that its loops over the gates have constant
 # bounds, unroll, and leave the loop over the units to the vectoriser.
@@ -153,36 +153,40 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
     x_t = a.xproj[step]
     stride = projected_at(1, 0, 0, g1 - g0, width)   # from one gate's value to the next's
     for r in range(r0, r1):
-        for k in range(width):
-            u = u0 + k
-            ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
-            first = projected_at(0, r - r0, k, g1 - g0, width)
-            if g1 - g0 == GATES:   # the phase projects every gate: one tuple, written out
-                ah = gather_strided(work, first, stride, ZERO_GATES)
-            else:
-                ah = ZERO_GATES
-                for g in range(g0, g1):
-                    ah = tuple_setitem(ah, g, work[at(first + (g - g0) * stride)])
-            for g in range(max(g0, FOLDED), g1):
-                ah = tuple_setitem(ah, g, ah[g] + bias_hh[at(g * hidden + u)])
-            state = gather_planes(states, t, r, u, ZERO_STATES)
-            rec = inputs[at(rec_slot), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
-            saved = gather_planes(tape, slot, r, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
-            vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
-            new, planes = cell_forward(phase, ax, ah, state, rec, vectors, saved)
-            if KEEP_TAPE:
-                scatter_planes(tape, slot, r, u, planes)
-            if last:
-                if ZONEOUT:
-                    if candidates.shape[0] > 0:
-                        scatter_planes(candidates, t + 1, r, u, new)
-                    for s in range(STATES):
-                        if s < zone.shape[0]:
-                            d = zone[at(s), at(t), at(r), at(u)]
-                            new = tuple_setitem(new, s, d * state[s] + (ONE - d) * new[s])
-                scatter_planes(states, t + 1, r, u, new)
-                if RECURRENT_DROPOUT:
-                    inputs[at(next_slot), at(r), at(u)] = new[0] * mask[at(r), at(u)]
+        parts = vector_parts(width, lanes_of(work), True)
+        for part in range(parts):
+            k0, count = vector_part(part, parts, width, lanes_of(work))
+            for j in range(count):
+                k = k0 + j
+                u = u0 + k
+                ax = gather_gates(x_t, r, u, hidden, ZERO_GATES)
+                first = projected_at(0, r - r0, k, g1 - g0, width)
+                if g1 - g0 == GATES:   # the phase projects every gate: one tuple, written out
+                    ah = gather_strided(work, first, stride, ZERO_GATES)
+                else:
+                    ah = ZERO_GATES
+                    for g in range(g0, g1):
+                        ah = tuple_setitem(ah, g, work[at(first + (g - g0) * stride)])
+                for g in range(max(g0, FOLDED), g1):
+                    ah = tuple_setitem(ah, g, ah[g] + bias_hh[at(g * hidden + u)])
+                state = gather_planes(states, t, r, u, ZERO_STATES)
+                rec = inputs[at(rec_slot), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
+                saved = gather_planes(tape, slot, r, u, ZERO_PLANES) if phase > 0 else ZERO_PLANES
+                vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
+                new, planes = cell_forward(phase, ax, ah, state, rec, vectors, saved)
+                if KEEP_TAPE:
+                    scatter_planes(tape, slot, r, u, planes)
+                if last:
+                    if ZONEOUT:
+                        if candidates.shape[0] > 0:
+                            scatter_planes(candidates, t + 1, r, u, new)
+                        for s in range(STATES):
+                            if s < zone.shape[0]:
+                                d = zone[at(s), at(t), at(r), at(u)]
+                                new = tuple_setitem(new, s, d * state[s] + (ONE - d) * new[s])
+                    scatter_planes(states, t + 1, r, u, new)
+                    if RECURRENT_DROPOUT:
+                        inputs[at(next_slot), at(r), at(u)] = new[0] * mask[at(r), at(u)]
 
 
 def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
@@ -200,51 +204,56 @@ def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
     g0, g1 = BACKWARD_GATES[phase]
     width = u1 - u0
     for r in range(r0, r1):
-        for k in range(width):
-            u = u0 + k
-            state = gather_planes(states, t, r, u, ZERO_STATES)
-            new = gather_planes(states, t + 1, r, u, ZERO_STATES)
-            if ZONEOUT:
-                if candidates.shape[0] > 0:
-                    for s in range(STATES):
-                        if READS_NEW[s]:
-                            new = tuple_setitem(new, s, candidates[at(s), at(t + 1), at(r), at(u)])
-            saved = gather_planes(tape, t, r, u, ZERO_PLANES)
-            vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
-            rec = inputs[at(t), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
-            dnew = ZERO_STATES
-            skipped = ZERO_STATES
-            projected = ZERO
-            if phase == 0:
-                for s in range(STATES):
-                    gradient = dnext[at(s), at(r), at(u)]
-                    if s == 0:
-                        gradient += dy[at(t), at(r), at(u)]
-                    if ZONEOUT:
-                        if s < zone.shape[0]:
-                            d = zone[at(s), at(t), at(r), at(u)]
-                            skipped = tuple_setitem(skipped, s, d * gradient)
-                            gradient = (ONE - d) * gradient
-                    dnew = tuple_setitem(dnew, s, gradient)
-            else:
-                projected = work[at((r - r0) * width + k)]
-            dax, dah, direct, drec = cell_backward(phase, dnew, saved, state, new, rec, vectors, projected)
-            for g in range(g0, g1):
-                dgx[at(step), at(r), at(g * hidden + u)] = dax[g]
-                if DIFFERS:
-                    dgh[at(step), at(r), at(g * hidden + u)] = dah[g]
-                for p in range(BACKWARD_PHASES):
-                    p0, p1 = BACKWARD_PROJECTS[p]
-                    if STAGED[p] and p0 <= g < p1:
-                        stage[at(p), at((r * (p1 - p0) + g - p0) * hidden + u)] = dah[g]
-            for s in range(STATES):
-                value = direct[s]
-                if s == 0:
-                    value += drec * mask[at(r), at(u)] if RECURRENT_DROPOUT else drec
+        # a later phase adds to dprev: run once per unit
+        parts = vector_parts(width, lanes_of(work), phase == 0)
+        for part in range(parts):
+            k0, count = vector_part(part, parts, width, lanes_of(work))
+            for j in range(count):
+                k = k0 + j
+                u = u0 + k
+                state = gather_planes(states, t, r, u, ZERO_STATES)
+                new = gather_planes(states, t + 1, r, u, ZERO_STATES)
+                if ZONEOUT:
+                    if candidates.shape[0] > 0:
+                        for s in range(STATES):
+                            if READS_NEW[s]:
+                                new = tuple_setitem(new, s, candidates[at(s), at(t + 1), at(r), at(u)])
+                saved = gather_planes(tape, t, r, u, ZERO_PLANES)
+                vectors = gather_vectors(vectors_hv, u, ZERO_VECTORS)
+                rec = inputs[at(t), at(r), at(u)] if RECURRENT_DROPOUT else state[0]
+                dnew = ZERO_STATES
+                skipped = ZERO_STATES
+                projected = ZERO
                 if phase == 0:
-                    dprev[at(s), at(r), at(u)] = value + skipped[s] if ZONEOUT else value
+                    for s in range(STATES):
+                        gradient = dnext[at(s), at(r), at(u)]
+                        if s == 0:
+                            gradient += dy[at(t), at(r), at(u)]
+                        if ZONEOUT:
+                            if s < zone.shape[0]:
+                                d = zone[at(s), at(t), at(r), at(u)]
+                                skipped = tuple_setitem(skipped, s, d * gradient)
+                                gradient = (ONE - d) * gradient
+                        dnew = tuple_setitem(dnew, s, gradient)
                 else:
-                    dprev[at(s), at(r), at(u)] += value
+                    projected = work[at((r - r0) * width + k)]
+                dax, dah, direct, drec = cell_backward(phase, dnew, saved, state, new, rec, vectors, projected)
+                for g in range(g0, g1):
+                    dgx[at(step), at(r), at(g * hidden + u)] = dax[g]
+                    if DIFFERS:
+                        dgh[at(step), at(r), at(g * hidden + u)] = dah[g]
+                    for p in range(BACKWARD_PHASES):
+                        p0, p1 = BACKWARD_PROJECTS[p]
+                        if STAGED[p] and p0 <= g < p1:
+                            stage[at(p), at((r * (p1 - p0) + g - p0) * hidden + u)] = dah[g]
+                for s in range(STATES):
+                    value = direct[s]
+                    if s == 0:
+                        value += drec * mask[at(r), at(u)] if RECURRENT_DROPOUT else drec
+                    if phase == 0:
+                        dprev[at(s), at(r), at(u)] = value + skipped[s] if ZONEOUT else value
+                    else:
+                        dprev[at(s), at(r), at(u)] += value
 
 
 def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
