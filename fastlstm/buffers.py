@@ -131,10 +131,10 @@ def empty(shape, dtype, aligned=False):
         block returns to the pool when it and every view of it are gone.
     """
     dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < tuning.get("pool_min_bytes"):
         return aligned_empty(shape, dtype) if aligned else np.empty(shape, dtype)
+    shape = tuple(int(n) for n in shape)
     return np.asarray(_Lease(_pool.lease(nbytes), shape, dtype))
 
 
@@ -144,10 +144,8 @@ def aligned_empty(shape, dtype):
     multiple of a line (NumPy aligns to 16 bytes, which made two threads writing neighbouring
     rows of a small state array fight over the line between them at every step)."""
     dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
-    offset = -raw.ctypes.data % ALIGNMENT
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+    raw = np.empty(math.prod(shape) * dtype.itemsize + ALIGNMENT, np.uint8)
+    return np.ndarray(shape, dtype, raw, -raw.ctypes.data % ALIGNMENT)
 
 
 def zeros(shape, dtype, aligned=False):

@@ -183,22 +183,6 @@ def state():
     return tuple(_overrides.get().items()), environment
 
 
-def get_many(names):
-    """The current values of the knobs ``names`` (a tuple), as :func:`get` gives each, in one pass."""
-    overrides = _overrides.get()
-    values = []
-    for name in names:
-        if name in overrides:
-            values.append(overrides[name])
-            continue
-        tunable = TUNABLES[name]
-        if tunable.environment and os.environ.get(tunable.environment):
-            values.append(tunable.parse(os.environ[tunable.environment], tunable.environment))
-        else:
-            values.append(tunable.default)
-    return tuple(values)
-
-
 @contextmanager
 def override(**values):
     """Set some knobs for the calls made inside the ``with`` block (this thread or task only).

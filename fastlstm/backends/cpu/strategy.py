@@ -143,12 +143,6 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
     }
 
 
-# the knobs a plan depends on: a plan is computed once per shape and values of these
-PLAN_KNOBS = ("cpu_loop", "batch_rows", "cost_threads", "cost_call_ns", "cost_row_ns", "cost_gate_ps", "cost_peak_flops_per_ns",
-              "cost_half_rate_rows", "cost_stream_bytes_per_ns", "cost_cache_bytes", "cost_region_ns",
-              "cost_units_margin", "step_units", "max_blocks")
-
-
 def choose(spec, batch, hidden, directions, itemsize, training):
     """The :class:`Plan` of a layer call: the ``cpu_loop`` knob's strategy, or under ``"auto"``
     the one :func:`step_costs` models fastest (the units loop by a margin; ties to the fewer threads).
@@ -159,14 +153,14 @@ def choose(spec, batch, hidden, directions, itemsize, training):
     batch, hidden, directions, itemsize : int
     training : bool
     """
-    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuning.get_many(PLAN_KNOBS))
+    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuning.state())
 
 
 @functools.lru_cache(maxsize=256)
 def _plan(spec, batch, hidden, directions, itemsize, training, knobs):
-    """:func:`choose`'s plan, once per shape and knob values (``knobs``: of :data:`PLAN_KNOBS`)."""
-    with tuning.override(**dict(zip(PLAN_KNOBS, knobs))):
-        return _choose(spec, batch, hidden, directions, itemsize, training)
+    """:func:`choose`'s plan, once per shape and state of the knobs (``knobs``: :func:`fastlstm.tuning.state`,
+    a tenth of the cost of reading each knob the plan depends on)."""
+    return _choose(spec, batch, hidden, directions, itemsize, training)
 
 
 def _choose(spec, batch, hidden, directions, itemsize, training):
