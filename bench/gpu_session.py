@@ -1,4 +1,4 @@
-"""One prepared GPU session: versions, loop plans, agreement, timings against cuDNN, host vs GPU time.
+"""One prepared GPU session: versions, plans, agreement, the cuBLAS step GEMM, timings vs cuDNN, host vs GPU time.
 
 Made for a short loan of one GPU (under 7 minutes)::
 
@@ -25,6 +25,14 @@ guarded (an exception is recorded as the section's ``error`` and the next sectio
     the cell has a PyTorch counterpart and torch has CUDA (``cudnn`` says why not otherwise):
     ``|fastlstm − cuDNN| ≤ fastlstm's allowance + cuDNN's own error``. ``passed`` is over every
     case run.
+``step_gemm``
+    The GEMM loop's cuBLAS step GEMM (CuPy's binding, ``cuda_step_gemm="cublas"``, never run
+    before this script): against the numba GEMM and a float64 host product on the loop's own
+    operand layouts (a transposed weight view, column slices of the product and of the gate
+    gradients; float32 and float64); the GEMM loop with each step GEMM against the reference
+    (the LSTM with peepholes, both GRUs, the RNN; both dtypes); and the GEMM loop's time per
+    call with each on the training shapes (while under 70 % of the budget is spent). Without
+    CuPy's cuBLAS (and under ``--simulate``) it records that it was skipped and why.
 ``timings``
     ``cuda_vs_cudnn.measure`` on each shape (fastlstm vs cuDNN, same inputs, TF32 off), or,
     without torch CUDA, fastlstm's own time per call.
@@ -169,6 +177,10 @@ def environment(session):
             info[optional] = __import__(optional).__version__
         except Exception:  # noqa: BLE001
             info[optional] = None
+    from fastlstm.backends.cuda import gemm_loop
+
+    chosen = gemm_loop.step_gemm("auto")
+    info["step_gemm_auto"] = f"{chosen.name} ({chosen.reason})"
     return info
 
 
@@ -460,8 +472,146 @@ def loops(session):
             "median wall time per call of back-to-back calls, each followed by a synchronisation"}
 
 
-SECTIONS = (("environment", environment), ("plans", plans), ("agreement", agreement), ("timings", timings),
-            ("host_vs_gpu", host_vs_gpu), ("loops", loops))
+# the GEMM loop's operands, as (B, H, gates, gate rows [g0, g1) of the product): the LSTM's all four gates,
+# the reset-before GRU's last (its second phase), a batch and width off the tiles, one sequence
+STEP_GEMM_SHAPES = ((64, 256, 4, (0, 4)), (33, 100, 3, (2, 3)), (1, 7, 3, (0, 2)))
+STEP_GEMM_VARIANTS = ("lstm_peephole", "gru", "gru_reset_before", "rnn_tanh")
+
+
+def _product_check(matmul, a, b, region, columns, expected, bound):
+    """Run ``matmul(a, b, region[:, columns])`` (``region`` filled with a sentinel first) and say
+    how far the product is from ``expected`` relative to ``bound``, and whether the rest of
+    ``region`` kept the sentinel."""
+    from numba import cuda
+
+    sentinel = 12345.0
+    region.copy_to_device(np.full(region.shape, sentinel, region.dtype))
+    matmul(a, b, region[:, columns])
+    cuda.synchronize()
+    whole = region.copy_to_host()
+    index = (slice(None), columns)
+    result = whole[index].astype(np.float64)
+    mask = np.ones(whole.shape, bool)
+    mask[index] = False
+    ratio = float(np.max(np.abs(result - expected) / bound, initial=0.0))
+    return result, dict(error_over_bound=ratio, ok=bool(ratio <= 1.0 and np.all(whole[mask] == sentinel)),
+                        rest_untouched=bool(np.all(whole[mask] == sentinel)))
+
+
+def _step_gemm_products(cublas_matmul):
+    """cuBLAS and the numba GEMM on the loop's layouts, each against a float64 host product:
+    |x − exact| ≤ 2·K·u·(|a| @ |b|) (u the dtype's unit roundoff; a bound any correct GEMM meets)."""
+    from numba import cuda
+
+    from fastlstm.backends.cuda import gemm, gemm_loop
+
+    rows = []
+    rng = np.random.default_rng(3)
+    for dtype in DTYPES:
+        unit = np.finfo(dtype).eps / 2
+        for batch, hidden, gates, (g0, g1) in STEP_GEMM_SHAPES:
+            weight_hh = rng.standard_normal((gates * hidden, hidden)).astype(dtype)
+            w = cuda.to_device(weight_hh)
+            columns = slice(g0 * hidden, g1 * hidden)
+            # forward: h (B, H) @ weight_hh[rows]ᵀ into projection[:, rows]
+            h = rng.standard_normal((batch, hidden)).astype(dtype)
+            projection = cuda.device_array((batch, gates * hidden), dtype)
+            # backward: dG[:, rows] (B, r) @ weight_hh[rows] into (B, H)
+            gradients = rng.standard_normal((batch, gates * hidden)).astype(dtype)
+            d_gradients = cuda.to_device(gradients)
+            back = cuda.device_array((batch, hidden), dtype)
+            cases = (("forward", cuda.to_device(h), gemm.transposed(w[columns]), projection, columns,
+                      h.astype(np.float64), weight_hh[columns].T.astype(np.float64)),
+                     ("backward", d_gradients[:, columns], w[columns], back, slice(None),
+                      gradients[:, columns].astype(np.float64), weight_hh[columns].astype(np.float64)))
+            for name, a, b, region, out_columns, a_host, b_host in cases:
+                expected = a_host @ b_host
+                bound = 2 * a_host.shape[1] * unit * (np.abs(a_host) @ np.abs(b_host)) + np.finfo(dtype).tiny
+                ours, cublas_row = _product_check(cublas_matmul, a, b, region, out_columns, expected, bound)
+                theirs, numba_row = _product_check(gemm_loop.numba_matmul, a, b, region, out_columns, expected,
+                                                   bound)
+                rows.append(dict(dtype=dtype, product=name, shape=f"({batch}, {a.shape[1]}) @ ({b.shape[0]}, "
+                                 f"{b.shape[1]})", cublas=cublas_row, numba=numba_row,
+                                 max_cublas_minus_numba=float(np.max(np.abs(ours - theirs), initial=0.0)),
+                                 ok=cublas_row["ok"] and numba_row["ok"]))
+                print(f"  {dtype} {name} {rows[-1]['shape']}: cuBLAS {cublas_row}, numba {numba_row}", flush=True)
+    return rows
+
+
+def _step_gemm_agreement(session):
+    from fastlstm import tuning
+    from fastlstm.tolerances import judged, naive_float32_backend
+
+    naive_backend = naive_float32_backend()
+    rows = []
+    for variant in STEP_GEMM_VARIANTS:
+        for dtype in DTYPES:
+            problem = _problem(variant, dtype, session.simulate, seed=len(rows))
+            expected = _run_fastlstm(problem, "reference", "float64")
+            naive = _run_fastlstm(problem, naive_backend, "float32") if dtype == "float32" else None
+            for choice in ("numba", "cublas"):
+                row = dict(variant=variant, dtype=dtype, step_gemm=choice)
+                try:
+                    with tuning.override(cuda_loop="gemm", cuda_step_gemm=choice):
+                        verdicts = judged(_run_fastlstm(problem, "cuda"), expected, np.dtype(dtype), naive)
+                    row["ok"] = all(v["ok"] for v in verdicts.values())
+                    row["worst_vs_reference"] = max(verdicts.items(), key=lambda kv: kv[1]["error"] /
+                                                    max(kv[1]["allowed"], 1e-300))
+                except Exception as error:  # noqa: BLE001 — recorded; the other cases run
+                    row.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+                rows.append(row)
+                print(f"  {variant} {dtype} gemm loop, {choice} step GEMM: {'ok' if row['ok'] else 'FAILED'}",
+                      flush=True)
+    return rows
+
+
+def _step_gemm_timings(session):
+    from fastlstm import tuning
+
+    rows = []
+    for shape in _shapes(session.simulate):
+        if shape.mode != "training":
+            continue
+        row = dict(shape=_describe(shape))
+        for choice in ("numba", "cublas"):
+            if session.elapsed() > session.budget_s * 0.7:   # the later sections' share
+                row[f"{choice}_ms"] = "not reached: budget"
+                continue
+            try:
+                with tuning.override(cuda_loop="gemm", cuda_step_gemm=choice):
+                    row[f"{choice}_ms"] = _time_fastlstm_only(shape, 5)
+            except Exception as error:  # noqa: BLE001 — recorded; the other runs go on
+                row[f"{choice}_ms"] = f"error: {type(error).__name__}: {error}"
+        rows.append(row)
+        print(f"  {row['shape']}: gemm loop, numba step GEMM {row['numba_ms']}, cuBLAS {row['cublas_ms']} (ms)",
+              flush=True)
+    return rows
+
+
+def step_gemm(session):
+    from fastlstm.backends.cuda import gemm_loop
+
+    try:
+        cublas = gemm_loop.step_gemm("cublas")
+    except RuntimeError as error:
+        return {"skipped": str(error)}
+    auto = gemm_loop.step_gemm("auto")
+    result = {"auto_picks": f"{auto.name} ({auto.reason})"}
+    result["products"] = _step_gemm_products(cublas.matmul)
+    session.data["sections"]["step_gemm"] = dict(result, partial=True)
+    session.write()
+    result["agreement"] = _step_gemm_agreement(session)
+    session.data["sections"]["step_gemm"] = dict(result, partial=True)
+    session.write()
+    result["passed"] = all(r["ok"] for r in result["products"]) and all(r["ok"] for r in result["agreement"])
+    result["timings"] = _step_gemm_timings(session)
+    result["note"] = ("timings: the GEMM loop forced, median wall time per call of back-to-back calls, each "
+                      "followed by a synchronisation")
+    return result
+
+
+SECTIONS = (("environment", environment), ("plans", plans), ("agreement", agreement), ("step_gemm", step_gemm),
+            ("timings", timings), ("host_vs_gpu", host_vs_gpu), ("loops", loops))
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import background
 pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_session.py"
-SECTIONS = ("environment", "plans", "agreement", "timings", "host_vs_gpu", "loops")
+SECTIONS = ("environment", "plans", "agreement", "timings", "host_vs_gpu", "loops", "step_gemm")
 OUT = Path(tempfile.mkdtemp(prefix="fastlstm-gpu-session-")) / "session.json"
 
 # minutes of one core under the simulator: run beside the suite (tests/background.py)
@@ -47,3 +47,8 @@ def test_the_gpu_session_runs_end_to_end_under_the_simulator():
         assert row["allocations_per_call"] == 0, row
     for row in sections["loops"]["shapes"]:   # every loop forced ran each shape
         assert all(isinstance(row[f"{loop}_ms"], float) for loop in ("persistent", "per-step", "gemm")), row
+    # no cuBLAS under the simulator: the step GEMM section says so, and "auto" took the numba GEMM
+    assert set(sections["step_gemm"]) == {"skipped", "seconds"}, sections["step_gemm"]
+    assert "cuda_step_gemm='cublas'" in sections["step_gemm"]["skipped"]
+    assert "simulator" in sections["step_gemm"]["skipped"]
+    assert sections["environment"]["step_gemm_auto"].startswith("numba (auto: the CUDA simulator")
