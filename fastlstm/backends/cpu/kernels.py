@@ -8,16 +8,20 @@ named after what it binds, so Numba's on-disk cache keeps each one (:mod:`fastls
 Only the loops a call needs are compiled: a layer that never uses recurrent dropout never
 compiles a loop with it.
 """
+import hashlib
 import os
 import sys
 
 import numpy as np
+from numba import typeof
 
 from ...cells.bound import CompiledCell
 from . import loops, steps
 from .activations import compiled_activations
 from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, type_key
 from .regions import stamped
+from .tiles import lanes
+from .unit_values import vector_tail
 
 
 def _compile(template, suffix, inline=False, from_python=True, **bindings):
@@ -46,12 +50,16 @@ class CellKernels(CompiledCell):
         self._codes = AddressBook()
         self._announced = False
 
-    def _copies(self, template, phases, suffix, **flags):
-        """One compiled copy of ``template`` per phase, built once and shared by every loop
-        that calls them (through their addresses: :meth:`forward_phase_code`)."""
-        key = (template.__name__, suffix)
+    def _copies(self, template, phases, suffix, arrays, **flags):
+        """One compiled copy of ``template`` per phase, for the type of ``arrays`` (the
+        structure it reads by address, :data:`.steps.ARRAYS`), built once and shared by every
+        loop that calls them (through their addresses: :meth:`forward_phase_code`)."""
+        arrays_type, tail = typeof(arrays), _vector_tail(arrays)
+        key = (template.__name__, suffix, arrays_type, tail)
         if key not in self._phases:
-            self._phases[key] = [_compile(template, f"{suffix}_p{phase}", from_python=False, PHASE=phase, **flags,
+            name = hashlib.sha1(str(arrays_type).encode()).hexdigest()[:12]
+            self._phases[key] = [_compile(template, f"{suffix}_p{phase}_vt{int(tail)}_{name}", from_python=False,
+                                          PHASE=phase, ARRAYS=arrays_type, VECTOR_TAIL=tail, **flags,
                                           **self.constants)
                                  for phase in range(phases)]
         return self._phases[key]
@@ -79,13 +87,14 @@ class CellKernels(CompiledCell):
         suffix, flags = self._variant(recurrent_dropout, zoneout, keep_tape)
 
         def find():
-            copies = self._copies(steps.forward_phase, len(self.spec.forward), suffix, **flags)
+            copies = self._copies(steps.forward_phase, len(self.spec.forward), suffix, arrays, **flags)
             self._announce(copies[0])
             code = np.zeros(3, np.int64)
             for phase, copy in enumerate(copies):
-                code[phase] = address_of(copy, *(0,) * 10, arrays.work[0], arrays)
+                code[phase] = address_of(copy, *(0,) * 10, arrays.work[0], 0)
             return code
-        return self._codes.get(("forward", suffix, type_key(arrays) if key is None else key), find)
+        return self._codes.get(("forward", suffix, type_key(arrays) if key is None else key, _vector_tail(arrays)),
+                               find)
 
     def backward_loop(self, by="units", recurrent_dropout=False, zoneout=False, record_norms=False):
         """The compiled backward loop with these regularisers (and the norms' record) inside it,
@@ -102,16 +111,17 @@ class CellKernels(CompiledCell):
         phases = len(self.spec.backward)
 
         def find():
-            pointwise = self._copies(steps.backward_pointwise, phases, suffix, **flags)
-            projection = self._copies(steps.backward_projection, phases, suffix, **flags)
+            pointwise = self._copies(steps.backward_pointwise, phases, suffix, arrays, **flags)
+            projection = self._copies(steps.backward_projection, phases, suffix, arrays, **flags)
             self._announce(pointwise[0])
             code = np.zeros((2, 3), np.int64)
             gradients = arrays.dstates[0]
             for phase in range(phases):
-                code[0, phase] = address_of(pointwise[phase], *(0,) * 6, arrays.work[0], gradients, gradients, arrays)
-                code[1, phase] = address_of(projection[phase], *(0,) * 6, arrays.work[0], gradients, arrays)
+                code[0, phase] = address_of(pointwise[phase], *(0,) * 6, arrays.work[0], gradients, gradients, 0)
+                code[1, phase] = address_of(projection[phase], *(0,) * 6, arrays.work[0], gradients, 0)
             return code
-        return self._codes.get(("backward", suffix, type_key(arrays) if key is None else key), find)
+        return self._codes.get(("backward", suffix, type_key(arrays) if key is None else key, _vector_tail(arrays)),
+                               find)
 
     def _loop(self, direction, by, suffix, bindings):
         """Compile (once) the ``direction`` loop ``by`` units or rows, binding ``bindings``."""
@@ -134,6 +144,12 @@ class CellKernels(CompiledCell):
             print(f"fastlstm: compiling {self.spec.label} {self.dtype.name} kernels, first use only",
                   file=sys.stderr, flush=True)
             self._announced = True
+
+
+def _vector_tail(arrays):
+    """Whether the phases for ``arrays`` run the units past the last whole vector as one
+    (:data:`.steps.VECTOR_TAIL`), by the layer's H and its dtype's lanes."""
+    return bool(vector_tail(arrays.states.shape[3], lanes(arrays.states.dtype)))
 
 
 def cached_on_disk(dispatcher):

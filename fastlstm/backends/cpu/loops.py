@@ -33,9 +33,9 @@ from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_c
 from .regions import VALUES, all_blocks, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
-call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a)
-call_backward_pointwise = compiled_call(10)  # backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a)
-call_backward_projection = compiled_call(9)  # backward_projection(step, r0, r1, u0, u1, block, work, dprev, a)
+call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, address)
+call_backward_pointwise = compiled_call(10)  # backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, address)
+call_backward_projection = compiled_call(9)  # backward_projection(step, r0, r1, u0, u1, block, work, dprev, address)
 call_rows_loop = compiled_call(6)           # forward_rows / backward_rows(a, t0, t1, r0, r1, work)
 
 
@@ -81,6 +81,7 @@ def forward_rows(a, t0, t1, r0, r1, work):
     recurrent dropout, ``a.inputs`` their h ⊙ mask); on return ``a.states[:, t0 + 1 … t1,
     r0:r1]`` are filled. Nothing outside the rows is read or written but the shared weights.
     """
+    address = address_of_value(a)
     hidden = a.states.shape[3]
     keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
     every_input = a.inputs.shape[0] == a.states.shape[1]
@@ -90,7 +91,7 @@ def forward_rows(a, t0, t1, r0, r1, work):
         if running > r0:
             for phase in range(FORWARD_PHASES):
                 call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0,
-                                   hidden, 0, work, a)
+                                   hidden, 0, work, address)
         if running < r1:
             carry_states(a.states, t, max(r0, running), r1)
 
@@ -102,6 +103,7 @@ def backward_rows(a, t0, t1, r0, r1, work):
     ``a.dstates`` as in :func:`backward_loop`; each phase's math is followed at once by its
     projection, the rows' own gradients being all it reads.
     """
+    address = address_of_value(a)
     hidden = a.dy.shape[2]
     for t in range(t1 - 1, t0 - 1, -1):
         step = t - t0
@@ -112,8 +114,10 @@ def backward_rows(a, t0, t1, r0, r1, work):
             if RECORD_NORMS:
                 record_state_gradient(t, r0, running, a.dy, dnext, a.norms)
             for phase in range(BACKWARD_PHASES):
-                call_backward_pointwise(a.pointwise_code[phase], t, step, r0, running, 0, hidden, work, dnext, dprev, a)
-                call_backward_projection(a.projection_code[phase], step, r0, running, 0, hidden, 0, work, dprev, a)
+                call_backward_pointwise(a.pointwise_code[phase], t, step, r0, running, 0, hidden, work, dnext, dprev,
+                                        address)
+                call_backward_projection(a.projection_code[phase], step, r0, running, 0, hidden, 0, work, dprev,
+                                         address)
         if running < r1:
             carry_gradients(dprev, dnext, max(r0, running), r1)
 
@@ -146,7 +150,7 @@ def forward_units_block(block, address, phase, t, slot, step, rec_slot, next_slo
     on unit block ``block`` (its values: :class:`.steps.ForwardArrays`)."""
     a = value_at(address, VALUES)
     call_forward_phase(a.phase_code[phase], t, slot, step, rec_slot, next_slot, 0, running, a.bounds[block],
-                       a.bounds[block + 1], block, a.work[block], a)
+                       a.bounds[block + 1], block, a.work[block], address)
 
 
 def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
@@ -157,9 +161,9 @@ def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
     u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
     dnext, dprev = a.dstates[(step + 1) % 2], a.dstates[step % 2]
     if region > 0:
-        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work, dprev, a)
+        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work, dprev, address)
     if region < a.pointwise_code.shape[0] and a.pointwise_code[region] != 0:
-        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev, a)
+        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev, address)
 
 
 def forward_loop(a, t0, t1, each_block_code, block_code):

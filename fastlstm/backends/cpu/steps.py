@@ -26,6 +26,7 @@ from ...rebinding import Unbound
 from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
+from .calls import value_at
 from .projection import project, projected_at
 from .tiles import lanes_of, product_at
 from .unit_values import (at, gather_gates, gather_planes, gather_strided, gather_vectors, scatter_planes,
@@ -38,6 +39,14 @@ PHASE = Unbound("PHASE")
 # step reads them; an inference call of a one-phase cell writes none (fewer stores, and fewer
 # arrays for the gate loop's run-time alias checks, which it runs once per row).
 KEEP_TAPE = Unbound("KEEP_TAPE")
+# Whether a block's units past its last whole SIMD vector run as one more whole vector
+# (:func:`.unit_values.vector_parts`): compiled in only where the layer's H leaves such units,
+# since the loop that can do it runs a block narrower than one vector several times slower.
+VECTOR_TAIL = Unbound("VECTOR_TAIL")
+# The type of the direction's arrays (:class:`ForwardArrays` or :class:`BackwardArrays`) a
+# compiled copy reads at the address it is given: passed by value, their ~150 words cost a call
+# ~25 ns more (measured), at every phase of every step.
+ARRAYS = Unbound("ARRAYS")
 
 
 class ForwardArrays(NamedTuple):
@@ -128,13 +137,15 @@ class BackwardArrays(NamedTuple):
     walk_code: int
 
 
-def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, a):
+def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, address):
     """Forward phase ``PHASE`` of step t for rows [r0, r1) and units [u0, u1), unit block ``block``.
 
     ``slot`` is the tape's slot for step t, ``step`` its index in the segment's ``xproj``;
     ``rec_slot`` and ``next_slot`` index ``a.inputs`` for steps t and t + 1; ``work`` is the
-    block's row of ``a.work``.
+    block's row of ``a.work``; ``address`` that of the direction's :class:`ForwardArrays` ``a``
+    (:func:`.calls.address_of_value`).
     """
+    a = value_at(address, ARRAYS)
     phase = PHASE
     # the arrays as locals: an array taken from the structure inside the loop is a reference
     # count update per use, a call that stops the vectoriser
@@ -153,7 +164,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
     x_t = a.xproj[step]
     stride = projected_at(1, 0, 0, g1 - g0, width)   # from one gate's value to the next's
     for r in range(r0, r1):
-        parts = vector_parts(width, lanes_of(work), True)
+        parts = vector_parts(width, lanes_of(work), VECTOR_TAIL)
         for part in range(parts):
             k0, count = vector_part(part, parts, width, lanes_of(work))
             for j in range(count):
@@ -189,14 +200,16 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
                         inputs[at(next_slot), at(r), at(u)] = new[0] * mask[at(r), at(u)]
 
 
-def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
+def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, address):
     """The math of backward phase ``PHASE`` of step t, rows [r0, r1), units [u0, u1).
 
     Phase 0 reads the gradient reaching the step's output state (``dnext``, plus ``dy`` for h),
     splits it under zoneout, and writes ``dprev`` (the gradient reaching the previous state:
     what skips the cell, and what the math sends directly); later phases read ``projected`` from
-    the block's work and add to ``dprev``.
+    the block's work and add to ``dprev``. ``address``: that of the direction's
+    :class:`BackwardArrays` ``a``.
     """
+    a = value_at(address, ARRAYS)
     phase = PHASE
     states, tape, inputs, mask, zone, candidates = a.states, a.tape, a.inputs, a.mask, a.zone, a.candidates
     dy, dgx, dgh, stage, vectors_hv = a.dy, a.dgx, a.dgh, a.stage, a.vectors
@@ -205,7 +218,7 @@ def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
     width = u1 - u0
     for r in range(r0, r1):
         # a later phase adds to dprev: run once per unit
-        parts = vector_parts(width, lanes_of(work), phase == 0)
+        parts = vector_parts(width, lanes_of(work), VECTOR_TAIL and phase == 0)
         for part in range(parts):
             k0, count = vector_part(part, parts, width, lanes_of(work))
             for j in range(count):
@@ -256,11 +269,12 @@ def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, a):
                         dprev[at(s), at(r), at(u)] += value
 
 
-def backward_projection(step, r0, r1, u0, u1, block, work, dprev, a):
+def backward_projection(step, r0, r1, u0, u1, block, work, dprev, address):
     """Send backward phase ``PHASE``'s projected gates' gradients of rows [r0, r1) back through
     their ``weight_hh`` rows, for units [u0, u1) (unit block ``block``): into the block's work
     (the next phase's ``projected``), or, after the last phase, added to the gradient reaching h
-    (⊙ mask)."""
+    (⊙ mask). ``address``: that of the direction's :class:`BackwardArrays` ``a``."""
+    a = value_at(address, ARRAYS)
     phase = PHASE
     hidden = a.states.shape[3]
     p0, p1 = BACKWARD_PROJECTS[phase]
