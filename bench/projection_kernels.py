@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
+from fastlstm import buffers
 from fastlstm.backends.cpu.tiles import pack_transposed, panels_size, product
 
 SHAPES = ((1, 1024, 256), (4, 1024, 256), (7, 1024, 256), (8, 1024, 256), (16, 256, 64), (16, 1024, 256),
@@ -107,7 +108,8 @@ def main():
             exact = h.astype(np.float64) @ weight.T.astype(np.float64)
             flops = 2.0 * rows * count * inner
             repeats = max(1, int(2e8 / flops))
-            panels = np.empty(panels_size(inner, count, np.float32), np.float32)
+            # 64-byte aligned, as the time loops pack them (a one-row tile's loads would split lines)
+            panels = buffers.aligned_empty((panels_size(inner, count, np.float32),), np.float32)
             pack_transposed(weight, panels)
             runs = {"blas": lambda n: _repeat_blas(h, weight, out, n),
                     "tiles": lambda n: _repeat_tiles(h, panels, out, n)}
