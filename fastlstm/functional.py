@@ -257,7 +257,9 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
                              f"lengths=None, got {lengths!r}")
         x = _batched_sequence(config, "x", x, config.input_size)
         state = _batched_state(config, "state", state)
-    x = arrays.time_major_copy("x", x, config.dtype, config.batch_first, config.input_size)
+    # the tape keeps x, and lengths clear its padding: both need fastlstm's own copy
+    time_major = arrays.time_major_copy if keep_tape or lengths is not None else arrays.time_major_input
+    x = time_major("x", x, config.dtype, config.batch_first, config.input_size)
     steps, batch = x.shape[0], x.shape[1]
     if state is None:
         state = tuple(arrays.zeros(config.state_shape(batch), config.dtype)

@@ -48,6 +48,16 @@ class HostArrays:
         copy[...] = array
         return copy
 
+    def time_major_input(self, name, value, dtype, batch_first, feature_size):
+        """A C-contiguous (T, B, F) array of ``dtype`` to read, not keep: the caller's own array
+        where it already is one (an inference call without lengths neither keeps nor clears it),
+        else a copy."""
+        if (type(value) is np.ndarray and not batch_first and value.dtype == dtype and value.ndim == 3
+                and value.flags.c_contiguous):
+            check_sequence_input(name, value.shape, feature_size, batch_first)
+            return value
+        return self.time_major_copy(name, value, dtype, batch_first, feature_size)
+
     def clear_padding(self, array, lengths):
         """Zero ``array[t, b]`` for every step t past ``lengths[b]``, in place (only ever applied
         to a copy the functional core made)."""

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastlstm
-from support import CELL_VARIANTS, make_problem, run
+from fastlstm import functional
+from support import CELL_VARIANTS, make_problem, run, with_backend
 
 
 def _snapshot(value):
@@ -34,6 +35,22 @@ def test_inputs_are_never_modified(backend):
     problem = make_problem("lstm_peephole", 5, 3, 2, 4, np.float32, seed=3)
     before = _snapshot(problem)
     run(problem, backend)
+    _assert_same(problem, before)
+
+
+@pytest.mark.parametrize("lengths", [None, np.array([5, 2, 4])])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_inference_reads_the_inputs_without_modifying_or_returning_them(backend, lengths):
+    """An inference call without lengths reads the caller's own x (no copy): it must neither
+    write into it nor hand it, or a view of it, back."""
+    problem = make_problem("gru", 5, 3, 2, 4, np.float32, seed=5, bidirectional=True, lengths=lengths)
+    before = _snapshot(problem)
+    config = with_backend(problem["config"], backend)
+    for _ in range(2):
+        y, final, _ = functional.forward(config, problem["params"], problem["x"], problem["state"],
+                                         problem["lengths"], tape=False)
+        y[...] = np.nan
+        final[...] = np.nan
     _assert_same(problem, before)
 
 

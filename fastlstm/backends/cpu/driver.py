@@ -194,11 +194,11 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
 
     if active is None and in_the_loop is None and not keep_tape:
         work = prepared.get(kernels, params, x.shape,
-                            lambda: _forward_work(kernels, params, x.shape, np.full(steps, batch), None, None,
+                            lambda: _forward_work(kernels, params, x.shape, np.full(steps, batch), None, reverse,
                                                   None, None, False))
     else:
         work = _forward_work(kernels, params, x.shape, np.full(steps, batch) if active is None else active,
-                             order, reverse, lengths, in_the_loop, keep_tape, state)
+                             order, reverse, lengths, in_the_loop, keep_tape)
     y = buffers.empty((steps, batch, len(params) * hidden), dtype=x.dtype)
     valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
     finals = []
@@ -267,10 +267,10 @@ class ForwardWork:
     directions: list
 
 
-def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, state=None):
+def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape):
     """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
-    packed, every direction's arrays and loop (``state``: the initial states, sorted, which
-    recurrent dropout's first inputs need)."""
+    packed, every direction's arrays and loop; the caller sets the initial states (and, under
+    recurrent dropout, the first recurrent inputs)."""
     spec = kernels.spec
     steps, batch, inputs = shape
     hidden = params[0]["weight_hh"].shape[1]

@@ -49,6 +49,10 @@ class DeviceArrays:
         check_sequence_input(name, shape, feature_size, batch_first)
         return arrays.time_major_copy(name, value, dtype, batch_first)
 
+    def time_major_input(self, name, value, dtype, batch_first, feature_size):
+        """:meth:`time_major_copy`: the device backend reads only its own copy of ``x``."""
+        return self.time_major_copy(name, value, dtype, batch_first, feature_size)
+
     def clear_padding(self, array, lengths):
         arrays.clear_padding(array, lengths)
 
