@@ -87,6 +87,8 @@ def as_float_array(name, value, dtype):
 
 def check_names(name, given, expected):
     """Raise ValueError unless the keys of ``given`` are exactly ``expected`` (parameter names)."""
+    if given.keys() == expected.keys():
+        return
     missing = sorted(set(expected) - set(given))
     unknown = sorted(set(given) - set(expected))
     if missing or unknown:
