@@ -71,10 +71,8 @@ def _check_params(config, arrays, params):
     check_names("params", params, expected)
     converted = {}
     for name, shape in expected.items():
-        value = arrays.convert(_parameter_label(name), params[name], config.dtype)
-        if value.shape != shape:
-            check_shape(_parameter_label(name), value, shape, "")
-        converted[name] = value
+        converted[name] = arrays.convert(_parameter_label(name), params[name], config.dtype)
+        check_shape(_parameter_label(name), converted[name], shape, "")
     if not config.bias:          # the kernels add biases; a layer without them adds zeros
         for layer in range(config.num_layers):
             for direction in range(config.directions):

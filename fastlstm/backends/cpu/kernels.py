@@ -8,7 +8,6 @@ named after what it binds, so Numba's on-disk cache keeps each one (:mod:`fastls
 Only the loops a call needs are compiled: a layer that never uses recurrent dropout never
 compiles a loop with it.
 """
-import hashlib
 import os
 import sys
 
@@ -19,7 +18,7 @@ from ...cells.bound import CompiledCell
 from . import loops, steps
 from .activations import compiled_activations
 from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, type_key
-from .regions import stamped
+from .regions import stamped, type_name
 from .tiles import lanes
 from .unit_values import vector_tail
 
@@ -57,10 +56,9 @@ class CellKernels(CompiledCell):
         arrays_type, tail = typeof(arrays), _vector_tail(arrays)
         key = (template.__name__, suffix, arrays_type, tail)
         if key not in self._phases:
-            name = hashlib.sha1(str(arrays_type).encode()).hexdigest()[:12]
-            self._phases[key] = [_compile(template, f"{suffix}_p{phase}_vt{int(tail)}_{name}", from_python=False,
-                                          PHASE=phase, ARRAYS=arrays_type, VECTOR_TAIL=tail, **flags,
-                                          **self.constants)
+            name = f"{suffix}_vt{int(tail)}_{type_name(arrays_type)}"
+            self._phases[key] = [_compile(template, f"{name}_p{phase}", from_python=False, PHASE=phase,
+                                          ARRAYS=arrays_type, VECTOR_TAIL=tail, **flags, **self.constants)
                                  for phase in range(phases)]
         return self._phases[key]
 

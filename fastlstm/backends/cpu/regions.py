@@ -104,7 +104,12 @@ def block_code(template, values, key=None):
     equal for values of one type only, if known (else :func:`.calls.type_key` of ``values``)."""
     def compile_copy():
         values_type = typeof(values)
-        name = hashlib.sha1(str(values_type).encode()).hexdigest()[:12]
-        copy = stamped(template, name, COMPILED_CALLERS_ONLY, VALUES=values_type)
+        copy = stamped(template, type_name(values_type), COMPILED_CALLERS_ONLY, VALUES=values_type)
         return address_of(copy, *(0,) * (2 + INTEGERS))
     return _addresses.get((template, type_key(values) if key is None else key), compile_copy)
+
+
+def type_name(value_type):
+    """A short name of the Numba type ``value_type`` for the copies compiled per type (their
+    names keep each type's copy apart in Numba's cache)."""
+    return hashlib.sha1(str(value_type).encode()).hexdigest()[:12]
