@@ -16,7 +16,7 @@ import numpy as np
 
 from .backends import InTheLoop, get_backend
 from .config import LayerConfig
-from .regularisation import Masks, draw_masks
+from .regularisation import Masks, draw_masks, needs_masks
 from .validation import check_bool, check_generator, check_names, check_shape
 
 
@@ -199,6 +199,62 @@ def _times(arrays, value, mask):
     return value if mask is None else arrays.times(value, mask)
 
 
+def _forward_layers(config, backend, params, x, state, lengths, keep_tape, training, rng, masks):
+    """Run the stack layer by layer on validated arguments (:func:`forward`'s general path).
+
+    Returns
+    -------
+    y : (T, B, D·H), time-major
+    final : tuple of arrays, each (num_layers·D, B, H)
+    masks : Masks or None, the masks the call ran with
+    layer_tapes : list, per layer, of the backend's tape (None without ``keep_tape``)
+    """
+    arrays = backend.arrays
+    steps, batch = x.shape[0], x.shape[1]
+    if state is None:
+        state = tuple(arrays.zeros(config.state_shape(batch), config.dtype)
+                      for _ in range(config.cell.state_count))
+    else:
+        state = _state_tensors(config, arrays, "state", state, batch, copy=True)
+    lengths = _check_lengths(arrays, lengths, steps, batch)
+    if lengths is not None:
+        arrays.clear_padding(x, lengths)       # what padding holds never reaches a result
+    if masks is None:
+        needs_rng = training and config.regularisation and rng is None   # a new generator costs ~10 µs
+        masks = draw_masks(config, steps, batch, training, np.random.default_rng() if needs_rng else rng)
+    elif not isinstance(masks, Masks):
+        raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
+    if masks is not None:
+        masks = masks.as_dtype(config.dtype)
+
+    final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
+    layer_input, layer_tapes = x, []
+    for layer in range(config.num_layers):
+        layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
+        in_the_loop = None
+        if masks is not None:
+            for d, weight_mask in enumerate(masks.weights[layer]):
+                if weight_mask is not None:
+                    layer_params[d] = dict(layer_params[d],
+                                          weight_hh=arrays.times(layer_params[d]["weight_hh"], weight_mask))
+            layer_input = _times(arrays, layer_input, masks.inputs[layer])
+            in_the_loop = [InTheLoop(mask, zoneout[:config.cell.state_count]) for mask, zoneout
+                           in zip(masks.recurrent[layer], masks.zoneout[layer])]
+            if not any(d.active for d in in_the_loop):
+                in_the_loop = None
+        y, layer_final, layer_tape = backend.forward_layer(
+            config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths,
+            keep_tape=keep_tape, in_the_loop=in_the_loop)
+        for direction, direction_final in enumerate(layer_final):
+            for k, s in enumerate(direction_final):
+                arrays.assign(final[k], layer * config.directions + direction, s)
+        layer_input = arrays.as_dtype(y, config.dtype)
+        if masks is not None:
+            layer_input = _times(arrays, layer_input, masks.outputs[layer])
+        layer_tapes.append(layer_tape)
+    return layer_input, final, masks, layer_tapes
+
+
 def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=True, training=False, rng=None,
             masks=None):
     """Run the layer stack forward.
@@ -245,8 +301,16 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     training = check_bool("training", training)
     rng = check_generator("rng", rng)
     backend = get_backend(config.backend)
+    # a whole-stack inference call, where the backend prepares those (its cpu does)
+    infer = (getattr(backend, "infer", None) if not keep_tape and lengths is None and masks is None
+             and not needs_masks(config, training) else None)
+    if infer is not None:
+        served = backend.serve_inference(config, params, x, state)
+        if served is not None:
+            return served[0], _public_state(config, served[1]), None
     arrays = backend.arrays
     on_device = backend.is_device_array(x)
+    given = params
     params = _check_params(config, arrays, params)
     unbatched = _is_unbatched(x)
     if unbatched:
@@ -259,47 +323,12 @@ def forward(config: LayerConfig, params, x, state=None, lengths=None, *, tape=Tr
     time_major = arrays.time_major_copy if keep_tape or lengths is not None else arrays.time_major_input
     x = time_major("x", x, config.dtype, config.batch_first, config.input_size)
     steps, batch = x.shape[0], x.shape[1]
-    if state is None:
-        state = tuple(arrays.zeros(config.state_shape(batch), config.dtype)
-                      for _ in range(config.cell.state_count))
+    if infer is not None:
+        state = None if state is None else _state_tensors(config, arrays, "state", state, batch)
+        layer_input, final = infer(config, params, given, x, state)
     else:
-        state = _state_tensors(config, arrays, "state", state, batch, copy=True)
-    lengths = _check_lengths(arrays, lengths, steps, batch)
-    if lengths is not None:
-        arrays.clear_padding(x, lengths)       # what padding holds never reaches a result
-    if masks is None:
-        needs_rng = training and config.regularisation and rng is None   # a new generator costs ~10 µs
-        masks = draw_masks(config, steps, batch, training, np.random.default_rng() if needs_rng else rng)
-    elif not isinstance(masks, Masks):
-        raise TypeError(f"masks: expected the Masks of a tape (tape.masks) or None, got {type(masks).__name__}")
-    if masks is not None:
-        masks = masks.as_dtype(config.dtype)
-
-    final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
-    layer_input, layer_tapes = x, []
-    for layer in range(config.num_layers):
-        layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
-        in_the_loop = None
-        if masks is not None:
-            for d, weight_mask in enumerate(masks.weights[layer]):
-                if weight_mask is not None:
-                    layer_params[d] = dict(layer_params[d],
-                                          weight_hh=arrays.times(layer_params[d]["weight_hh"], weight_mask))
-            layer_input = _times(arrays, layer_input, masks.inputs[layer])
-            in_the_loop = [InTheLoop(mask, zoneout[:config.cell.state_count]) for mask, zoneout
-                           in zip(masks.recurrent[layer], masks.zoneout[layer])]
-            if not any(d.active for d in in_the_loop):
-                in_the_loop = None
-        y, layer_final, layer_tape = backend.forward_layer(
-            config.cell, layer_params, layer_input, _per_direction(config, state, layer), lengths,
-            keep_tape=keep_tape, in_the_loop=in_the_loop)
-        for direction, direction_final in enumerate(layer_final):
-            for k, s in enumerate(direction_final):
-                arrays.assign(final[k], layer * config.directions + direction, s)
-        layer_input = arrays.as_dtype(y, config.dtype)
-        if masks is not None:
-            layer_input = _times(arrays, layer_input, masks.outputs[layer])
-        layer_tapes.append(layer_tape)
+        layer_input, final, masks, layer_tapes = _forward_layers(config, backend, params, x, state, lengths,
+                                                                 keep_tape, training, rng, masks)
     y = arrays.time_major(layer_input) if config.batch_first else layer_input
     y, final = arrays.result(y, on_device), tuple(arrays.result(s, on_device) for s in final)
     if unbatched:

@@ -125,6 +125,13 @@ def _zoneout(rng, p, shape, dtype, training):
     return bernoulli(rng, p, shape, 1.0, 0.0, dtype)
 
 
+def needs_masks(config, training):
+    """Whether a forward call of ``config`` has masks (:func:`draw_masks` gives None otherwise):
+    some rate is set, and the call trains or zoneout mixes in its expectation."""
+    rates = config.regularisation
+    return bool(rates) and bool(training or rates.zoneout or rates.zoneout_cell)
+
+
 def draw_masks(config, steps, batch, training, rng):
     """The masks of one forward call.
 
@@ -142,9 +149,9 @@ def draw_masks(config, steps, batch, training, rng):
     Draws, in this order, per layer: the input mask, then per direction the recurrent,
     weight and zoneout (h, then c) masks, then the output mask.
     """
-    rates = config.regularisation
-    if not rates or not (training or rates.zoneout or rates.zoneout_cell):
+    if not needs_masks(config, training):
         return None
+    rates = config.regularisation
     dtype, hidden, directions = config.dtype, config.hidden_size, config.directions
     masks = Masks([], [], [], [], [])
     for layer in range(config.num_layers):

@@ -98,3 +98,56 @@ def test_threads_calling_at_once_each_get_their_own_answer():
             _assert_matches_reference(config, params, x)
 
     run_in_threads(work, inputs)
+
+
+@pytest.mark.parametrize("options", [dict(batch_first=True), dict(bias=False), dict(num_layers=3, bidirectional=True)],
+                         ids=["batch_first", "no_bias", "3_layers_bidirectional"])
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_conforming_calls_are_served_before_conversion_and_match_the_reference(variant, options):
+    problem = make_problem(variant, 9, 3, 5, 12, np.float32, seed=9, **options)
+    config, params, x, state = problem["config"], problem["params"], problem["x"], problem["state"]
+    prepared.clear()
+    for call_state in (None, state):
+        first = _assert_matches_reference(config, params, x, call_state)
+        served = prepared.serve(config, params, x, call_state)     # what the next call runs
+        assert served is not None
+        again = _assert_matches_reference(config, params, x, call_state)
+        for name in first:
+            np.testing.assert_array_equal(again[name], first[name], err_msg=name)
+
+
+def _expect_rejected(config, params, x, state, error, match):
+    with pytest.raises(error, match=match):
+        functional.forward(config, params, x, state, tape=False)
+
+
+def test_a_served_call_rejects_what_the_general_path_rejects():
+    lstm = make_problem("lstm", 6, 2, 4, 8, np.float32, seed=10)
+    gru = make_problem("gru", 6, 2, 4, 8, np.float32, seed=10)
+    prepared.clear()
+    for problem in (lstm, gru):
+        _inference(problem["config"], problem["params"], problem["x"], problem["state"])
+        assert prepared.serve(problem["config"], problem["params"], problem["x"], problem["state"]) is not None
+    _expect_rejected(gru["config"], gru["params"], gru["x"], (gru["state"],), TypeError, "expected one array")
+    _expect_rejected(lstm["config"], lstm["params"], lstm["x"], lstm["state"][0], TypeError, "pair")
+    _expect_rejected(lstm["config"], lstm["params"], lstm["x"], (lstm["state"][0][:, :1], lstm["state"][1]),
+                     ValueError, r"state\[0\]")
+    _expect_rejected(lstm["config"], dict(lstm["params"], extra=np.zeros(3, np.float32)), lstm["x"], None,
+                     ValueError, "unexpected")
+    params = dict(lstm["params"])
+    weight = params["weight_hh_l0"]
+    weight.shape = weight.shape[::-1]            # in place: the same object and bytes, another shape
+    _expect_rejected(lstm["config"], params, lstm["x"], None, ValueError, "weight_hh_l0")
+
+
+@pytest.mark.parametrize("convert", ["float64", "strided", "list"])
+def test_arguments_converted_first_are_prepared_once(convert):
+    problem = make_problem("lstm", 7, 3, 4, 10, np.float32, seed=11)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    given = {"float64": x.astype(np.float64), "strided": np.repeat(x, 2, axis=2)[:, :, ::2],
+             "list": x.tolist()}[convert]
+    prepared.clear()
+    for _ in range(3):
+        assert prepared.serve(config, params, given, None) is None
+        _assert_matches_reference(config, params, given)
+    assert len(prepared._entries()) == 1

@@ -14,11 +14,13 @@ dtype, whose layout Numba passes alike), and called with Numba's own calling con
 
 A function compiled once for callers of every type passes their values on by address too:
 :func:`address_of_value` gives the address of a value on a compiled caller's stack (valid until
-the caller returns), and :func:`value_at` reads it back in a callee compiled for its type.
+the caller returns), and :func:`value_at` reads it back in a callee compiled for its type;
+:class:`Stored` keeps a value at an address of its own, for as long as it lives.
 """
 import functools
 
-from numba import typeof, types
+import numpy as np
+from numba import njit, typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -96,6 +98,53 @@ def borrowed(typingctx, value):
     def codegen(context, builder, signature, values):
         return _borrowed(context, builder, signature.args[0], values[0])
     return value(value), codegen
+
+
+@intrinsic
+def _value_bytes(typingctx, value):
+    """The size in bytes of ``value`` as compiled code holds it (what :func:`_store_at` writes)."""
+    def codegen(context, builder, signature, values):
+        size = context.get_abi_sizeof(context.get_value_type(signature.args[0]))
+        return context.get_constant(types.intp, size)
+    return types.intp(value), codegen
+
+
+@intrinsic
+def _store_at(typingctx, address, value):
+    """Write ``value`` at ``address`` as :func:`value_at` reads it (no reference is counted)."""
+    def codegen(context, builder, signature, values):
+        pointer = builder.inttoptr(values[0], context.get_value_type(signature.args[1]).as_pointer())
+        builder.store(values[1], pointer)
+        return context.get_dummy_value()
+    return types.void(types.intp, value), codegen
+
+
+@njit(cache=True)
+def _stored_bytes(value):
+    """A new byte array holding ``value`` as compiled code holds it."""
+    stored = np.empty(_value_bytes(value) + 64, np.uint8)
+    _store_at(stored.ctypes.data + (-stored.ctypes.data) % 64, value)
+    return stored
+
+
+class Stored:
+    """A value (arrays, numbers, tuples and structures of them) kept at a fixed address, where
+    compiled code reads it with :func:`value_at` for as long as this object lives: a call from
+    Python then passes one integer, where passing the value converts each of its arrays (a
+    microsecond or two for a direction's arrays).
+
+    Attributes
+    ----------
+    value : the value; held, so that its arrays outlive every read
+    address : int
+    """
+
+    __slots__ = ("value", "address", "_bytes")
+
+    def __init__(self, value):
+        self.value = value
+        self._bytes = _stored_bytes(value)
+        self.address = self._bytes.ctypes.data + (-self._bytes.ctypes.data) % 64
 
 
 try:

@@ -22,12 +22,11 @@ import numpy as np
 from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
-from . import prepared
-from .calls import AddressBook, address_of, type_key
+from .calls import AddressBook, Stored, address_of, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
-from .loops import backward_units_block, forward_units_block, rows_block, run_rows
+from .loops import backward_units_block, forward_units_block, rows_block, run_rows, run_rows_at
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
@@ -178,10 +177,8 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         y (T, B, D·H), zero past each sequence's end; the final state per direction; the
         :class:`LayerTape`, or None when ``keep_tape`` is False.
     """
-    spec = kernels.spec
-    steps, batch, inputs = x.shape
+    steps, batch = x.shape[:2]
     hidden = params[0]["weight_hh"].shape[1]
-    gate_width = len(spec.gates) * hidden
     order = None
     if lengths is not None:
         order = np.argsort(-lengths, kind="stable")
@@ -192,15 +189,36 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         active = None
     reverse = reverse_index(steps, batch, lengths) if len(params) > 1 else None
 
-    if active is None and in_the_loop is None and not keep_tape:
-        work = prepared.get(kernels, params, x.shape,
-                            lambda: _forward_work(kernels, params, x.shape, np.full(steps, batch), None, reverse,
-                                                  None, None, False))
-    else:
-        work = _forward_work(kernels, params, x.shape, np.full(steps, batch) if active is None else active,
-                             order, reverse, lengths, in_the_loop, keep_tape)
+    work = forward_work(kernels, params, x.shape, np.full(steps, batch) if active is None else active,
+                         order, reverse, lengths, in_the_loop, keep_tape)
     y = buffers.empty((steps, batch, len(params) * hidden), dtype=x.dtype)
     valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
+    finals = run_directions(work, x, state, reverse, y, valid)
+    tape = LayerTape(kernels, params, x, order, work.active, reverse, [run.arrays.states for run in work.directions],
+                     [run.arrays.tape for run in work.directions], [run.loop for run in work.directions],
+                     work.plan) if keep_tape else None
+    return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+
+
+def run_directions(work, x, state, reverse, y, valid=None):
+    """Run every direction of ``work`` (a :class:`ForwardWork` built for ``x``'s shape) on ``x``.
+
+    Parameters
+    ----------
+    work : ForwardWork
+    x : ndarray (T, B, I), C-contiguous, of the layer's dtype (sorted batch order)
+    state : list, per direction, of a tuple of (B, H) arrays (or scalars: every row that value)
+    reverse : the reverse direction's time index (:func:`reverse_index`), or None
+    y : ndarray (T, B, D·H), receives each direction's h in natural time (0 where ``valid`` is False)
+    valid : ndarray of bool (T, B), or None (every step of every sequence)
+
+    Returns
+    -------
+    list, per direction, of a tuple of (B, H) views of the work's buffers: the final states
+    """
+    steps, batch, inputs = x.shape
+    x_rows = x.reshape(-1, inputs)
+    hidden = work.directions[0].arrays.states.shape[3]
     finals = []
     for direction, run in enumerate(work.directions):
         states = run.arrays.states
@@ -208,21 +226,16 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
             states[k, 0] = s
         if run.loop.recurrent_dropout:
             run.loop.inputs[0] = states[0, 0] * run.loop.mask
-        for t0 in range(0, steps, work.segment):
-            t1 = min(steps, t0 + work.segment)
-            xproj_segment = work.xproj[:t1 - t0]
-            run.project(x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs),
-                        xproj_segment.reshape(-1, gate_width))
+        for t0, t1, xproj_rows in work.segments:
+            run.project(x_rows[t0 * batch:t1 * batch] if direction == 0
+                        else x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), xproj_rows)
             run.run(t0, t1)
         h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
-        if lengths is not None:
+        if valid is not None:
             h = np.where(valid[..., None], h, 0)
         y[..., direction * hidden:(direction + 1) * hidden] = h
-        finals.append(tuple(states[k, steps] for k in range(len(spec.states))))
-    tape = LayerTape(kernels, params, x, order, work.active, reverse, [run.arrays.states for run in work.directions],
-                     [run.arrays.tape for run in work.directions], [run.loop for run in work.directions],
-                     work.plan) if keep_tape else None
-    return LayerForward(_unsort(y, order, axis=1), _unsort_states(finals, order), tape)
+        finals.append(tuple(states[:, steps]))
+    return finals
 
 
 @dataclass
@@ -257,20 +270,21 @@ class DirectionWork:
 @dataclass
 class ForwardWork:
     """A layer's forward, every direction, ready to run: its plan, the segment's input
-    projections (``xproj``, reused segment after segment), the steps per segment and the
-    sequences running at each step (``active``)."""
+    projections (``xproj``, reused segment after segment), the running at each step (``active``) and the segments, each (t0, t1, the rows of
+    ``xproj`` its projection fills, (t1 − t0)·B × G·H)."""
 
     plan: object
     xproj: np.ndarray
-    segment: int
     active: np.ndarray
     directions: list
+    segments: list
 
 
-def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape):
+def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, kept=False):
     """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
     packed, every direction's arrays and loop; the caller sets the initial states (and, under
-    recurrent dropout, the first recurrent inputs)."""
+    recurrent dropout, the first recurrent inputs). ``kept``: work run by many calls, whose loops
+    read their arrays at a fixed address (:class:`.calls.Stored`)."""
     spec = kernels.spec
     steps, batch, inputs = shape
     hidden = params[0]["weight_hh"].shape[1]
@@ -300,9 +314,11 @@ def _forward_work(kernels, params, shape, active, order, reverse, lengths, in_th
         key = type_key(arrays)
         arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape, key)
         run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape),
-                           arrays, key)
+                           arrays, key, kept)
         directions.append(DirectionWork(loop, input_panels, bias, arrays, run))
-    return ForwardWork(plan, xproj, segment, active, directions)
+    segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
+                for t0 in range(0, steps, segment)]
+    return ForwardWork(plan, xproj, active, directions, segments)
 
 
 def _line_multiple(count, dtype):
@@ -318,11 +334,12 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _loop_runner(plan, loop, arrays, key):
+def _loop_runner(plan, loop, arrays, key, kept=False):
     """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
     (``key``: their :func:`.calls.type_key`) over a segment: the units loop, or the rows loop on
     every block of rows (:func:`.loops.rows_block`: one block in this thread, several in one
-    parallel region)."""
+    parallel region). ``kept``: the rows loop reads the arrays and row bounds at a fixed
+    address (:class:`.calls.Stored`; a call then converts no array)."""
     if plan.kind == "units":
         units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
         each, code = each_block_code(), block_code(units_block, arrays, key)
@@ -330,6 +347,10 @@ def _loop_runner(plan, loop, arrays, key):
     rows_loop = _rows_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
     each, code = (0, 0) if plan.blocks == 1 else (each_block_code(), block_code(rows_block, (arrays, plan.row_bounds),
                                                                                  ("rows", key)))
+    if kept:
+        stored = Stored((arrays, plan.row_bounds))
+        run_at = run_rows_at(stored)
+        return lambda t0, t1: run_at(each, code, rows_loop, stored.address, t0, t1)
     return lambda t0, t1: run_rows(each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
 
 
