@@ -109,8 +109,8 @@ def main():
         kernels.forward_loop = labelled("forward_loop", "forward loop")
         kernels.backward_loop = labelled("backward_loop", "backward loop")
         loop_runner = driver._loop_runner
-        driver._loop_runner = lambda plan, loop, arrays, key: _timed(loop_runner(plan, loop, arrays, key), totals,
-                                                                     labels[loop])
+        driver._loop_runner = lambda plan, loop, arrays, key, kept=False: _timed(
+            loop_runner(plan, loop, arrays, key, kept), totals, labels[loop])
         prepared.clear()   # a prepared inference call runs what it built before the wrapping
         try:
             call()             # a repeated inference call reuses what the first built (fastlstm.backends.cpu.prepared)

@@ -50,6 +50,17 @@ def test_parameters_changed_in_place_are_packed_again(variant):
     assert np.isnan(_inference(config, params, x)["y"]).any()
 
 
+def test_one_value_changed_in_place_in_a_large_weight_is_seen():
+    problem = make_problem("lstm", 4, 2, 8, 128, np.float32, seed=12)   # weight_hh 256 KiB: compared by memcmp
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    assert params["weight_hh_l0"].nbytes >= prepared.MEMCMP_BYTES
+    prepared.clear()
+    before = _assert_matches_reference(config, params, x)["y"]
+    params["weight_hh_l0"][300, 77] += np.float32(5.0)                  # deep inside, one value
+    after = _assert_matches_reference(config, params, x)["y"]
+    assert not np.array_equal(before[1:], after[1:])
+
+
 def test_an_entry_per_shape_and_at_most_prepared_calls():
     problem = make_problem("lstm", 5, 2, 3, 8, np.float32, seed=4)
     config, params = problem["config"], problem["params"]
