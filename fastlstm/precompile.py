@@ -11,10 +11,8 @@ import time
 
 import numpy as np
 
-from .backends.cpu.strategy import STRATEGIES
 
-
-def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES, training=True,
+def precompile(cells=None, dtypes=("float32", "float64"), strategies=None, training=True,
                regularisers=False, streaming=False, progress=None):
     """Compile (or load from the cache) the cpu kernels of these configurations.
 
@@ -24,8 +22,9 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
         Cell variants (``fastlstm.cells.VARIANTS``: ``"lstm"``, ``"lstm_peephole"``, ``"gru"``,
         ``"gru_reset_before"``, ``"rnn_tanh"``, ``"rnn_relu"``); all when None.
     dtypes : iterable of {"float32", "float64"}
-    strategies : iterable of {"sequences", "single", "units"}
-        The loop strategies to compile (``tuning.cpu_loop``); the cost model picks among all three.
+    strategies : iterable of {"sequences", "single", "units"}, optional
+        The loop strategies to compile (``tuning.cpu_loop``); all when None (the cost model picks
+        among all three).
     training : bool
         Also the loops a training call runs: its forward's (which keep the tape) and the
         backward's (and the layer's gradient GEMMs); inference's loops are always compiled.
@@ -47,6 +46,7 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
         For an unknown cell variant, dtype or strategy.
     """
     from . import tuning
+    from .backends.cpu.strategy import STRATEGIES   # here: importing it loads Numba
     from .cells import VARIANTS
     from .layers import GRU, LSTM, RNN
 
@@ -58,7 +58,7 @@ def precompile(cells=None, dtypes=("float32", "float64"), strategies=STRATEGIES,
     bad = [d for d in dtypes if d not in ("float32", "float64")]
     if bad:
         raise ValueError(f"precompile: dtypes: expected 'float32' and/or 'float64', got {bad}")
-    strategies = list(strategies)
+    strategies = list(STRATEGIES if strategies is None else strategies)
     wrong = [s for s in strategies if s not in STRATEGIES]
     if wrong:
         raise ValueError(f"precompile: strategies: expected names from {STRATEGIES}, got {wrong}")

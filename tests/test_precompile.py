@@ -57,3 +57,12 @@ def test_the_step_kernel_says_when_it_compiles(tmp_path):
 def test_precompile_rejects_unknown_names(arguments, message):
     with pytest.raises(ValueError, match=message):
         fastlstm.precompile(**arguments)
+
+
+def test_importing_the_package_loads_no_numba():
+    """``import fastlstm`` loads NumPy only (the package docstring's promise): Numba, and with it
+    ~0.2 s of imports, waits for the first call that needs a kernel."""
+    done = subprocess.run([sys.executable, "-c", "import sys, fastlstm; print(sorted(m for m in sys.modules "
+                           "if m.split('.')[0] in ('numba', 'llvmlite')))"], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout
