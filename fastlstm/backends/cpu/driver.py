@@ -207,14 +207,14 @@ def run_directions(work, x, state, reverse, y, valid=None):
     ----------
     work : ForwardWork
     x : ndarray (T, B, I), C-contiguous, of the layer's dtype (sorted batch order)
-    state : list, per direction, of a tuple of (B, H) arrays (or scalars: every row that value)
+    state : list, per direction, of a tuple of (B, H) arrays, one per state; or None: zeros
     reverse : the reverse direction's time index (:func:`reverse_index`), or None
     y : ndarray (T, B, D·H), receives each direction's h in natural time (0 where ``valid`` is False)
     valid : ndarray of bool (T, B), or None (every step of every sequence)
 
     Returns
     -------
-    list, per direction, of a tuple of (B, H) views of the work's buffers: the final states
+    list, per direction, of an (S, B, H) view of the work's buffers: the final states
     """
     steps, batch, inputs = x.shape
     x_rows = x.reshape(-1, inputs)
@@ -222,8 +222,11 @@ def run_directions(work, x, state, reverse, y, valid=None):
     finals = []
     for direction, run in enumerate(work.directions):
         states = run.arrays.states
-        for k, s in enumerate(state[direction]):
-            states[k, 0] = s
+        if state is None:
+            states[:, 0] = 0
+        else:
+            for k, s in enumerate(state[direction]):
+                states[k, 0] = s
         if run.loop.recurrent_dropout:
             run.loop.inputs[0] = states[0, 0] * run.loop.mask
         for t0, t1, xproj_rows in work.segments:
@@ -234,7 +237,7 @@ def run_directions(work, x, state, reverse, y, valid=None):
         if valid is not None:
             h = np.where(valid[..., None], h, 0)
         y[..., direction * hidden:(direction + 1) * hidden] = h
-        finals.append(tuple(states[:, steps]))
+        finals.append(states[:, steps])
     return finals
 
 

@@ -99,24 +99,21 @@ class Prepared:
         Returns
         -------
         y : ndarray (T, B, D·H), new
-        final : tuple of ndarray, each (L·D, B, H), new
+        final : tuple of ndarray, each (L·D, B, H), new (views of one array)
         """
         config = self.config
         steps, batch = x.shape[:2]
         directions = config.directions
-        shape = config.state_shape(batch)
-        final = tuple([np.empty(shape, self.dtype) for _ in range(config.cell.state_count)])
+        final = np.empty((config.cell.state_count,) + config.state_shape(batch), self.dtype)
         layer_input = x
         for layer, work in enumerate(self.works):
             first = layer * directions
-            state_in = ([(0,) * len(final)] * directions if state is None
-                        else [tuple([s[first + d] for s in state]) for d in range(directions)])
+            state_in = None if state is None else [tuple([s[first + d] for s in state]) for d in range(directions)]
             y = buffers.empty((steps, batch, config.output_size), self.dtype)
             for direction, finals in enumerate(run_directions(work, layer_input, state_in, self.reverse, y)):
-                for k, s in enumerate(finals):
-                    final[k][first + direction] = s
+                final[:, first + direction] = finals
             layer_input = y
-        return layer_input, final
+        return layer_input, tuple(final)
 
 
 def _load_memcmp():
