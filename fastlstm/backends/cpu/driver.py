@@ -273,8 +273,9 @@ class DirectionWork:
 @dataclass
 class ForwardWork:
     """A layer's forward, every direction, ready to run: its plan, the segment's input
-    projections (``xproj``, reused segment after segment), the running at each step (``active``) and the segments, each (t0, t1, the rows of
-    ``xproj`` its projection fills, (t1 − t0)·B × G·H)."""
+    projections (``xproj``, reused segment after segment), the sequences running at each step
+    (``active``) and the segments, each (t0, t1, the rows of ``xproj`` its projection fills,
+    (t1 − t0)·B × G·H)."""
 
     plan: object
     xproj: np.ndarray
