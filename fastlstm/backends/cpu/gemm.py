@@ -131,6 +131,8 @@ def weight_gradient(dgates, col0, col1, inputs):
         weight_parts = np.empty((chunks, width, inner), dgates.dtype)
         bias_parts = np.empty((chunks, width), dgates.dtype)
         run_blocks(_rows_product, chunks, (dgates, inputs, weight_parts, bias_parts), parallel=parallel)
+        if chunks == 1:
+            return weight_parts[0], bias_parts[0]
         # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
         return np.add.reduce(weight_parts, axis=0), np.add.reduce(bias_parts, axis=0)
     weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
