@@ -65,7 +65,17 @@ class LayerTape(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A place where layers run: ``"reference"``, ``"cpu"``, ``"cuda"``."""
+    """A place where layers run: ``"reference"``, ``"cpu"``, ``"cuda"``.
+
+    A backend may also run a whole stack's inference call (no tape, no lengths, no masks) itself,
+    with two methods outside this protocol, which :func:`fastlstm.functional.forward` looks for:
+    ``serve_inference(config, params, x, state)``, asked first with the caller's unchecked
+    arguments, returning ``(y, final)`` only for arguments that need no conversion (the general
+    path then runs otherwise: it raises where they are wrong), else None; and
+    ``infer(config, params, given, x, state)`` on validated and converted arguments (``x``
+    time-major; ``given``: the caller's ``params``). The cpu backend's prepare such calls once
+    (:mod:`.cpu.prepared`).
+    """
 
     name: str
     arrays: object
