@@ -335,9 +335,11 @@ def test_a_task_that_keeps_killing_its_workers_makes_the_call_raise(cluster, tmp
     _, chunked = sequences()
     target = np.zeros((STEPS, BATCH, OUTPUTS))
     marker = tmp_path / "deaths"
-    # Dask gives up on the task after its second victim (allowed-failures=1): KilledWorker, or, when the
-    # second victim held the last copy of the scattered model, its dependents are cancelled.
+    # Dask gives up on a task at its second victim (allowed-failures=1): KilledWorker, or, when the
+    # second victim held the last copy of the scattered model, its dependents are cancelled. How many
+    # workers die depends on which chunks' tasks run at once: at least 2, and no task kills more than
+    # twice (at its second victim Dask gives up on it).
     with pytest.raises((distributed.scheduler.KilledWorker, distributed.client.FutureCancelledError)):
         fdask.gradients(model, killing_loss(marker, 1000), chunked, target, client=cluster)
-    assert marker.read_text() == "xx"
+    assert 2 <= len(marker.read_text()) <= 2 * len(CHUNKS)
     cluster.wait_for_workers(2, timeout=60)
