@@ -41,6 +41,7 @@ class Prepared:
     config : fastlstm.config.LayerConfig
     names : tuple of str, the parameters' names (in the order of the caller's dict)
     arrays : tuple of ndarray, the parameters packed into ``works`` (the caller's own arrays)
+    shapes : tuple of tuple of int, their shapes when packed (an array reshaped in place is not held)
     dtype : numpy.dtype, the layer's
     snapshot : list, or None: each array's bytes when packed (:func:`_copy`; None: an entry not kept)
     works : list of .driver.ForwardWork, per layer
