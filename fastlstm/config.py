@@ -69,6 +69,11 @@ class LayerConfig:
                         shapes[name + self.suffix(layer, direction)] = shape
         return shapes
 
+    def layer_parameters(self, params: dict, layer: int, direction: int) -> dict:
+        """One layer-direction's entries of the stack's ``params``, named as in the cell
+        (``weight_ih``, …): what a backend's ``forward_layer`` takes per direction."""
+        return {name: params[full_name] for name, full_name in _layer_parameter_names(self, layer, direction)}
+
     def state_shape(self, batch: int) -> tuple[int, int, int]:
         """(num_layers·D, B, H)."""
         return (self.num_layers * self.directions, batch, self.hidden_size)
@@ -78,6 +83,13 @@ class LayerConfig:
 def _parameter_shapes(config):
     """:meth:`LayerConfig.parameter_shapes`, computed once per config (read-only: copied out)."""
     return config._shapes()
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_parameter_names(config, layer, direction):
+    """One layer-direction's parameters as (name in the cell, name in the stack's ``params``) pairs."""
+    suffix = config.suffix(layer, direction)
+    return tuple((name, name + suffix) for name in config.cell.parameter_shapes(1, 1))
 
 
 def make_config(cell, input_size, hidden_size, num_layers=1, bidirectional=False,

@@ -158,23 +158,6 @@ def _unbatched(tensors, *shape):
     return tuple(t.reshape(shape) for t in tensors)
 
 
-def _layer_params(config, params, layer, direction):
-    return {name: params[full_name] for name, full_name in _layer_parameter_names(config, layer, direction)}
-
-
-@functools.lru_cache(maxsize=256)
-def _layer_parameter_names(config, layer, direction):
-    """One layer-direction's parameters as (name in the cell, name in ``params``) pairs."""
-    suffix = config.suffix(layer, direction)
-    return tuple((name, name + suffix) for name in _parameter_names(config.cell))
-
-
-@functools.lru_cache(maxsize=None)
-def _parameter_names(cell):
-    """One layer-direction's parameter names, in the cell's order."""
-    return tuple(cell.parameter_shapes(1, 1))
-
-
 def _check_lengths(arrays, lengths, steps, batch):
     if lengths is None:
         return None
@@ -230,7 +213,7 @@ def _forward_layers(config, backend, params, x, state, lengths, keep_tape, train
     final = tuple(arrays.empty(config.state_shape(batch), config.dtype) for _ in state)
     layer_input, layer_tapes = x, []
     for layer in range(config.num_layers):
-        layer_params = [_layer_params(config, params, layer, d) for d in range(config.directions)]
+        layer_params = [config.layer_parameters(params, layer, d) for d in range(config.directions)]
         in_the_loop = None
         if masks is not None:
             for d, weight_mask in enumerate(masks.weights[layer]):
