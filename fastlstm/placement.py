@@ -25,14 +25,18 @@ def check_sequence_input(name, shape, feature_size, batch_first):
         raise ValueError(f"{name}: expected at least one sequence in the batch, got shape {tuple(shape)}")
 
 
+def is_converted(value, dtype):
+    """Whether ``value`` already is what :meth:`HostArrays.convert` makes of it: a C-contiguous
+    NumPy array (not a subclass) of ``dtype``, which it returns as it is."""
+    return type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous
+
+
 class HostArrays:
     """NumPy in, NumPy out."""
 
     def convert(self, name, value, dtype):
         """``value`` as a C-contiguous array of ``dtype`` (not copied when it already is one)."""
-        if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
-            return value
-        return as_float_array(name, value, dtype)
+        return value if is_converted(value, dtype) else as_float_array(name, value, dtype)
 
     def copy(self, name, value, dtype):
         """``value`` as a new C-contiguous array of ``dtype``, never the caller's."""
@@ -52,8 +56,7 @@ class HostArrays:
         """A C-contiguous (T, B, F) array of ``dtype`` to read, not keep: the caller's own array
         where it already is one (an inference call without lengths neither keeps nor clears it),
         else a copy."""
-        if (type(value) is np.ndarray and not batch_first and value.dtype == dtype and value.ndim == 3
-                and value.flags.c_contiguous):
+        if not batch_first and is_converted(value, dtype) and value.ndim == 3:
             check_sequence_input(name, value.shape, feature_size, batch_first)
             return value
         return self.time_major_copy(name, value, dtype, batch_first, feature_size)

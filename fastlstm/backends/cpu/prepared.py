@@ -28,9 +28,11 @@ from collections import OrderedDict
 import numpy as np
 
 from ... import buffers, tuning
+from ...placement import HostArrays, is_converted
 from .driver import forward_work, reverse_index, run_directions
 
 _local = threading.local()
+_HOST = HostArrays()
 
 
 class Prepared:
@@ -72,11 +74,11 @@ class Prepared:
         return len(params) == len(self.names)
 
     def conforms(self, x, state):
-        """Whether ``x`` and ``state`` are what a call of this entry runs on unconverted: NumPy
-        arrays of the layer's dtype, ``x`` C-contiguous (its shape is the entry's key), each
-        state part (L·D, B, H) in any layout."""
+        """Whether ``x`` and ``state`` need no conversion (:func:`~fastlstm.placement.is_converted`:
+        C-contiguous NumPy arrays of the layer's dtype), ``x`` of the entry's shape (its key) and
+        each state part (L·D, B, H)."""
         dtype = self.dtype
-        if not x.flags.c_contiguous or x.dtype != dtype:
+        if not is_converted(x, dtype):
             return False
         if state is None:
             return True
@@ -87,7 +89,7 @@ class Prepared:
         else:
             return False
         shape = self.config.state_shape(x.shape[0 if self.config.batch_first else 1])
-        return all(type(s) is np.ndarray and s.dtype == dtype and s.shape == shape for s in parts)
+        return all(is_converted(s, dtype) and s.shape == shape for s in parts)
 
     def __call__(self, x, state):
         """Run the stack on ``x`` (T, B, I), C-contiguous, of the layer's dtype.
@@ -175,10 +177,11 @@ def serve(config, params, x, state):
     entry = _entries().get(_key(config, params, shape))
     if entry is None or not entry.conforms(x, state) or not entry.holds(params):
         return None
+    state = state if type(state) is not np.ndarray else (state,)
     if config.batch_first:
-        y, final = entry(np.ascontiguousarray(x.transpose(1, 0, 2)), state if type(state) is not np.ndarray else (state,))
-        return np.ascontiguousarray(y.transpose(1, 0, 2)), final
-    return entry(x, state if type(state) is not np.ndarray else (state,))
+        y, final = entry(_HOST.time_major(x), state)
+        return _HOST.time_major(y), final
+    return entry(x, state)
 
 
 def infer(config, kernels, params, given, x, state):
@@ -225,8 +228,7 @@ def _build(config, kernels, params, names, shape):
     reverse = reverse_index(steps, batch, None) if directions > 1 else None
     works = []
     for layer in range(config.num_layers):
-        layer_params = [{name: params[name + config.suffix(layer, d)] for name in config.cell.parameter_shapes(1, 1)}
-                        for d in range(directions)]
+        layer_params = [config.layer_parameters(params, layer, d) for d in range(directions)]
         layer_shape = (steps, batch, config.layer_input_size(layer))
         works.append(forward_work(kernels, layer_params, layer_shape, np.full(steps, batch), None, reverse, None,
                                   None, False, kept=True))
