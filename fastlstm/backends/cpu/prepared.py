@@ -63,8 +63,7 @@ class Prepared:
         the bytes they were packed from."""
         dtype = self.dtype
         for name, array, shape, copy in zip(self.names, self.arrays, self.shapes, self.snapshot):
-            if (params.get(name) is not array or array.shape != shape or array.dtype != dtype
-                    or not array.flags.c_contiguous):
+            if params.get(name) is not array or array.shape != shape or not is_converted(array, dtype):
                 return False
             if type(copy) is bytes:
                 if array.tobytes() != copy:
