@@ -109,8 +109,12 @@ def main():
         kernels.forward_loop = labelled("forward_loop", "forward loop")
         kernels.backward_loop = labelled("backward_loop", "backward loop")
         loop_runner = driver._loop_runner
-        driver._loop_runner = lambda plan, loop, arrays, key, kept=False: _timed(
-            loop_runner(plan, loop, arrays, key, kept), totals, labels[loop])
+        driver._loop_runner = lambda plan, loop, arrays, key: _timed(loop_runner(plan, loop, arrays, key), totals,
+                                                                     labels[loop])
+        # a prepared inference call runs each direction's projections and loop in one compiled call
+        run_direction_for = prepared._run_direction_for
+        prepared._run_direction_for = lambda values: _timed(run_direction_for(values), totals,
+                                                            "projections + loop (prepared)")
         prepared.clear()   # a prepared inference call runs what it built before the wrapping
         try:
             call()             # a repeated inference call reuses what the first built (fastlstm.backends.cpu.prepared)
@@ -122,6 +126,7 @@ def main():
         finally:
             driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels = saved
             driver.matmul_runner, driver._loop_runner = matmul_runner, loop_runner
+            prepared._run_direction_for = run_direction_for
             prepared.clear()
             del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
@@ -130,7 +135,8 @@ def main():
         big_flops = {"input GEMMs (x·W_ih, dx)": (2 if training else 1) * loop_flops * shape.input_size
                      / shape.hidden_size,
                      "weight-gradient GEMMs": loop_flops * (1 + shape.input_size / shape.hidden_size),
-                     "forward loop": loop_flops, "backward loop": loop_flops}
+                     "forward loop": loop_flops, "backward loop": loop_flops,
+                     "projections + loop (prepared)": loop_flops * (1 + shape.input_size / shape.hidden_size)}
         packed = 4.0 * shape.gates * shape.hidden_size ** 2
         accounted = 0.0
         for name, seconds in totals.items():

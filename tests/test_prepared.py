@@ -99,6 +99,20 @@ def test_a_knob_changed_between_calls_is_honoured():
     assert len(prepared._entries()) == 3
 
 
+@pytest.mark.parametrize("loop", ["single", "units", "sequences"])
+def test_segments_and_parallel_projection_blocks_of_every_direction_and_layer(loop):
+    problem = make_problem("lstm", 23, 4, 5, 9, np.float32, seed=13, num_layers=2, bidirectional=True)
+    config, params, x, state = problem["config"], problem["params"], problem["x"], problem["state"]
+    prepared.clear()
+    # several segments (the reverse direction's inputs gathered per segment), each projection in
+    # several blocks run in a parallel region, several blocks of rows or units
+    with tuning.override(cpu_loop=loop, batch_rows=1, segment_rows=8, segment_bytes=0, gemm_rows=4,
+                         parallel_flops=0):
+        for call_state in (None, state):
+            _assert_matches_reference(config, params, x, call_state)
+            assert prepared.serve(config, params, x, call_state) is not None
+
+
 def test_threads_calling_at_once_each_get_their_own_answer():
     problem = make_problem("lstm_peephole", 20, 2, 4, 16, np.float32, seed=8)
     config, params = problem["config"], problem["params"]

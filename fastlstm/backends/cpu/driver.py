@@ -15,6 +15,7 @@ exit), so that at each step the sequences still running are a prefix of the rows
 finished ones cost neither GEMM rows nor gate work. The reverse direction reads each
 sequence backwards from its own last valid step, through a per-sequence time index.
 """
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,11 +23,11 @@ import numpy as np
 from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
-from .calls import AddressBook, Stored, address_of, type_key
+from .calls import AddressBook, address_of, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose
-from .loops import backward_units_block, forward_units_block, rows_block, run_rows, run_rows_at
+from .loops import backward_units_block, forward_units_block, rows_block, run_rows
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
@@ -252,6 +253,7 @@ class DirectionWork:
     bias : (G·H,), the input projection's bias: ``bias_ih`` plus the folded gates' ``bias_hh``
     arrays : .steps.ForwardArrays, states[:, 0] to be set
     run : callable ``run(t0, t1)``, the loop over a segment (:func:`_loop_runner`)
+    addresses : callable, the loop's addresses for a compiled caller (:func:`loop_addresses`)
     """
 
     loop: DirectionLoop
@@ -259,6 +261,7 @@ class DirectionWork:
     bias: np.ndarray
     arrays: ForwardArrays
     run: object
+    addresses: object
     projections: dict = field(default_factory=dict)
 
     def project(self, x_rows, out):
@@ -284,11 +287,10 @@ class ForwardWork:
     segments: list
 
 
-def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, kept=False):
+def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape):
     """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
     packed, every direction's arrays and loop; the caller sets the initial states (and, under
-    recurrent dropout, the first recurrent inputs). ``kept``: work run by many calls, whose loops
-    read their arrays at a fixed address (:class:`.calls.Stored`)."""
+    recurrent dropout, the first recurrent inputs)."""
     spec = kernels.spec
     steps, batch, inputs = shape
     hidden = params[0]["weight_hh"].shape[1]
@@ -317,9 +319,9 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
                                np.zeros(3, np.int64), walk_address(dtype))
         key = type_key(arrays)
         arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape, key)
-        run = _loop_runner(plan, kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape),
-                           arrays, key, kept)
-        directions.append(DirectionWork(loop, input_panels, bias, arrays, run))
+        compiled_loop = kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape)
+        directions.append(DirectionWork(loop, input_panels, bias, arrays, _loop_runner(plan, compiled_loop, arrays, key),
+                                        functools.partial(loop_addresses, plan, compiled_loop, arrays, key)))
     segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
                 for t0 in range(0, steps, segment)]
     return ForwardWork(plan, xproj, active, directions, segments)
@@ -338,27 +340,44 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _loop_runner(plan, loop, arrays, key, kept=False):
+def _loop_runner(plan, loop, arrays, key):
     """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
     (``key``: their :func:`.calls.type_key`) over a segment: the units loop, or the rows loop on
     every block of rows (:func:`.loops.rows_block`: one block in this thread, several in one
-    parallel region). ``kept``: the rows loop reads the arrays and row bounds at a fixed
-    address (:class:`.calls.Stored`; a call then converts no array)."""
+    parallel region)."""
+    each, code = _block_addresses(plan, arrays, key)
     if plan.kind == "units":
-        units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
-        each, code = each_block_code(), block_code(units_block, arrays, key)
         return lambda t0, t1: loop(arrays, t0, t1, each, code)
-    rows_loop = _rows_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
-    each, code = (0, 0) if plan.blocks == 1 else (each_block_code(), block_code(rows_block, (arrays, plan.row_bounds),
-                                                                                 ("rows", key)))
-    if kept:
-        stored = Stored((arrays, plan.row_bounds))
-        run_at = run_rows_at(stored)
-        return lambda t0, t1: run_at(each, code, rows_loop, stored.address, t0, t1)
+    rows_loop = _rows_loop_address(loop, arrays, key)
     return lambda t0, t1: run_rows(each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
 
 
+def loop_addresses(plan, loop, arrays, key):
+    """``(loop_code, each_block_code, block_code)``: what a compiled caller runs ``loop`` with on
+    ``arrays`` (as :func:`_loop_runner`): the units loop's address, or the rows loop's, and the
+    region and block function its blocks run on (``each_block_code`` 0: in the calling thread)."""
+    if plan.kind == "units":
+        loop_code = _units_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0))
+    else:
+        loop_code = _rows_loop_address(loop, arrays, key)
+    return (loop_code,) + _block_addresses(plan, arrays, key)
+
+
+def _block_addresses(plan, arrays, key):
+    if plan.kind == "units":
+        units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
+        return each_block_code(), block_code(units_block, arrays, key)
+    if plan.blocks == 1:
+        return 0, 0
+    return each_block_code(), block_code(rows_block, (arrays, plan.row_bounds), ("rows", key))
+
+
+def _rows_loop_address(loop, arrays, key):
+    return _rows_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0, arrays.work[0]))
+
+
 _rows_loops = AddressBook()   # the rows loops' addresses, per loop and type of the arrays
+_units_loops = AddressBook()  # the units loops'
 
 
 def _accumulate(total, part):

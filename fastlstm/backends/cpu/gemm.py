@@ -37,20 +37,26 @@ def matmul(a, panels, out, bias=None):
     matmul_runner(a, panels, out, bias)(a, out)
 
 
+def matmul_split(rows, inner, columns, dtype):
+    """How :func:`matmul` splits an (M, K) by (K, N) product: ``(row_blocks, column_blocks,
+    panel, parallel)``, its blocks :func:`matmul_block`'s, run across threads if ``parallel``."""
+    row_blocks = block_count(rows, tuning.get("gemm_rows"))
+    panel = panel_columns(dtype)
+    column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
+    return row_blocks, column_blocks, panel, _parallel(2.0 * rows * inner * columns)
+
+
 def matmul_runner(a, panels, out, bias=None):
     """``run(a, out)``: :func:`matmul` of ``panels`` and ``bias`` on any ``a`` and ``out`` of the
     shapes and types of these, its split and compiled blocks found once."""
-    rows, columns = out.shape
-    row_blocks = block_count(rows, tuning.get("gemm_rows"))
-    panel = panel_columns(out.dtype)
-    column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
+    row_blocks, column_blocks, panel, parallel = matmul_split(out.shape[0], a.shape[1], out.shape[1], out.dtype)
     bias = np.empty(0, out.dtype) if bias is None else bias
-    run = blocks_runner(_matmul_block, row_blocks * column_blocks, (a, panels, out, bias), walk_address(out.dtype),
-                        row_blocks, column_blocks, panel, parallel=_parallel(2.0 * rows * a.shape[1] * columns))
+    run = blocks_runner(matmul_block, row_blocks * column_blocks, (a, panels, out, bias), walk_address(out.dtype),
+                        row_blocks, column_blocks, panel, parallel=parallel)
     return lambda a, out: run((a, panels, out, bias))
 
 
-def _matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):
+def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`matmul`; its values (a, panels, out, bias),
     ``bias`` empty: none."""
     a, panels, out, bias = value_at(address, VALUES)

@@ -25,12 +25,12 @@ A step's phases (:mod:`.steps`) are called through the addresses of their compil
 placeholders that every compiled loop binds.
 """
 import numpy as np
-from numba import njit, typeof
+from numba import njit
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
 from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_call, value_at
-from .regions import VALUES, all_blocks, call_each_block, stamped, type_name
+from .regions import VALUES, all_blocks, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
 call_forward_phase = compiled_call(12)      # forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, work, address)
@@ -131,14 +131,8 @@ def _run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t
          t0, t1)
 
 
-def _run_rows_at(each_block_code, rows_block_code, rows_loop_code, address, t0, t1):
-    """:func:`_run_rows` on the arrays and row bounds kept at ``address`` (a :class:`.calls.Stored`
-    (arrays, row_bounds); a copy compiled per type binds ``VALUES``)."""
-    a, row_bounds = value_at(address, VALUES)
-    rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, address, t0, t1)
-
-
 def _rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, address, t0, t1):
+    """:func:`_run_rows` in compiled code, ``address`` that of the pair (a, row_bounds)."""
     if row_bounds.shape[0] == 2:
         call_rows_loop(rows_loop_code, a, t0, t1, row_bounds[0], row_bounds[1], a.work[0])
     else:
@@ -148,17 +142,6 @@ def _rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, addre
 
 rows = njit(inline="always")(_rows)
 run_rows = stamped(_run_rows)
-_rows_at = {}
-
-
-def run_rows_at(stored):
-    """The compiled :func:`_run_rows_at` for the type of ``stored.value`` (a :class:`.calls.Stored`
-    (arrays, row_bounds)), compiled on first use for that type."""
-    values_type = typeof(stored.value)
-    run = _rows_at.get(values_type)
-    if run is None:
-        run = _rows_at[values_type] = stamped(_run_rows_at, "at_" + type_name(values_type), VALUES=values_type)
-    return run
 
 
 def rows_block(block, address, rows_loop_code, t0, t1, i3, i4, i5, i6):

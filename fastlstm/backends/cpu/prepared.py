@@ -14,6 +14,11 @@ shapes and layout a call of the entry's shape converts its arguments to) is serv
 functional core converts anything (:func:`serve`); any other call is validated and converted
 first, then served (:func:`infer`).
 
+A prepared call runs each direction of each layer in one compiled call
+(:func:`_run_direction`): its initial state set, each segment's input projection and time loop,
+its outputs and final state written, all inside, at the addresses kept for it (a call from
+Python passes only the call's own arrays).
+
 Only what fits in the ``prepared_bytes`` knob is kept (buffers, packed weights and the copy):
 above it a call's arithmetic dwarfs building; ``prepared_calls`` entries per thread at most.
 The buffers of an entry are used by one call at a time: each thread has its own entries, and
@@ -27,9 +32,15 @@ from collections import OrderedDict
 
 import numpy as np
 
+from numba import typeof
+
 from ... import buffers, tuning
 from ...placement import HostArrays, is_converted
-from .driver import forward_work, reverse_index, run_directions
+from .calls import Stored, address_of_value, compiled_call, value_at
+from .driver import forward_work
+from .gemm import matmul_block, matmul_split
+from .loops import rows
+from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
 
 _local = threading.local()
 _HOST = HostArrays()
@@ -42,21 +53,24 @@ class Prepared:
     ----------
     config : fastlstm.config.LayerConfig
     names : tuple of str, the parameters' names (in the order of the caller's dict)
-    arrays : tuple of ndarray, the parameters packed into ``works`` (the caller's own arrays)
+    arrays : tuple of ndarray, the parameters packed into the runs (the caller's own arrays)
     shapes : tuple of tuple of int, their shapes when packed (an array reshaped in place is not held)
     dtype : numpy.dtype, the layer's
     snapshot : list, or None: each array's bytes when packed (:func:`_copy`; None: an entry not kept)
-    works : list of .driver.ForwardWork, per layer
-    reverse : the reverse direction's time index, or None
+    runs : list, per layer, of a list, per direction, of (index in the state's first axis,
+        :class:`.calls.Stored` values of :func:`_run_direction`, its compiled copy)
+    between : list of ndarray (T, B, D·H), the outputs of the layers below the last, alternately
+    no_state : tuple of empty arrays standing for the state when none is given
     """
 
-    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "works", "reverse")
+    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state")
 
-    def __init__(self, config, names, arrays, works, reverse):
-        self.config, self.names, self.arrays, self.works, self.reverse = config, names, arrays, works, reverse
+    def __init__(self, config, names, arrays, runs, between):
+        self.config, self.names, self.arrays, self.runs, self.between = config, names, arrays, runs, between
         self.shapes = tuple(array.shape for array in arrays)
         self.dtype = np.dtype(config.dtype)
         self.snapshot = None
+        self.no_state = tuple(np.empty((0, 0, 0), self.dtype) for _ in range(config.cell.state_count))
 
     def holds(self, params):
         """Whether ``params`` (a dict) holds the entry's arrays, in their shapes and layout, with
@@ -96,7 +110,7 @@ class Prepared:
         Parameters
         ----------
         x : ndarray (T, B, I)
-        state : tuple of ndarray, each (L·D, B, H), or None (zeros)
+        state : tuple of ndarray, each (L·D, B, H), C-contiguous, of the layer's dtype; or None (zeros)
 
         Returns
         -------
@@ -105,17 +119,17 @@ class Prepared:
         """
         config = self.config
         steps, batch = x.shape[:2]
-        directions = config.directions
         final = np.empty((config.cell.state_count,) + config.state_shape(batch), self.dtype)
-        layer_input = x
-        for layer, work in enumerate(self.works):
-            first = layer * directions
-            state_in = None if state is None else [tuple([s[first + d] for s in state]) for d in range(directions)]
-            y = buffers.empty((steps, batch, config.output_size), self.dtype)
-            for direction, finals in enumerate(run_directions(work, layer_input, state_in, self.reverse, y)):
-                final[:, first + direction] = finals
-            layer_input = y
-        return layer_input, tuple(final)
+        y = buffers.empty((steps, batch, config.output_size), self.dtype)
+        given = state is not None
+        state = state if given else self.no_state
+        layer_input, last = x, len(self.runs) - 1
+        for layer, runs in enumerate(self.runs):
+            output = y if layer == last else self.between[layer % 2]
+            for index, values, run in runs:
+                run(values.address, layer_input, state, output, final, index, given)
+            layer_input = output
+        return y, tuple(final)
 
 
 def _load_memcmp():
@@ -213,7 +227,7 @@ def infer(config, kernels, params, given, x, state):
     entries.pop(key, None)
     entry = _build(config, kernels, params, names, x.shape)
     arrays = entry.arrays
-    if kept and sum(a.nbytes for a in arrays) + _work_bytes(entry.works) <= tuning.get("prepared_bytes"):
+    if kept and sum(a.nbytes for a in arrays) + _held_bytes(entry) <= tuning.get("prepared_bytes"):
         entry.snapshot = [_copy(a) for a in arrays]
         entries[key] = entry
         while len(entries) > tuning.get("prepared_calls"):
@@ -223,24 +237,132 @@ def infer(config, kernels, params, given, x, state):
 
 def _build(config, kernels, params, names, shape):
     steps, batch = shape[:2]
-    directions = config.directions
-    reverse = reverse_index(steps, batch, None) if directions > 1 else None
-    works = []
+    dtype = np.dtype(config.dtype)
+    runs = []
     for layer in range(config.num_layers):
-        layer_params = [config.layer_parameters(params, layer, d) for d in range(directions)]
-        layer_shape = (steps, batch, config.layer_input_size(layer))
-        works.append(forward_work(kernels, layer_params, layer_shape, np.full(steps, batch), None, reverse, None,
-                                  None, False, kept=True))
-    return Prepared(config, names, tuple(params[name] for name in names), works, reverse)
+        layer_params = [config.layer_parameters(params, layer, d) for d in range(config.directions)]
+        inputs = config.layer_input_size(layer)
+        work = forward_work(kernels, layer_params, (steps, batch, inputs), np.full(steps, batch), None, None, None,
+                            None, False)
+        layer_runs = []
+        for direction, run in enumerate(work.directions):
+            values = Stored(_direction_values(work, run, direction, inputs, dtype))
+            layer_runs.append((layer * config.directions + direction, values, _run_direction_for(values.value)))
+        runs.append(layer_runs)
+    between = [buffers.empty((steps, batch, config.output_size), dtype) for _ in range(min(2, config.num_layers - 1))]
+    return Prepared(config, names, tuple(params[name] for name in names), runs, between)
 
 
-def _work_bytes(works):
-    """Bytes of the arrays the :class:`.driver.ForwardWork` of each layer holds, each counted once."""
+# the integers of a direction's run (``codes`` of :func:`_direction_values`)
+DIRECTION, ROWS_LOOP, LOOP, EACH, BLOCK, MATMUL, PANEL = range(7)
+# per segment: its steps t0, t1 and its input projection's blocks (:func:`.gemm.matmul_split`):
+# their count, row blocks, column blocks and the region that runs them (0: this thread)
+T0, T1, BLOCKS, ROW_BLOCKS, COLUMN_BLOCKS, EACH_BLOCK = range(6)
+
+
+def _direction_values(work, run, direction, inputs, dtype):
+    """What :func:`_run_direction` reads for one direction of a layer's ``work`` (a
+    :class:`.driver.ForwardWork`; ``run`` its :class:`.driver.DirectionWork`): (arrays, row bounds,
+    input panels, input bias, codes, segments, gathered), ``gathered`` room for a segment's inputs
+    in the reverse direction's time (empty forward)."""
+    batch, gate_width = work.xproj.shape[1:]
+    segment_rows = work.xproj.shape[0] * batch
+    segments, panel = [], 0
+    for t0, t1, _ in work.segments:
+        rows = (t1 - t0) * batch
+        row_blocks, column_blocks, panel, parallel = matmul_split(rows, inputs, gate_width, dtype)
+        blocks = row_blocks * column_blocks
+        segments.append((t0, t1, blocks, row_blocks, column_blocks, each_block_code() if parallel and blocks > 1 else 0))
+    gathered = buffers.empty((segment_rows if direction else 0, inputs), dtype)
+    projection = (np.empty((segment_rows, inputs), dtype), run.input_panels,
+                  work.xproj.reshape(segment_rows, gate_width), run.bias)
+    loop_code, each, code = run.addresses()
+    codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(matmul_block, projection),
+                      panel], np.int64)
+    return run.arrays, work.plan.row_bounds, run.input_panels, run.bias, codes, np.array(segments, np.int64), gathered
+
+
+call_units_loop = compiled_call(5)   # forward_loop(a, t0, t1, each_block_code, block_code)
+
+
+def _run_direction(address, x, state, y, final, index, given):
+    """One direction of one layer of a prepared call, on the values at ``address``
+    (:func:`_direction_values`; a copy compiled per their type binds ``VALUES``).
+
+    Parameters
+    ----------
+    address : int
+    x : ndarray (T, B, I), the layer's input
+    state : tuple of ndarray, each (L·D, B, H): the initial state is ``state[s][index]`` if ``given``, else 0
+    y : ndarray (T, B, D·H), receives the direction's h in natural time, in its columns
+    final : ndarray (S, L·D, B, H), receives the direction's final state at ``index``
+    index : int, the layer-direction's place in the state's first axis
+    given : bool
+    """
+    a, row_bounds, input_panels, bias, codes, segments, gathered = value_at(address, VALUES)
+    steps, batch, inputs = x.shape
+    states = a.states
+    hidden = states.shape[3]
+    direction = codes[DIRECTION]
+    for s in range(states.shape[0]):
+        for b in range(batch):
+            for u in range(hidden):
+                if given:
+                    states[s, 0, b, u] = state[s][index, b, u]
+                else:
+                    states[s, 0, b, u] = 0
+    x_rows = x.reshape(steps * batch, inputs)
+    xproj = a.xproj.reshape(a.xproj.shape[0] * batch, a.xproj.shape[2])
+    for k in range(segments.shape[0]):
+        t0, t1 = segments[k, T0], segments[k, T1]
+        count = (t1 - t0) * batch
+        if direction == 0:
+            source = x_rows[t0 * batch:t1 * batch]
+        else:   # step t of the reverse direction reads x[T − 1 − t]
+            source = gathered[:count]
+            for t in range(t0, t1):
+                for b in range(batch):
+                    for i in range(inputs):
+                        source[(t - t0) * batch + b, i] = x[steps - 1 - t, b, i]
+        all_blocks(segments[k, EACH_BLOCK], codes[MATMUL], segments[k, BLOCKS],
+                   address_of_value((source, input_panels, xproj[:count], bias)), a.walk_code,
+                   segments[k, ROW_BLOCKS], segments[k, COLUMN_BLOCKS], codes[PANEL], 0, 0, 0)
+        if codes[ROWS_LOOP]:
+            rows(codes[EACH], codes[BLOCK], codes[LOOP], a, row_bounds, address_of_value((a, row_bounds)), t0, t1)
+        else:
+            call_units_loop(codes[LOOP], a, t0, t1, codes[EACH], codes[BLOCK])
+    offset = direction * hidden
+    for t in range(steps):
+        natural = t if direction == 0 else steps - 1 - t
+        for b in range(batch):
+            for u in range(hidden):
+                y[natural, b, offset + u] = states[0, t + 1, b, u]
+    for s in range(states.shape[0]):
+        for b in range(batch):
+            for u in range(hidden):
+                final[s, index, b, u] = states[s, steps, b, u]
+
+
+_run_directions = {}
+
+
+def _run_direction_for(values):
+    """The compiled :func:`_run_direction` for the type of ``values``, compiled on first use."""
+    values_type = typeof(values)
+    run = _run_directions.get(values_type)
+    if run is None:
+        run = _run_directions[values_type] = stamped(_run_direction, "prepared_" + type_name(values_type),
+                                                     VALUES=values_type)
+    return run
+
+
+def _held_bytes(entry):
+    """Bytes of the arrays an entry holds (buffers, packed weights), each counted once."""
     seen = {}
-    for work in works:
-        for direction in work.directions:
-            for array in (*direction.arrays[:-1], direction.input_panels, direction.bias,
-                          *direction.loop.__dict__.values(), work.xproj):
+    for runs in entry.runs:
+        for _, values, _ in runs:
+            arrays = values.value[0]
+            for array in (*arrays[:-1], *values.value[1:], *entry.between):
                 if hasattr(array, "nbytes"):
                     seen[id(array)] = array.nbytes
     return sum(seen.values())
