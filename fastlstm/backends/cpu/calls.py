@@ -91,6 +91,24 @@ def value_at(typingctx, address, kind):
 
 
 @intrinsic
+def values_at(typingctx, address, count, dtype):
+    """The ``count`` values of ``dtype`` (a NumPy scalar type) at ``address`` as a 1-D array,
+    borrowed (no reference is counted): valid while what owns that memory holds it."""
+    value_type = dtype.instance_type
+    array_type = types.Array(value_type, 1, "C")
+
+    def codegen(context, builder, signature, values):
+        from numba.np.arrayobj import populate_array
+
+        array = context.make_array(array_type)(context, builder)
+        data = builder.inttoptr(values[0], context.get_value_type(value_type).as_pointer())
+        size = context.get_constant(types.intp, context.get_abi_sizeof(context.get_value_type(value_type)))
+        populate_array(array, data=data, shape=[values[1]], strides=[size], itemsize=size, meminfo=None)
+        return array._getvalue()
+    return array_type(types.intp, types.intp, dtype), codegen
+
+
+@intrinsic
 def borrowed(typingctx, value):
     """``value`` (an array, or a tuple or structure of arrays and numbers) with its arrays
     borrowed, as :func:`value_at` gives them: no reference counting where it is used, valid while
