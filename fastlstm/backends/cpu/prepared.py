@@ -59,16 +59,22 @@ class Prepared:
         :class:`.calls.Stored` values of :func:`_run_direction`, its compiled copy)
     between : list of ndarray (T, B, D·H), the outputs of the layers below the last, alternately
     no_state : tuple of empty arrays standing for the state when none is given
+    output_shape, final_shape : the shapes of a call's ``y`` (T, B, D·H) and final states (S, L·D, B, H)
+    pooled : whether ``y`` comes from the pool (:func:`fastlstm.buffers.empty`; else ``numpy.empty``)
     """
 
-    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state")
+    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state",
+                 "output_shape", "final_shape", "pooled")
 
-    def __init__(self, config, names, arrays, runs, between):
+    def __init__(self, config, names, arrays, runs, between, steps, batch):
         self.config, self.names, self.arrays, self.runs, self.between = config, names, arrays, runs, between
         self.shapes = tuple(array.shape for array in arrays)
         self.dtype = np.dtype(config.dtype)
         self.snapshot = None
         self.no_state = tuple(np.empty((0, 0, 0), self.dtype) for _ in range(config.cell.state_count))
+        self.output_shape = (steps, batch, config.output_size)
+        self.final_shape = (config.cell.state_count,) + config.state_shape(batch)
+        self.pooled = steps * batch * config.output_size * self.dtype.itemsize >= tuning.get("pool_min_bytes")
 
     def holds(self, params):
         """Whether ``params`` (a dict) holds the entry's arrays, in their shapes and layout, with
@@ -119,10 +125,8 @@ class Prepared:
         y : ndarray (T, B, D·H), new
         final : tuple of ndarray, each (L·D, B, H), new (views of one array)
         """
-        config = self.config
-        steps, batch = x.shape[:2]
-        final = np.empty((config.cell.state_count,) + config.state_shape(batch), self.dtype)
-        y = buffers.empty((steps, batch, config.output_size), self.dtype)
+        final = np.empty(self.final_shape, self.dtype)
+        y = (buffers.empty if self.pooled else np.empty)(self.output_shape, self.dtype)
         given = state is not None
         state = state if given else self.no_state
         layer_input, last = x, len(self.runs) - 1
@@ -257,7 +261,7 @@ def _build(config, kernels, params, names, shape):
             layer_runs.append((layer * config.directions + direction, values, _run_direction_for(values.value)))
         runs.append(layer_runs)
     between = [buffers.empty((steps, batch, config.output_size), dtype) for _ in range(min(2, config.num_layers - 1))]
-    return Prepared(config, names, tuple(params[name] for name in names), runs, between)
+    return Prepared(config, names, tuple(params[name] for name in names), runs, between, steps, batch)
 
 
 # the integers of a direction's run (``codes`` of :func:`_direction_values`)
