@@ -115,7 +115,7 @@ def test_contenders_run_interleaved_after_untimed_warmup():
     ticks = iter(range(100))
     times = timing.interleaved_times(contenders, repeats=2, warmup=1, pause=0.0, min_block=0.0, settle=0.0,
                                      clock=lambda: next(ticks), sleep=lambda s: None)
-    assert calls == list("ABC") * 3
+    assert calls == list("AABBCC") + list("ABC") * 2   # each warmed up and sized, then the rounds
     assert times == {"A": [1, 1], "B": [1, 1], "C": [1, 1]}
 
 
@@ -124,8 +124,8 @@ def test_short_calls_are_timed_in_blocks_that_fill_the_minimum():
     times = timing.interleaved_times({"A": lambda: calls.append("A")}, repeats=2, warmup=1, pause=0.0,
                                      min_block=3.5, settle=0.0, clock=lambda: len(calls),
                                      sleep=lambda s: None)
-    # Each call takes one tick of this clock: the warm-up call measures 1, so a block is 4 calls.
-    assert len(calls) == 9
+    # Each call takes one tick of this clock: the call after the warm-up measures 1, so a block is 4 calls.
+    assert len(calls) == 1 + 1 + 2 * 4
     assert times == {"A": [1.0, 1.0]}
     assert timing.median_ratio([1.0, 2.0, 9.0], [2.0, 2.0, 3.0]) == 1.0
     summary = timing.summarise([1.0, 2.0, 3.0, 4.0, 100.0])
@@ -150,8 +150,9 @@ def test_each_timed_block_follows_untimed_settling_calls():
     times = timing.interleaved_times({"A": lambda: calls.append("A")}, repeats=3, warmup=1, pause=0.0,
                                      min_block=2.0, settle=3.0, clock=lambda: len(calls),
                                      sleep=lambda s: None)
-    # 1 warm-up call, then per round 3 settling calls (the clock advances one per call) and 2 timed.
-    assert len(calls) == 1 + 3 * (3 + 2)
+    # 1 warm-up call, 1 sizing call, then per round 3 settling calls (the clock advances one per
+    # call) and 2 timed.
+    assert len(calls) == 1 + 1 + 3 * (3 + 2)
     assert times == {"A": [1.0, 1.0, 1.0]}
 
 

@@ -53,8 +53,8 @@ def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: i
     """Time each contender ``repeats`` times, in rounds A, B, C, A, B, C, ….
 
     Every contender is first called ``warmup`` times (untimed: compilation, first-touch
-    allocations, session set-up); the last warm-up call also measures how many
-    back-to-back calls fill ``min_block`` seconds. In each round every contender gets, after
+    allocations, session set-up); one more call, warm, measures how many back-to-back calls
+    fill ``min_block`` seconds. In each round every contender gets, after
     a pause of ``pause`` seconds, ``settle`` seconds of untimed calls and then one timed
     block of that many calls; its time is the block's duration over its number of calls.
     On these virtual machines the cores run slowly for a while after being idle (measured:
@@ -84,9 +84,11 @@ def interleaved_times(contenders: Mapping[str, Callable[[], object]], repeats: i
     for name, run in contenders.items():
         for _ in range(warmup):
             sleep(pause)
-            start = clock()
             run()
-            single = clock() - start
+        # sized on a warm call: a first call that compiles would make every block one call
+        start = clock()
+        run()
+        single = clock() - start
         calls[name] = max(1, math.ceil(min_block / single)) if single > 0 else 1
     times = {name: [] for name in contenders}
     for _ in range(repeats):
