@@ -285,8 +285,9 @@ def _direction_values(work, run, direction, inputs, dtype):
         blocks = row_blocks * column_blocks
         segments.append((t0, t1, blocks, row_blocks, column_blocks, each_block_code() if parallel and blocks > 1 else 0))
     gathered = buffers.empty((segment_rows if direction else 0, inputs), dtype)
-    projection = (np.empty((segment_rows, inputs), dtype), run.input_panels,
-                  work.xproj.reshape(segment_rows, gate_width), run.bias)
+    # values of the types the projection's blocks are given (a segment's rows of x, or of gathered)
+    projection = (np.empty((1, inputs), dtype), run.input_panels, work.xproj.reshape(segment_rows, gate_width),
+                  run.bias)
     loop_code, each, code = run.addresses()
     codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(matmul_block, projection),
                       panel], np.int64)
@@ -369,11 +370,10 @@ def _run_direction_for(values):
 
 def _held_bytes(entry):
     """Bytes of the arrays an entry holds (buffers, packed weights), each counted once."""
-    seen = {}
+    seen = {id(array): array.nbytes for array in entry.between}
     for runs in entry.runs:
         for _, values, _ in runs:
-            arrays = values.value[0]
-            for array in (*arrays[:-1], *values.value[1:], *entry.between):
+            for array in (*values.value[0], *values.value[1:]):
                 if hasattr(array, "nbytes"):
                     seen[id(array)] = array.nbytes
     return sum(seen.values())
