@@ -119,10 +119,11 @@ TUNABLES = {t.name: t for t in (
     Tunable("pool_max_free_bytes", 1 << 30,
             "cpu: the pool keeps at most this many free bytes (and never more than it ever lent at once); "
             "beyond that it releases the blocks returned longest ago"),
-    Tunable("prepared_bytes", 8 << 20,
-            "cpu: an inference call whose buffers and packed weights (plus a copy of the parameters to check "
-            "them against) take at most this many bytes is prepared once per thread and shape and reused while "
-            "the parameters keep their values (0: never)"),
+    Tunable("prepared_bytes", 64 << 20,
+            "cpu: the most bytes one thread's prepared inference calls hold together (their buffers, packed "
+            "weights and a copy of the parameters to check them against; the least recently used call makes "
+            "room): each is prepared once per thread and shape and reused while the parameters keep their "
+            "values; a call needing more is built every time (0: never)"),
     Tunable("prepared_calls", 4,
             "cpu: prepared inference calls each thread keeps (the most recently used)"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"

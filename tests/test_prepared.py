@@ -84,6 +84,28 @@ def test_an_entry_per_shape_and_at_most_prepared_calls():
     assert len(prepared._entries()) == 0
 
 
+def test_the_entries_of_a_thread_hold_at_most_prepared_bytes_together():
+    problem = make_problem("lstm", 6, 2, 3, 8, np.float32, seed=9)
+    config, params = problem["config"], problem["params"]
+    rng = np.random.default_rng(9)
+    inputs = [rng.standard_normal((steps, batch, 3)).astype(np.float32) for steps, batch in [(30, 2), (20, 3)]]
+    prepared.clear()
+    for x in inputs:
+        _assert_matches_reference(config, params, x)
+    held = [entry.held for entry in prepared._entries().values()]
+    assert len(held) == 2 and all(h > 0 for h in held)
+    for budget, kept in [(sum(held), 2), (sum(held) - 1, 1), (min(held) - 1, 0)]:
+        prepared.clear()
+        with tuning.override(prepared_bytes=budget):
+            for x in inputs:
+                _assert_matches_reference(config, params, x)
+            entries = prepared._entries()
+            assert len(entries) == kept, budget
+            assert sum(entry.held for entry in entries.values()) <= budget
+            if kept == 1:   # the most recent call's
+                assert list(entries.values())[0].output_shape[:2] == inputs[1].shape[:2]
+
+
 def test_too_large_or_disabled_is_built_every_call_with_the_same_bits():
     problem = make_problem("gru", 8, 4, 6, 24, np.float32, seed=6, bidirectional=True)
     config, params, x = problem["config"], problem["params"], problem["x"]
