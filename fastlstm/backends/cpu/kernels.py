@@ -16,7 +16,7 @@ from numba import typeof
 
 from ...cells.bound import CompiledCell
 from . import loops, steps
-from .activations import compiled_activations
+from .activations import FASTMATH, compiled_activations
 from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, type_key
 from .regions import stamped, type_name
 from .tiles import lanes
@@ -24,7 +24,8 @@ from .unit_values import vector_tail
 
 
 def _compile(template, suffix, inline=False, from_python=True, **bindings):
-    options = dict(inline="always") if inline else {}
+    # the cell math is inlined with its activations: the flags of what it is inlined into apply
+    options = dict(inline="always") if inline else dict(fastmath=set(FASTMATH))
     if not from_python:
         options.update(COMPILED_CALLERS_ONLY)
     return stamped(template, suffix, options, **bindings)

@@ -37,6 +37,7 @@ from ...cells.bound import (FOLDED, FORWARD_GATES, FORWARD_PHASES, FORWARD_SOURC
                             ZERO_GATES, ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, cell_forward)
 from ...cells.spec import RECURRENT_INPUT
 from ...rebinding import Unbound, kernel_stamp, rebind
+from .activations import FASTMATH
 from .kernels import cached_on_disk, kernels_for
 from .tiles import VECTOR_BYTES
 from .unit_values import at, gather_gates, gather_planes, scatter_planes, tuple_setitem
@@ -406,7 +407,7 @@ def step_kernel(cell, dtype):
     if key not in _compiled:
         kernels = kernels_for(cell, dtype)
         suffix = f"{kernels.name}_{kernel_stamp()}"
-        options = dict(cache=True, error_model="numpy", nogil=True)
+        options = dict(cache=True, error_model="numpy", nogil=True, fastmath=set(FASTMATH))
         bindings = dict(kernels.constants, DTYPE=dtype.type, project=project)
         phases = [njit(**options)(rebind(step_phase, f"{suffix}_p{phase}", PHASE=phase, **bindings))
                   for phase in range(len(cell.spec.forward))]

@@ -39,8 +39,7 @@ class CellKernels(CompiledCell):
     """
 
     def __init__(self, cell, dtype):
-        device_activations = {name: cuda.jit(device=True, cache=True)(function)
-                              for name, function in activations.activations_for(np.dtype(dtype)).items()}
+        device_activations = activations.activations_for(np.dtype(dtype), cuda.jit(device=True, cache=True))
         super().__init__(cell, dtype, device_activations, _device)
         self.plans = {}
         self._bindings = dict(self.constants, DTYPE=numba.from_dtype(self.dtype))
