@@ -68,6 +68,11 @@ TUNABLES = {t.name: t for t in (
             "fastlstm.backends.cpu.strategy), 'sequences' (blocks of batch rows, no barrier per step), 'single' "
             "(one thread per direction) or 'units' (each step split by hidden units)",
             environment="FASTLSTM_CPU_LOOP", choices=("auto", "sequences", "single", "units")),
+    Tunable("cpu_units_sync", "barrier",
+            "cpu: how the 'units' loop's blocks wait for one another after each phase of a step: 'barrier' (each "
+            "block held by one thread for a segment, in one parallel region, where every block has a thread of "
+            "its own) or 'regions' (a parallel region per phase); the same blocks and bits",
+            environment="FASTLSTM_CPU_UNITS_SYNC", choices=("barrier", "regions")),
     Tunable("batch_rows", 2,
             "cpu: fewest batch rows in one block of the 'sequences' loop"),
     Tunable("cost_threads", 2,
@@ -94,6 +99,12 @@ TUNABLES = {t.name: t for t in (
     Tunable("cost_units_margin", 25,
             "cpu cost model: percent by which the 'units' loop must model faster to be chosen (its per-step "
             "barriers collapse beside a busy process)"),
+    Tunable("cost_barrier_ns", 500,
+            "cpu cost model: ns of one barrier of the held 'units' loop (cache lines exchanged, the later "
+            "thread's wait; measured 330 alone on this project's 2-core machines)"),
+    Tunable("cost_held_margin", 5,
+            "cpu cost model: percent by which the 'units' loop with held blocks (a yielding barrier per phase) "
+            "must model faster to be chosen"),
     Tunable("cost_region_ns", 3000,
             "cpu cost model: ns of one parallel region of the 'units' loop (fork, barrier, shared cache lines)"),
     Tunable("step_units", 64,

@@ -57,14 +57,21 @@ def with_backend(config, backend):
 
 
 # The cpu loops' strategies (fastlstm.backends.cpu.strategy), as the property tests force them:
-# "sequences" with blocks of one row and up to four blocks, so that small batches are split.
-LOOP_STRATEGIES = ("auto", "sequences", "single", "units")
+# "sequences" with blocks of one row and up to four blocks, so that small batches are split;
+# "units" with blocks of 8 units or more, so that small layers are split: its blocks held by
+# threads at a barrier (two blocks, where Numba has two threads), "units-regions" a parallel
+# region per phase (up to 16 blocks).
+LOOP_STRATEGIES = ("auto", "sequences", "single", "units", "units-regions")
 
 
 def loop_strategy(name):
     """A ``tuning.override`` forcing the cpu loop strategy ``name`` (one of :data:`LOOP_STRATEGIES`)."""
     if name == "sequences":
         return tuning.override(cpu_loop=name, batch_rows=1, cost_threads=4)
+    if name == "units":
+        return tuning.override(cpu_loop=name, step_units=8, cpu_units_sync="barrier")
+    if name == "units-regions":
+        return tuning.override(cpu_loop="units", step_units=8, cpu_units_sync="regions")
     return tuning.override(cpu_loop=name)
 
 

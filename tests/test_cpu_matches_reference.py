@@ -69,7 +69,7 @@ def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dty
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
 
-@pytest.mark.parametrize("loop", ["single", "units"])
+@pytest.mark.parametrize("loop", ["single", "units", "units-regions"])
 @pytest.mark.parametrize("hidden", [23, 37])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))

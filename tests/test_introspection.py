@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import functional
+from fastlstm import functional, tuning
 from fastlstm.introspection import gate_activations, gate_statistics
 from fastlstm.reference import sigmoid
 from fastlstm.regularisation import make_regularisation
-from support import CELL_VARIANTS, make_problem, with_backend
+from support import CELL_VARIANTS, loop_strategy, make_problem, with_backend
 
 
 def _norms(problem, backend, rates=None, masks=None):
@@ -40,13 +40,17 @@ def test_state_gradient_norm_is_dy_plus_what_the_rest_of_the_sequence_sends_back
         np.testing.assert_allclose(norms[0, 0, t], np.linalg.norm(expected, axis=-1), rtol=1e-10)
 
 
+@pytest.mark.parametrize("loop", ["auto", "units", "units-regions"])
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
-def test_cpu_state_gradient_norms_match_the_reference(variant):
+def test_cpu_state_gradient_norms_match_the_reference(variant, loop):
+    """Also with the units loop split in two blocks of the five units (held at a barrier, whose
+    block 0 records every unit's norm, and with a region per phase)."""
     problem = make_problem(variant, 7, 4, 3, 5, np.float64, seed=6, lengths=np.array([7, 2, 0, 5]), num_layers=2,
                            bidirectional=True, param_scale=2.0)
     rates = dict(dropout=0.3, recurrent_dropout=0.3, zoneout=0.4)
     (_, _, _, expected), tape = _norms(problem, "reference", rates)
-    (_, _, _, got), _ = _norms(problem, "cpu", rates, masks=tape.masks)
+    with loop_strategy(loop), tuning.override(step_units=2):
+        (_, _, _, got), _ = _norms(problem, "cpu", rates, masks=tape.masks)
     assert got.shape == (2, 2, 7, 4)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     assert np.all(np.isnan(got[:, :, 2:, 1])) and np.all(np.isnan(got[:, :, :, 2]))

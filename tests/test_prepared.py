@@ -207,3 +207,30 @@ def test_arguments_converted_first_are_prepared_once(convert):
         assert prepared.serve(config, params, given, None) is None
         _assert_matches_reference(config, params, given)
     assert len(prepared._entries()) == 1
+
+
+def test_a_held_units_loop_is_rebuilt_when_the_threads_no_longer_allow_it():
+    """An entry whose units loop holds its blocks at a barrier (one thread each) is run only while
+    as many threads run at once: with one Numba thread it is built again, on a region per phase,
+    the same bits (a held loop run on one thread would wait at its first barrier for ever)."""
+    import numba
+
+    from fastlstm.backends.cpu.strategy import held_threads
+
+    if held_threads() < 2:
+        pytest.skip("needs two Numba threads")
+    problem = make_problem("gru", 7, 3, 4, 32, np.float32, seed=15)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    before = numba.get_num_threads()
+    prepared.clear()
+    with tuning.override(cpu_loop="units", step_units=8):
+        held = _assert_matches_reference(config, params, x)["y"]
+        entry = next(iter(prepared._entries().values()))
+        assert entry.held_blocks == 2
+        try:
+            numba.set_num_threads(1)
+            alone = _assert_matches_reference(config, params, x)["y"]
+            assert next(iter(prepared._entries().values())).held_blocks == 0
+        finally:
+            numba.set_num_threads(before)
+    np.testing.assert_array_equal(alone, held)

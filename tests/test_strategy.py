@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastlstm import tuning
-from fastlstm.backends.cpu.strategy import STRATEGIES, choose, step_costs
+from fastlstm.backends.cpu.strategy import STRATEGIES, choose, held_threads, step_costs
 from fastlstm.cells import make_cell
 
 LSTM = make_cell("lstm").spec
@@ -30,30 +30,36 @@ def test_an_unknown_strategy_is_a_clear_error():
 @pytest.mark.parametrize("batch, hidden, directions, training", [
     (1, 16, 1, False), (1, 1024, 1, True), (256, 16, 1, False), (64, 256, 2, True), (4, 256, 1, False),
     (32, 64, 1, True), (16, 512, 1, True), (3, 7, 2, False)])
-def test_auto_takes_the_cheapest_strategy_of_the_model(batch, hidden, directions, training):
-    plan = choose(LSTM, batch, hidden, directions, 4, training)
-    phases = len(LSTM.forward) + (len(LSTM.backward) if training else 0)
-    costs = step_costs(len(LSTM.gates), phases, batch, hidden, directions, 4, training)
-    costs["units"] *= 1 + tuning.get("cost_units_margin") / 100
+@pytest.mark.parametrize("sync", ["barrier", "regions"])
+def test_auto_takes_the_cheapest_strategy_of_the_model(batch, hidden, directions, training, sync):
+    held = sync == "barrier"
+    with tuning.override(cpu_units_sync=sync):
+        plan = choose(LSTM, batch, hidden, directions, 4, training)
+        phases = len(LSTM.forward) + (len(LSTM.backward) if training else 0)
+        costs = step_costs(len(LSTM.gates), phases, batch, hidden, directions, 4, training, held)
+        costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
     assert costs[plan.strategy] == min(costs.values())
 
 
-def test_the_units_loop_needs_its_margin():
+@pytest.mark.parametrize("sync, margin", [("barrier", "cost_held_margin"), ("regions", "cost_units_margin")])
+def test_the_units_loop_needs_its_margin(sync, margin):
     """A shape where the units loop models a little faster (within the margin) runs by sequences,
     and without the margin by units."""
     phases = len(LSTM.forward) + len(LSTM.backward)
     within = []
-    for batch in (1, 2, 4, 8, 16, 32, 64, 128):
-        for hidden in (64, 128, 256, 384, 512, 768, 1024):
-            costs = step_costs(len(LSTM.gates), phases, batch, hidden, 1, 4, True)
-            others = min(costs["sequences"], costs["single"])
-            if costs["units"] < others < 1.25 * costs["units"]:
-                within.append((batch, hidden, "single" if costs["single"] == others else "sequences"))
-    assert within, "no shape of the grid models the units loop faster by less than its margin"
-    for batch, hidden, other in within:
-        assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == other
-        with tuning.override(cost_units_margin=0):
-            assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == "units"
+    with tuning.override(cpu_units_sync=sync):
+        factor = 1 + tuning.get(margin) / 100
+        for batch in (1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 128):
+            for hidden in (64, 96, 128, 192, 256, 320, 384, 512, 768, 1024):
+                costs = step_costs(len(LSTM.gates), phases, batch, hidden, 1, 4, True, sync == "barrier")
+                others = min(costs["sequences"], costs["single"])
+                if costs["units"] < others < factor * costs["units"]:
+                    within.append((batch, hidden, "single" if costs["single"] == others else "sequences"))
+        assert within, "no shape of the grid models the units loop faster by less than its margin"
+        for batch, hidden, other in within:
+            assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == other
+            with tuning.override(**{margin: 0}):
+                assert choose(LSTM, batch, hidden, 1, 4, training=True).strategy == "units"
 
 
 def test_the_model_splits_large_batches_by_sequences_and_wide_single_sequences_by_units():
@@ -87,3 +93,57 @@ def test_the_plan_never_follows_the_thread_count():
     finally:
         numba.set_num_threads(before)
     assert all(p == plans[0] for p in plans)
+
+
+def test_the_units_loop_holds_its_blocks_only_where_each_has_a_thread():
+    """Held blocks (a barrier per phase) need a thread each at once: with one Numba thread, or
+    chunks of several blocks, the same blocks run a parallel region per phase instead."""
+    import numba
+
+    before = numba.get_num_threads()
+    with tuning.override(cpu_loop="units"):
+        plan = choose(LSTM, 4, 256, 1, 4, training=False)
+        assert len(plan.unit_bounds) - 1 == min(tuning.get("cost_threads"), 256 // tuning.get("step_units"))
+        assert plan.held == (held_threads() >= plan.blocks and plan.blocks > 1)
+        assert plan.loop_kind == ("held" if plan.held else "units")
+        try:
+            numba.set_num_threads(1)
+            alone = choose(LSTM, 4, 256, 1, 4, training=False)
+            numba.set_num_threads(before)
+            numba.set_parallel_chunksize(4)
+            chunked = choose(LSTM, 4, 256, 1, 4, training=False)
+        finally:
+            numba.set_num_threads(before)
+            numba.set_parallel_chunksize(0)
+        for other in (alone, chunked):
+            assert not other.held and other.loop_kind == "units"
+            assert np.array_equal(other.unit_bounds, plan.unit_bounds)
+        with tuning.override(cpu_units_sync="regions"):
+            assert not choose(LSTM, 4, 256, 1, 4, training=False).held
+
+
+def test_the_barrier_holds_every_thread_until_all_arrive():
+    """Each of two threads writes a round's number, waits, then reads the other's: a barrier that
+    let a thread through early would show it the previous round's."""
+    import numba
+    from numba import njit, prange
+
+    from fastlstm.backends.cpu.barrier import new_barrier, wait_all
+
+    if held_threads() < 2:
+        pytest.skip("needs two Numba threads that run at once")
+
+    @njit(parallel=True)
+    def rounds(words, slots, count):
+        early = np.zeros(2, np.int64)
+        for thread in prange(2):
+            for round_ in range(count):
+                slots[thread] = round_
+                wait_all(words, 2)
+                if slots[1 - thread] != round_:
+                    early[thread] += 1
+                wait_all(words, 2)
+        return early
+
+    assert numba.get_num_threads() >= 2
+    assert np.array_equal(rounds(new_barrier(), np.zeros(2, np.int64), 20_000), [0, 0])

@@ -16,7 +16,7 @@ finished ones cost neither GEMM rows nor gate work. The reverse direction reads 
 sequence backwards from its own last valid step, through a per-sequence time index.
 """
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,8 +26,9 @@ from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
 from .steps import BackwardArrays, ForwardArrays
-from .strategy import choose
-from .loops import backward_units_block, forward_units_block, rows_block, run_rows
+from .strategy import choose, held_threads
+from .loops import (backward_units_block, backward_units_held_block, forward_units_block, forward_units_held_block,
+                    rows_block, run_rows)
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
@@ -365,7 +366,11 @@ def loop_addresses(plan, loop, arrays, key):
 
 def _block_addresses(plan, arrays, key):
     if plan.kind == "units":
-        units_block = forward_units_block if isinstance(arrays, ForwardArrays) else backward_units_block
+        forward = isinstance(arrays, ForwardArrays)
+        if plan.held:
+            units_block = forward_units_held_block if forward else backward_units_held_block
+        else:
+            units_block = forward_units_block if forward else backward_units_block
         return each_block_code(), block_code(units_block, arrays, key)
     if plan.blocks == 1:
         return 0, 0
@@ -485,6 +490,8 @@ def _backward_layer(tape, dy, dstate, norms):
     segment = _segment_steps(batch, gate_width, dtype)
     segment_shape = (max(1, min(segment, steps)), batch, gate_width)
     plan = tape.plan
+    if plan.held and held_threads() < plan.blocks:
+        plan = replace(plan, held=False)   # the threads changed since the forward: same blocks, regions
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     dx = buffers.empty((steps, batch, inputs), dtype)

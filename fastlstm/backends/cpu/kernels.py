@@ -32,10 +32,11 @@ def _compile(template, suffix, inline=False, from_python=True, **bindings):
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one
-# block of rows, every step; :func:`.loops.rows_block` runs it on several blocks at once).
+# block of rows, every step; :func:`.loops.rows_block` runs it on several blocks at once), by
+# units held (one region per segment, a barrier per phase).
 LOOPS = {
-    "forward": (loops.forward_loop, loops.forward_rows),
-    "backward": (loops.backward_loop, loops.backward_rows),
+    "forward": (loops.forward_loop, loops.forward_rows, loops.forward_units_held),
+    "backward": (loops.backward_loop, loops.backward_rows, loops.backward_units_held),
 }
 
 
@@ -72,8 +73,8 @@ class CellKernels(CompiledCell):
 
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
-        (:func:`.loops.forward_loop`) or ``"rows"`` (:func:`.loops.forward_rows`, one block of
-        rows); ``keep_tape`` False: for inference (a one-phase cell then writes no tape planes,
+        (:func:`.loops.forward_loop`), ``"held"`` (:func:`.loops.forward_units_held`) or ``"rows"``
+        (:func:`.loops.forward_rows`, one block of rows); ``keep_tape`` False: for inference (a one-phase cell then writes no tape planes,
         :data:`.steps.KEEP_TAPE`). It calls the phases whose addresses its arrays carry
         (:meth:`forward_phase_code`)."""
         suffix, _ = self._variant(recurrent_dropout, zoneout, keep_tape)
@@ -126,13 +127,15 @@ class CellKernels(CompiledCell):
         """Compile (once) the ``direction`` loop ``by`` units or rows, binding ``bindings``."""
         key = (direction, by, suffix)
         if key not in self._loops:
-            units, rows = LOOPS[direction]
+            units, rows, held = LOOPS[direction]
             if by == "units":
                 loop = _compile(units, suffix, **bindings)
             elif by == "rows":
                 loop = _compile(rows, suffix, from_python=False, **bindings)
+            elif by == "held":
+                loop = _compile(held, suffix, **bindings)
             else:
-                raise ValueError(f"by: expected 'units' or 'rows', got {by!r}")
+                raise ValueError(f"by: expected 'units', 'rows' or 'held', got {by!r}")
             self._announce(loop)
             self._loops[key] = loop
         return self._loops[key]

@@ -11,7 +11,11 @@ share a call among threads (:mod:`.strategy` chooses):
   parallel region (:func:`forward_units_block`, :func:`backward_units_block` on
   :func:`.regions.each_block`) in which every thread runs one block of hidden units (the
   blocks of ``bounds``, see :mod:`.units`) for every running sequence; the region's end is the
-  barrier after which the next projection may read what all blocks wrote.
+  barrier after which the next projection may read what all blocks wrote. Where every block
+  has a thread of its own, the same steps run with each block held by one thread for the whole
+  segment, in one region, the blocks waiting for one another at a barrier (:mod:`.barrier`)
+  where a region would end (:func:`forward_units_held`, :func:`backward_units_held`): the same
+  blocks and arithmetic, so the same bits.
 
 Each step's projections are the tile kernel's (:mod:`.projection`, :mod:`.tiles`); the loops call no BLAS.
 
@@ -29,7 +33,8 @@ from numba import njit
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
-from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_call, value_at
+from .barrier import BARRIER_WORDS, wait_all
+from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_call, value_at, values_at
 from .regions import VALUES, all_blocks, call_each_block, stamped
 
 RECORD_NORMS = Unbound("RECORD_NORMS")
@@ -70,6 +75,24 @@ def carry_gradients(dprev, dnext, r0, r1):
     for k in range(dprev.shape[0]):
         for b in range(r0, r1):
             for u in range(dprev.shape[2]):
+                dprev[k, b, u] = dnext[k, b, u]
+
+
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
+def carry_block_states(states, t, r0, r1, u0, u1):
+    """:func:`carry_states` for the units [u0, u1) only (a held unit block's)."""
+    for k in range(states.shape[0]):
+        for b in range(r0, r1):
+            for u in range(u0, u1):
+                states[k, t + 1, b, u] = states[k, t, b, u]
+
+
+@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
+def carry_block_gradients(dprev, dnext, r0, r1, u0, u1):
+    """:func:`carry_gradients` for the units [u0, u1) only (a held unit block's)."""
+    for k in range(dprev.shape[0]):
+        for b in range(r0, r1):
+            for u in range(u0, u1):
                 dprev[k, b, u] = dnext[k, b, u]
 
 
@@ -224,3 +247,80 @@ def backward_loop(a, t0, t1, each_block_code, block_code):
                 all_blocks(each_block_code, block_code, block_count, address, region, t, step, running, 0, 0, 0)
         if running < batch:
             carry_gradients(dprev, dnext, running, batch)
+
+
+def forward_units_held(a, t0, t1, each_block_code, block_code):
+    """:func:`forward_loop`'s steps in one parallel region (:func:`.regions.each_block` at
+    ``each_block_code``) of :func:`forward_units_held_block` (at ``block_code``): each unit block
+    held by one thread for the segment. Only where each block surely gets a thread of its own
+    (:func:`.strategy.held_threads`): else the barrier would never open."""
+    words = np.zeros(BARRIER_WORDS, np.int64)
+    call_each_block(each_block_code, block_code, a.bounds.shape[0] - 1, address_of_value(a), t0, t1,
+                    words.ctypes.data, 0, 0, 0, 0)
+
+
+def backward_units_held(a, t0, t1, each_block_code, block_code):
+    """:func:`backward_loop`'s steps in one parallel region of :func:`backward_units_held_block`,
+    as :func:`forward_units_held`."""
+    words = np.zeros(BARRIER_WORDS, np.int64)
+    call_each_block(each_block_code, block_code, a.bounds.shape[0] - 1, address_of_value(a), t0, t1,
+                    words.ctypes.data, 1 if RECORD_NORMS else 0, 0, 0, 0)
+
+
+def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`forward_units_held`: steps t0 … t1 − 1 of unit
+    block ``block`` (its values: :class:`.steps.ForwardArrays`), a barrier (its state at
+    ``words_address``) after each phase."""
+    a = value_at(address, VALUES)
+    words = values_at(words_address, BARRIER_WORDS, np.int64)
+    parties = a.bounds.shape[0] - 1
+    u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
+    batch = a.states.shape[2]
+    keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
+    every_input = a.inputs.shape[0] == a.states.shape[1]
+    for t in range(t0, t1):
+        running = a.active[t]
+        rec_slot, next_slot = (t, t + 1) if every_input else (t % 2, (t + 1) % 2)
+        if running > 0:
+            for phase in range(a.phase_code.shape[0]):
+                if a.phase_code[phase] != 0:
+                    call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running, u0,
+                                       u1, block, work, address)
+                    wait_all(words, parties)
+        if running < batch:
+            carry_block_states(a.states, t, running, batch, u0, u1)
+
+
+def backward_units_held_block(block, address, t0, t1, words_address, record_norms, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`backward_units_held`: steps t1 − 1 … t0 of unit
+    block ``block`` (its values: :class:`.steps.BackwardArrays`), a barrier after each region of
+    :func:`backward_units_block`'s (and, recording norms, before a step: block 0 reads every unit)."""
+    a = value_at(address, VALUES)
+    words = values_at(words_address, BARRIER_WORDS, np.int64)
+    parties = a.bounds.shape[0] - 1
+    u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
+    batch = a.dy.shape[1]
+    phases = 0
+    for phase in range(a.pointwise_code.shape[0]):
+        if a.pointwise_code[phase] != 0:
+            phases += 1
+    for t in range(t1 - 1, t0 - 1, -1):
+        step = t - t0
+        dnext = a.dstates[(step + 1) % 2]
+        dprev = a.dstates[step % 2]
+        running = a.active[t]
+        if running > 0:
+            if record_norms != 0:
+                wait_all(words, parties)      # every block's carried gradients are in dnext
+                if block == 0:
+                    record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
+            for region in range(phases + 1):
+                if region > 0:
+                    call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work,
+                                             dprev, address)
+                if region < phases:
+                    call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev,
+                                            address)
+                wait_all(words, parties)
+        if running < batch:
+            carry_block_gradients(dprev, dnext, running, batch, u0, u1)

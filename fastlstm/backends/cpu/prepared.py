@@ -41,6 +41,7 @@ from .driver import forward_work
 from .gemm import matmul_block, matmul_split
 from .loops import rows
 from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
+from .strategy import held_threads
 
 _local = threading.local()
 _HOST = HostArrays()
@@ -65,10 +66,12 @@ class Prepared:
     output_shape, final_shape : the shapes of a call's ``y`` (T, B, D·H) and final states (S, L·D, B, H)
     pooled : whether ``y`` comes from the pool (:func:`fastlstm.buffers.empty`; else ``numpy.empty``)
     held : int, the bytes it holds kept (buffers, packed weights, the parameters' copy)
+    held_blocks : int, the most unit blocks of a loop whose blocks each hold a thread
+        (:func:`.loops.forward_units_held`), 0 if none: it is run only while as many run at once
     """
 
     __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state",
-                 "output_shape", "final_shape", "pooled", "held")
+                 "output_shape", "final_shape", "pooled", "held", "held_blocks")
 
     def __init__(self, config, names, arrays, runs, between, steps, batch):
         self.config, self.names, self.arrays, self.runs, self.between = config, names, arrays, runs, between
@@ -80,10 +83,13 @@ class Prepared:
         self.final_shape = (config.cell.state_count,) + config.state_shape(batch)
         self.pooled = steps * batch * config.output_size * self.dtype.itemsize >= tuning.get("pool_min_bytes")
         self.held = sum(array.nbytes for array in arrays) + _held_bytes(self)
+        self.held_blocks = 0
 
     def holds(self, params):
         """Whether ``params`` (a dict) holds the entry's arrays, in their shapes and layout, with
         the bytes they were packed from."""
+        if self.held_blocks and held_threads() < self.held_blocks:
+            return False      # the threads changed since it was built: a held loop's barrier would never open
         dtype = self.dtype
         for name, array, shape in zip(self.names, self.arrays, self.shapes):
             if params.get(name) is not array or array.shape != shape or not is_converted(array, dtype):
@@ -255,19 +261,22 @@ def infer(config, kernels, params, given, x, state):
 def _build(config, kernels, params, names, shape):
     steps, batch = shape[:2]
     dtype = np.dtype(config.dtype)
-    runs = []
+    runs, held_blocks = [], 0
     for layer in range(config.num_layers):
         layer_params = [config.layer_parameters(params, layer, d) for d in range(config.directions)]
         inputs = config.layer_input_size(layer)
         work = forward_work(kernels, layer_params, (steps, batch, inputs), np.full(steps, batch), None, None, None,
                             None, False)
+        held_blocks = max(held_blocks, work.plan.blocks if work.plan.held else 0)
         layer_runs = []
         for direction, run in enumerate(work.directions):
             values = Stored(_direction_values(work, run, direction, inputs, dtype))
             layer_runs.append((layer * config.directions + direction, values, _run_direction_for(values.value)))
         runs.append(layer_runs)
     between = [buffers.empty((steps, batch, config.output_size), dtype) for _ in range(min(2, config.num_layers - 1))]
-    return Prepared(config, names, tuple(params[name] for name in names), runs, between, steps, batch)
+    entry = Prepared(config, names, tuple(params[name] for name in names), runs, between, steps, batch)
+    entry.held_blocks = held_blocks
+    return entry
 
 
 # the integers of a direction's run (``codes`` of :func:`_direction_values`)

@@ -25,9 +25,13 @@ block gets a thread of its own (up to ``max_blocks``):
   threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
 
 The units loop is chosen only when it models ``cost_units_margin`` percent faster than the
-others: its barriers wait for every thread at every step, so beside a busy process it is the
+others: its regions wait for every thread at every step, so beside a busy process it is the
 one that collapses (``bench/under_load.py``: an LSTM(64, 256), B 32, T 100 training call
-slowed 3.7× with it, 2.45× with blocks of sequences).
+slowed 3.7× with it, 2.45× with blocks of sequences). Where every unit block has a thread of
+its own (:func:`held_threads`), the units loop holds each block in one thread for a segment
+and waits at a barrier that yields the core (:mod:`.barrier`): ``cost_barrier_ns`` a phase
+instead of ``cost_region_ns``, and only ``cost_held_margin`` percent, since beside a busy
+process it slows about as much as the others (the same call: 2.2×, with regions 4.9×).
 
 Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP=units``.
 """
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import tuning
-from .units import block_count, step_unit_bounds, unit_bounds
+from .units import UNIT_ALIGNMENT, block_count, step_unit_bounds, unit_bounds
 
 STRATEGIES = tuple(choice for choice in tuning.TUNABLES["cpu_loop"].choices if choice != "auto")
 
@@ -55,11 +59,16 @@ class Plan:
     kind, blocks, block_rows : the compiled loop, its parallel blocks, the most rows in one
     row_bounds : ndarray (blocks + 1,) int64, the blocks of sequences (one block for "units")
     unit_bounds : ndarray (blocks + 1,) int64, the blocks of hidden units (one for the others)
+    held : bool, "units" with each unit block held by one thread for a segment, a barrier per
+        phase (:func:`.loops.forward_units_held`), instead of a parallel region per phase: where
+        the ``cpu_units_sync`` knob says so and every block has a thread (:func:`held_threads`);
+        the only part of a plan that follows the threads, and it changes no result
     """
 
     strategy: str
     row_bounds: np.ndarray
     unit_bounds: np.ndarray
+    held: bool = False
 
     @functools.cached_property
     def loop(self):
@@ -75,8 +84,10 @@ class Plan:
 
     @functools.cached_property
     def loop_kind(self):
-        """The compiled loop it runs: "units" or "rows" (:meth:`.kernels.CellKernels.forward_loop`)."""
-        return "units" if self.loop == "units" else "rows"
+        """The compiled loop it runs: "units", "held" or "rows" (:meth:`.kernels.CellKernels.forward_loop`)."""
+        if self.loop == "units":
+            return "held" if self.held else "units"
+        return "rows"
 
     @functools.cached_property
     def blocks(self):
@@ -103,7 +114,31 @@ def sequence_blocks(batch):
                                                             tuning.get("max_blocks")))
 
 
-def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
+def held_threads():
+    """How many blocks of a parallel region surely run at once, each on a thread of its own: the
+    calling thread's Numba thread count where the threading layer gives each chunk of a region a
+    thread (OpenMP, workqueue) and a chunk is one block (``numba.set_parallel_chunksize`` at most
+    1); else 1 (TBB may run two blocks one after the other on one thread: a barrier between
+    them would never open)."""
+    import numba
+
+    threads = numba.get_num_threads()      # starts the threading layer
+    if numba.get_parallel_chunksize() > 1 or numba.threading_layer() not in ("omp", "workqueue"):
+        return 1
+    return threads
+
+
+def held_unit_bounds(hidden):
+    """The unit blocks of the held "units" loop: :func:`.units.step_unit_bounds`' count, at most
+    ``cost_threads`` (one thread each)."""
+    blocks = block_count(hidden, tuning.get("step_units"), max(1, min(tuning.get("cost_threads"), tuning.get("max_blocks"))))
+    bounds = unit_bounds(hidden, blocks)
+    if len(bounds) > 2 and tuning.get("step_units") >= UNIT_ALIGNMENT:
+        bounds[1:-1] = (bounds[1:-1] + UNIT_ALIGNMENT // 2) // UNIT_ALIGNMENT * UNIT_ALIGNMENT
+    return bounds
+
+
+def step_costs(gates, phases, batch, hidden, directions, itemsize, training, held=False):
     """Modelled ns of one time step of a layer call under each strategy (the module's docstring).
 
     Parameters
@@ -112,6 +147,7 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
     phases : int, parallel regions per step of the "units" loop (forward, plus backward's)
     batch, hidden, directions, itemsize : int
     training : bool, whether the step is a forward and a backward (twice the projections)
+    held : bool, whether the "units" loop holds its blocks (a barrier per phase, ``cost_barrier_ns``)
 
     Returns
     -------
@@ -134,12 +170,12 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training):
         return phases * (call + rows * row_ns) + values * gate_ns + max(flops / _flop_rate(rows), loads)
 
     blocks = sequence_blocks(batch)
-    unit_blocks = len(step_unit_bounds(hidden)) - 1
+    unit_blocks = len(held_unit_bounds(hidden) if held else step_unit_bounds(hidden)) - 1
+    sync = tuning.get("cost_barrier_ns" if held else "cost_region_ns")
     return {
         "sequences": directions * -(-blocks // threads) * block_ns(-(-batch // blocks), 1.0),
         "single": directions * block_ns(batch, 1.0),
-        "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks)
-                               + phases * tuning.get("cost_region_ns")),
+        "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks) + phases * sync),
     }
 
 
@@ -153,29 +189,33 @@ def choose(spec, batch, hidden, directions, itemsize, training):
     batch, hidden, directions, itemsize : int
     training : bool
     """
-    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuning.state())
+    return _plan(spec, batch, hidden, directions, itemsize, bool(training), tuning.state(), held_threads())
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(spec, batch, hidden, directions, itemsize, training, knobs):
-    """:func:`choose`'s plan, once per shape and state of the knobs (``knobs``: :func:`fastlstm.tuning.state`,
-    a tenth of the cost of reading each knob the plan depends on)."""
-    return _choose(spec, batch, hidden, directions, itemsize, training)
+def _plan(spec, batch, hidden, directions, itemsize, training, knobs, threads):
+    """:func:`choose`'s plan, once per shape, state of the knobs (``knobs``: :func:`fastlstm.tuning.state`,
+    a tenth of the cost of reading each knob the plan depends on) and :func:`held_threads`."""
+    return _choose(spec, batch, hidden, directions, itemsize, training, threads)
 
 
-def _choose(spec, batch, hidden, directions, itemsize, training):
+def _choose(spec, batch, hidden, directions, itemsize, training, threads):
     strategy = tuning.get("cpu_loop")
+    # planned for held blocks whatever the threads (the plan follows the shape and the knobs);
+    # with fewer threads than blocks the same blocks run a region per phase: the same bits
+    held = tuning.get("cpu_units_sync") == "barrier"
     if strategy == "auto":
         phases = len(spec.forward) + (len(spec.backward) if training else 0)
-        costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training)
-        # the units loop's barriers wait for every thread at every step: beside a busy process
-        # it collapses where the others do not, so it must win by a margin
-        costs["units"] *= 1 + tuning.get("cost_units_margin") / 100
+        costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training, held)
+        # the units loop waits for every thread at every step: beside a busy process its regions
+        # collapse where the others do not, so it must win by a margin; its held blocks' barrier
+        # yields the core and slows about as much as the others (bench/under_load.py)
+        costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
         strategy = min(("single", "sequences", "units"), key=lambda s: costs[s])
     rows, units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
     if strategy == "units":
-        units = step_unit_bounds(hidden)
+        units = held_unit_bounds(hidden) if held else step_unit_bounds(hidden)
     elif strategy == "sequences":
         rows = unit_bounds(batch, sequence_blocks(batch))
     rows.flags.writeable = units.flags.writeable = False     # a plan is shared by every call of its shape
-    return Plan(strategy, rows, units)
+    return Plan(strategy, rows, units, held and strategy == "units" and 2 < len(units) <= threads + 1)
