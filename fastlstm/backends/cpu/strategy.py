@@ -7,8 +7,9 @@ Strategies (:mod:`.loops`):
   segment with no barrier, the blocks one parallel region per segment. Nothing waits for a
   thread the OS has descheduled until the segment's end.
 * ``"single"``: the same loop on one block, in the calling thread, no parallel region.
-* ``"units"``: every step's phases split by hidden units, one parallel region per phase per
-  step (a barrier each): the only way to share a step of a batch too small to split.
+* ``"units"``: every step's phases split by hidden units, a barrier after each phase (each
+  block held by one thread in one region per segment, or a parallel region per phase): the
+  only way to share a step of a batch too small to split.
 
 The cost model (:func:`choose`) estimates a step's time under each strategy from the shape
 and the ``cost_*`` knobs of :mod:`fastlstm.tuning` (measured on this project's machines with
@@ -21,8 +22,9 @@ block gets a thread of its own (up to ``max_blocks``):
   of the tile kernel (:mod:`.tiles`) on that many rows or, when the recurrent weights do not
   fit in ``cost_cache_bytes`` and streaming all of them takes longer, that;
 * a block of units costs the same for every running row and its share of the weights, plus
-  ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache lines the
-  threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
+  ``cost_barrier_ns`` per phase where its blocks are held (:mod:`.barrier`: 330 ns measured
+  alone), else ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache
+  lines the threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
 
 The units loop is chosen only when it models ``cost_units_margin`` percent faster than the
 others: its regions wait for every thread at every step, so beside a busy process it is the
