@@ -92,7 +92,7 @@ def test_the_entries_of_a_thread_hold_at_most_prepared_bytes_together():
     prepared.clear()
     for x in inputs:
         _assert_matches_reference(config, params, x)
-    held = [entry.held for entry in prepared._entries().values()]
+    held = [entry.nbytes for entry in prepared._entries().values()]
     assert len(held) == 2 and all(h > 0 for h in held)
     for budget, kept in [(sum(held), 2), (sum(held) - 1, 1), (min(held) - 1, 0)]:
         prepared.clear()
@@ -101,7 +101,7 @@ def test_the_entries_of_a_thread_hold_at_most_prepared_bytes_together():
                 _assert_matches_reference(config, params, x)
             entries = prepared._entries()
             assert len(entries) == kept, budget
-            assert sum(entry.held for entry in entries.values()) <= budget
+            assert sum(entry.nbytes for entry in entries.values()) <= budget
             if kept == 1:   # the most recent call's
                 assert list(entries.values())[0].output_shape[:2] == inputs[1].shape[:2]
 

@@ -65,15 +65,15 @@ class Prepared:
     no_state : tuple of empty arrays standing for the state when none is given
     output_shape, final_shape : the shapes of a call's ``y`` (T, B, D·H) and final states (S, L·D, B, H)
     pooled : whether ``y`` comes from the pool (:func:`fastlstm.buffers.empty`; else ``numpy.empty``)
-    held : int, the bytes it holds kept (buffers, packed weights, the parameters' copy)
+    nbytes : int, the bytes it keeps when kept (buffers, packed weights, the parameters' copy)
     held_blocks : int, the most unit blocks of a loop whose blocks each hold a thread
         (:func:`.loops.forward_units_held`), 0 if none: it is run only while as many run at once
     """
 
     __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state",
-                 "output_shape", "final_shape", "pooled", "held", "held_blocks")
+                 "output_shape", "final_shape", "pooled", "nbytes", "held_blocks")
 
-    def __init__(self, config, names, arrays, runs, between, steps, batch):
+    def __init__(self, config, names, arrays, runs, between, steps, batch, held_blocks=0):
         self.config, self.names, self.arrays, self.runs, self.between = config, names, arrays, runs, between
         self.shapes = tuple(array.shape for array in arrays)
         self.dtype = np.dtype(config.dtype)
@@ -82,8 +82,8 @@ class Prepared:
         self.output_shape = (steps, batch, config.output_size)
         self.final_shape = (config.cell.state_count,) + config.state_shape(batch)
         self.pooled = steps * batch * config.output_size * self.dtype.itemsize >= tuning.get("pool_min_bytes")
-        self.held = sum(array.nbytes for array in arrays) + _held_bytes(self)
-        self.held_blocks = 0
+        self.nbytes = sum(array.nbytes for array in arrays) + _held_bytes(self)
+        self.held_blocks = held_blocks
 
     def holds(self, params):
         """Whether ``params`` (a dict) holds the entry's arrays, in their shapes and layout, with
@@ -249,11 +249,11 @@ def infer(config, kernels, params, given, x, state):
     entries.pop(key, None)
     entry = _build(config, kernels, params, names, x.shape)
     budget = tuning.get("prepared_bytes")
-    if kept and entry.held <= budget:
+    if kept and entry.nbytes <= budget:
         entry.keep_snapshot()
         entries[key] = entry
         # the least recently used first; the new entry, last, fits alone
-        while len(entries) > tuning.get("prepared_calls") or sum(e.held for e in entries.values()) > budget:
+        while len(entries) > tuning.get("prepared_calls") or sum(e.nbytes for e in entries.values()) > budget:
             entries.popitem(last=False)
     return entry(x, state)
 
@@ -274,9 +274,7 @@ def _build(config, kernels, params, names, shape):
             layer_runs.append((layer * config.directions + direction, values, _run_direction_for(values.value)))
         runs.append(layer_runs)
     between = [buffers.empty((steps, batch, config.output_size), dtype) for _ in range(min(2, config.num_layers - 1))]
-    entry = Prepared(config, names, tuple(params[name] for name in names), runs, between, steps, batch)
-    entry.held_blocks = held_blocks
-    return entry
+    return Prepared(config, names, tuple(params[name] for name in names), runs, between, steps, batch, held_blocks)
 
 
 # the integers of a direction's run (``codes`` of :func:`_direction_values`)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import tuning
-from .units import UNIT_ALIGNMENT, block_count, step_unit_bounds, unit_bounds
+from .units import block_count, step_unit_bounds, unit_bounds
 
 STRATEGIES = tuple(choice for choice in tuning.TUNABLES["cpu_loop"].choices if choice != "auto")
 
@@ -131,13 +131,9 @@ def held_threads():
 
 
 def held_unit_bounds(hidden):
-    """The unit blocks of the held "units" loop: :func:`.units.step_unit_bounds`' count, at most
-    ``cost_threads`` (one thread each)."""
-    blocks = block_count(hidden, tuning.get("step_units"), max(1, min(tuning.get("cost_threads"), tuning.get("max_blocks"))))
-    bounds = unit_bounds(hidden, blocks)
-    if len(bounds) > 2 and tuning.get("step_units") >= UNIT_ALIGNMENT:
-        bounds[1:-1] = (bounds[1:-1] + UNIT_ALIGNMENT // 2) // UNIT_ALIGNMENT * UNIT_ALIGNMENT
-    return bounds
+    """The unit blocks of the held "units" loop: :func:`.units.step_unit_bounds`, at most
+    ``cost_threads`` of them (one thread each)."""
+    return step_unit_bounds(hidden, max(1, min(tuning.get("cost_threads"), tuning.get("max_blocks"))))
 
 
 def step_costs(gates, phases, batch, hidden, directions, itemsize, training, held=False):

@@ -37,11 +37,11 @@ def block_count(extent, smallest, largest=None):
 UNIT_ALIGNMENT = 16
 
 
-def step_unit_bounds(hidden):
-    """The unit blocks of a time step (:func:`unit_bounds` with :func:`block_count`), interior
-    boundaries rounded to multiples of :data:`UNIT_ALIGNMENT` (each block has at least
-    ``step_units`` units, so none empties)."""
-    bounds = unit_bounds(hidden, block_count(hidden, tuning.get("step_units")))
+def step_unit_bounds(hidden, largest=None):
+    """The unit blocks of a time step (:func:`unit_bounds` with :func:`block_count`, at most
+    ``largest`` of them), interior boundaries rounded to multiples of :data:`UNIT_ALIGNMENT`
+    (each block has at least ``step_units`` units, so none empties)."""
+    bounds = unit_bounds(hidden, block_count(hidden, tuning.get("step_units"), largest))
     if len(bounds) > 2 and tuning.get("step_units") >= UNIT_ALIGNMENT:
         bounds[1:-1] = (bounds[1:-1] + UNIT_ALIGNMENT // 2) // UNIT_ALIGNMENT * UNIT_ALIGNMENT
     return bounds
