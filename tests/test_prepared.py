@@ -92,9 +92,9 @@ def test_the_entries_of_a_thread_hold_at_most_prepared_bytes_together():
     prepared.clear()
     for x in inputs:
         _assert_matches_reference(config, params, x)
-    held = [entry.nbytes for entry in prepared._entries().values()]
-    assert len(held) == 2 and all(h > 0 for h in held)
-    for budget, kept in [(sum(held), 2), (sum(held) - 1, 1), (min(held) - 1, 0)]:
+    sizes = [entry.nbytes for entry in prepared._entries().values()]
+    assert len(sizes) == 2 and all(size > 0 for size in sizes)
+    for budget, kept in [(sum(sizes), 2), (sum(sizes) - 1, 1), (min(sizes) - 1, 0)]:
         prepared.clear()
         with tuning.override(prepared_bytes=budget):
             for x in inputs:
