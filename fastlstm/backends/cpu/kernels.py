@@ -74,8 +74,8 @@ class CellKernels(CompiledCell):
     def forward_loop(self, by="units", recurrent_dropout=False, zoneout=False, keep_tape=True):
         """The compiled forward loop with these regularisers inside it: ``by`` ``"units"``
         (:func:`.loops.forward_loop`), ``"held"`` (:func:`.loops.forward_units_held`) or ``"rows"``
-        (:func:`.loops.forward_rows`, one block of rows); ``keep_tape`` False: for inference (a one-phase cell then writes no tape planes,
-        :data:`.steps.KEEP_TAPE`). It calls the phases whose addresses its arrays carry
+        (:func:`.loops.forward_rows`, one block of rows); ``keep_tape`` False: for inference (a
+        one-phase cell then writes no tape planes, :data:`.steps.KEEP_TAPE`). It calls the phases whose addresses its arrays carry
         (:meth:`forward_phase_code`)."""
         suffix, _ = self._variant(recurrent_dropout, zoneout, keep_tape)
         return self._loop("forward", by, suffix, dict(FORWARD_PHASES=len(self.spec.forward)))

@@ -58,29 +58,12 @@ def record_state_gradient(t, r0, r1, dy, dnext, norms):
 
 
 @njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def carry_states(states, t, r0, r1):
-    """Finished sequences keep their state: states[:, t + 1, b] = states[:, t, b] for b in [r0, r1).
+def carry_states(states, t, r0, r1, u0, u1):
+    """Finished sequences keep their state: states[:, t + 1, b, u] = states[:, t, b, u] for b in
+    [r0, r1) and u in [u0, u1) (every unit, or a held unit block's).
 
     (Element loops, not array assignments: those compile a shape-mismatch error path that
     costs seconds, and in a ``parallel=True`` loop an array expression is a region of its own.)"""
-    for k in range(states.shape[0]):
-        for b in range(r0, r1):
-            for u in range(states.shape[3]):
-                states[k, t + 1, b, u] = states[k, t, b, u]
-
-
-@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def carry_gradients(dprev, dnext, r0, r1):
-    """Finished sequences pass their state gradient through: dprev[:, b] = dnext[:, b] for b in [r0, r1)."""
-    for k in range(dprev.shape[0]):
-        for b in range(r0, r1):
-            for u in range(dprev.shape[2]):
-                dprev[k, b, u] = dnext[k, b, u]
-
-
-@njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def carry_block_states(states, t, r0, r1, u0, u1):
-    """:func:`carry_states` for the units [u0, u1) only (a held unit block's)."""
     for k in range(states.shape[0]):
         for b in range(r0, r1):
             for u in range(u0, u1):
@@ -88,8 +71,9 @@ def carry_block_states(states, t, r0, r1, u0, u1):
 
 
 @njit(cache=True, error_model="numpy", **COMPILED_CALLERS_ONLY)
-def carry_block_gradients(dprev, dnext, r0, r1, u0, u1):
-    """:func:`carry_gradients` for the units [u0, u1) only (a held unit block's)."""
+def carry_gradients(dprev, dnext, r0, r1, u0, u1):
+    """Finished sequences pass their state gradient through: dprev[:, b, u] = dnext[:, b, u] for b
+    in [r0, r1) and u in [u0, u1)."""
     for k in range(dprev.shape[0]):
         for b in range(r0, r1):
             for u in range(u0, u1):
@@ -116,7 +100,7 @@ def forward_rows(a, t0, t1, r0, r1, work):
                 call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, r0, running, 0,
                                    hidden, 0, work, address)
         if running < r1:
-            carry_states(a.states, t, max(r0, running), r1)
+            carry_states(a.states, t, max(r0, running), r1, 0, hidden)
 
 
 def backward_rows(a, t0, t1, r0, r1, work):
@@ -142,7 +126,7 @@ def backward_rows(a, t0, t1, r0, r1, work):
                 call_backward_projection(a.projection_code[phase], step, r0, running, 0, hidden, 0, work, dprev,
                                          address)
         if running < r1:
-            carry_gradients(dprev, dnext, max(r0, running), r1)
+            carry_gradients(dprev, dnext, max(r0, running), r1, 0, hidden)
 
 
 def _run_rows(each_block_code, rows_block_code, rows_loop_code, a, row_bounds, t0, t1):
@@ -217,7 +201,7 @@ def forward_loop(a, t0, t1, each_block_code, block_code):
                 all_blocks(each_block_code, block_code, block_count, address, phase, t, t * keep, t - t0, rec_slot,
                            next_slot, running)
         if running < batch:
-            carry_states(a.states, t, running, batch)
+            carry_states(a.states, t, running, batch, 0, a.states.shape[3])
 
 
 def backward_loop(a, t0, t1, each_block_code, block_code):
@@ -246,7 +230,7 @@ def backward_loop(a, t0, t1, each_block_code, block_code):
             for region in range(BACKWARD_PHASES + 1):
                 all_blocks(each_block_code, block_code, block_count, address, region, t, step, running, 0, 0, 0)
         if running < batch:
-            carry_gradients(dprev, dnext, running, batch)
+            carry_gradients(dprev, dnext, running, batch, 0, a.dy.shape[2])
 
 
 def forward_units_held(a, t0, t1, each_block_code, block_code):
@@ -288,7 +272,7 @@ def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, 
                                        u1, block, work, address)
                     wait_all(words, parties)
         if running < batch:
-            carry_block_states(a.states, t, running, batch, u0, u1)
+            carry_states(a.states, t, running, batch, u0, u1)
 
 
 def backward_units_held_block(block, address, t0, t1, words_address, record_norms, i4, i5, i6):
@@ -323,4 +307,4 @@ def backward_units_held_block(block, address, t0, t1, words_address, record_norm
                                             address)
                 wait_all(words, parties)
         if running < batch:
-            carry_block_gradients(dprev, dnext, running, batch, u0, u1)
+            carry_gradients(dprev, dnext, running, batch, u0, u1)
