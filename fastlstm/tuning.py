@@ -75,7 +75,7 @@ TUNABLES = {t.name: t for t in (
             environment="FASTLSTM_CPU_UNITS_SYNC", choices=("barrier", "regions")),
     Tunable("batch_rows", 1,
             "cpu: fewest batch rows in one block of the 'sequences' loop (the cost model weighs a block's fewer "
-            "rows against its slower projection: B 3 runs as 2 + 1 rows, 10 % faster than 3 on one thread)"),
+            "rows against its slower projection: B 3 runs as blocks of 1 and 2 rows, 10 % faster than 3 on one thread)"),
     Tunable("cost_threads", 2,
             "cpu cost model: the threads it plans for (the plan, like every split, follows the shapes and the "
             "knobs, never NUMBA_NUM_THREADS, so that results do not depend on the thread count)",
