@@ -73,9 +73,10 @@ TUNABLES = {t.name: t for t in (
             "block held by one thread for a segment, in one parallel region, where every block has a thread of "
             "its own) or 'regions' (a parallel region per phase); the same blocks and bits",
             environment="FASTLSTM_CPU_UNITS_SYNC", choices=("barrier", "regions")),
-    Tunable("batch_rows", 1,
-            "cpu: fewest batch rows in one block of the 'sequences' loop (the cost model weighs a block's fewer "
-            "rows against its slower projection: B 3 runs as blocks of 1 and 2 rows, 10 % faster than 3 on one thread)"),
+    Tunable("batch_rows", 2,
+            "cpu: fewest batch rows in the largest block of the 'sequences' loop (its blocks are near-equal: B 3 "
+            "runs as blocks of 1 and 2 rows, 9-27 % faster than 3 on one thread from H 64; B 2 as one block, "
+            "since two blocks of one row measured 2-40 % slower up to H 64)"),
     Tunable("cost_threads", 2,
             "cpu cost model: the threads it plans for (the plan, like every split, follows the shapes and the "
             "knobs, never NUMBA_NUM_THREADS, so that results do not depend on the thread count)",

@@ -110,10 +110,13 @@ def _flop_rate(rows):
 
 
 def sequence_blocks(batch):
-    """Blocks of rows of the "sequences" loop: one per thread of ``cost_threads``, each of at
-    least ``batch_rows`` rows."""
-    return block_count(batch, tuning.get("batch_rows"), min(max(1, tuning.get("cost_threads")),
-                                                            tuning.get("max_blocks")))
+    """Blocks of rows of the "sequences" loop: at most one per thread of ``cost_threads``, as
+    many (a power of two) as leave the largest of the near-equal blocks at least ``batch_rows``
+    rows (B 3 at ``batch_rows`` 2: blocks of 1 and 2 rows; B 2: one block)."""
+    rows = max(1, tuning.get("batch_rows"))
+    # k blocks leave the largest ceil(B / k) >= rows rows while B > (rows - 1) k
+    most = batch if rows == 1 else (batch - 1) // (rows - 1)
+    return block_count(most, 1, min(max(1, tuning.get("cost_threads")), tuning.get("max_blocks")))
 
 
 def held_threads():
