@@ -1,7 +1,10 @@
 """The cpu loop strategies' chooser (fastlstm.backends.cpu.strategy): forced choices, the cost
-model's argmin, blocks that partition the batch, and plans that never follow the thread count.
+model's argmin, blocks that partition the batch, and plans that never follow the thread count;
+the held units loop's barrier, and its blocks taken over where a region has fewer threads.
 That every strategy computes the reference's results is the property tests' job
 (test_cpu_matches_reference, test_sequences, test_regularisation: each draws a strategy)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -152,3 +155,100 @@ def test_the_barrier_holds_every_thread_until_all_arrive():
 
     assert numba.get_num_threads() >= 2
     assert np.array_equal(rounds(new_barrier(), np.zeros(2, np.int64), 20_000), [0, 0])
+
+
+def test_blocks_that_do_not_all_run_at_once_are_run_by_one_thread():
+    """A held region's blocks meet before the first step: where all run at once each keeps its
+    own; where a runtime gives the region fewer threads (here one), the first block to stop
+    waiting runs them all and the others none, instead of waiting at a barrier for ever."""
+    import numba
+    from numba import njit, prange
+
+    from fastlstm.backends.cpu.barrier import new_barrier, take_blocks
+
+    @njit(parallel=True)
+    def meet(words):
+        taken = np.zeros((2, 3), np.int64)
+        for block in prange(2):
+            first, last, waits = take_blocks(words, block, 2)
+            taken[block, 0], taken[block, 1], taken[block, 2] = first, last, waits
+        return taken
+
+    before = numba.get_num_threads()
+    if held_threads() >= 2:
+        assert meet(new_barrier()).tolist() == [[0, 1, 1], [1, 2, 1]]
+    try:
+        numba.set_num_threads(1)
+        alone = meet(new_barrier()).tolist()
+    finally:
+        numba.set_num_threads(before)
+    assert sorted(alone) == [[0, 0, 0], [0, 2, 0]]
+
+
+_TEAM_OF_ONE = """
+import numpy as np, fastlstm
+from fastlstm import tuning
+from fastlstm.backends.cpu import driver, prepared, strategy
+from fastlstm.cells import make_cell
+for module in (strategy, prepared, driver):   # a runtime that reports 2 threads and gives a region 1
+    module.held_threads = lambda: 2
+rng = np.random.default_rng(3)
+x = rng.standard_normal((30, 2, 5)).astype(np.float32)
+dy = rng.standard_normal((30, 2, 32)).astype(np.float32)
+
+def arrays(value):
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        return [a for k in sorted(value) for a in arrays(value[k])]
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in arrays(v)]
+    return []
+
+def run(sync):
+    layer = fastlstm.LSTM(5, 32, seed=4)
+    with tuning.override(cpu_loop="units", step_units=8, cpu_units_sync=sync):
+        assert strategy.choose(make_cell("lstm").spec, 2, 32, 1, 4, True).held == (sync == "barrier")
+        y = layer(x)[0]
+        return arrays((y, layer.backward(dy), layer(x, tape=False)[0]))
+
+held, regions = run("barrier"), run("regions")
+assert len(held) == len(regions) > 3
+assert all(np.array_equal(a, b) for a, b in zip(held, regions))
+print("same bits")
+"""
+
+
+def test_a_held_loop_in_a_region_of_fewer_threads_finishes_with_the_same_bits():
+    """OpenMP with OMP_THREAD_LIMIT=1 runs every region on one thread: a held loop that believed
+    Numba's thread count (here: told so) takes its blocks over on that thread instead of waiting
+    for a partner that never comes; forward, backward and a prepared call, the regions loop's bits."""
+    import subprocess
+    import sys
+
+    import numba
+
+    numba.get_num_threads()
+    if numba.threading_layer() != "omp":
+        pytest.skip("OMP_THREAD_LIMIT is OpenMP's")
+    environment = dict(os.environ, OMP_THREAD_LIMIT="1", NUMBA_THREADING_LAYER="omp")
+    result = subprocess.run([sys.executable, "-c", _TEAM_OF_ONE], env=environment, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "same bits" in result.stdout, result.stderr[-2000:]
+
+
+def test_an_openmp_environment_that_may_shrink_a_region_holds_no_blocks(monkeypatch):
+    import numba
+
+    from fastlstm.backends.cpu import strategy
+
+    numba.get_num_threads()
+    if numba.threading_layer() != "omp" or held_threads() < 2:
+        pytest.skip("needs OpenMP and two Numba threads")
+    for name, value in (("OMP_THREAD_LIMIT", "1"), ("OMP_DYNAMIC", "TRUE")):
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            strategy._openmp_team_limit.cache_clear()
+            assert held_threads() == 1
+    strategy._openmp_team_limit.cache_clear()
+    assert held_threads() == numba.get_num_threads()

@@ -11,6 +11,13 @@ look, so that a waiting thread does not keep a core from a descheduled partner o
 
 Only a region whose blocks run concurrently may wait here: one block per thread, every
 thread running (:func:`.strategy.held_threads` checks Numba's threading layer and thread count).
+A runtime can still give a region fewer threads than Numba's count (``OMP_THREAD_LIMIT``,
+``OMP_DYNAMIC``, a region started inside another): then one thread would run a block, wait
+for the next block at the barrier, and never return to run it. So the blocks first meet
+(:func:`take_blocks`): if every block is running within ``START_SPINS`` looks, each keeps
+its own and waits at the barrier; if not, the first to stop waiting runs every block itself,
+one after the other and phase by phase, without a barrier (the same blocks, so the same bits),
+and every other block, whenever it starts, finds its work done.
 """
 import platform
 
@@ -20,11 +27,19 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# int64 words of a barrier's state: the counter at 0 and the generation at GENERATION, a cache line apart
-BARRIER_WORDS = 16
+# int64 words of a barrier's state: the counter at 0 and the generation at GENERATION, a cache line
+# apart; in a third line, the start's (:func:`take_blocks`): the blocks arrived, the tickets taken
+# to decide, and the decision
+BARRIER_WORDS = 24
 GENERATION = 8
+ARRIVED, TICKET, DECISION = 16, 17, 18
+HELD, ALONE = 1, 2
 # spins before a waiting thread starts yielding its core (each spin a ``pause``, ~40 cycles on Zen 4)
 SPINS = 2000
+# looks (spins, then yields of the core) a block waits at the start for the others before one
+# thread runs them all: ~10 ms on an idle core (a yield with nothing else to run ~0.5 µs), a
+# scheduler's time slice or more where another process waits for the core
+START_SPINS = SPINS + 20000
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -80,6 +95,15 @@ def yield_core(typingctx):
 
 
 @njit(inline="always")
+def _look(spins):
+    """One look of a waiting thread: a ``pause`` for the first :data:`SPINS`, then a yield of its core."""
+    if spins < SPINS:
+        pause()
+    else:
+        yield_core()
+
+
+@njit(inline="always")
 def wait_all(words, parties):
     """Return once all ``parties`` threads have called this on ``words`` (a barrier's state,
     :data:`BARRIER_WORDS` int64, zero before its first use) as many times as this thread."""
@@ -90,11 +114,33 @@ def wait_all(words, parties):
         return
     spins = 0
     while atomic_load(words, GENERATION) == generation:
-        if spins < SPINS:
-            pause()
-            spins += 1
-        else:
-            yield_core()
+        _look(spins)
+        spins += 1
+
+
+@njit(inline="always")
+def take_blocks(words, block, parties):
+    """The blocks this thread runs of a held region of ``parties`` blocks, and whether it waits
+    at the barrier after each phase: ``(block, block + 1, True)`` where every block is running
+    at once; else ``(0, parties, False)`` for the one thread that runs them all, ``(0, 0, False)``
+    for every other. ``words``: the region's barrier state, zero before the start."""
+    atomic_add(words, ARRIVED, 1)
+    decider = False
+    spins = 0
+    while atomic_load(words, DECISION) == 0:
+        if not decider and (atomic_load(words, ARRIVED) == parties or spins >= START_SPINS):
+            # the first thread to stop waiting decides, from the arrivals it sees
+            if atomic_add(words, TICKET, 1) == 0:
+                decider = True
+                atomic_store(words, DECISION, HELD if atomic_load(words, ARRIVED) == parties else ALONE)
+                break
+        _look(spins)
+        spins += 1
+    if atomic_load(words, DECISION) == HELD:
+        return block, block + 1, True
+    if decider:
+        return 0, parties, False
+    return 0, 0, False
 
 
 def new_barrier():

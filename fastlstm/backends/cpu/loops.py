@@ -33,7 +33,7 @@ from numba import njit
 
 from ...rebinding import Unbound
 from ...cells.bound import BACKWARD_PHASES, FORWARD_PHASES
-from .barrier import BARRIER_WORDS, wait_all
+from .barrier import BARRIER_WORDS, take_blocks, wait_all
 from .calls import COMPILED_CALLERS_ONLY, address_of_value, borrowed, compiled_call, value_at, values_at
 from .regions import VALUES, all_blocks, call_each_block, stamped
 
@@ -254,11 +254,13 @@ def backward_units_held(a, t0, t1, each_block_code, block_code):
 def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`forward_units_held`: steps t0 … t1 − 1 of unit
     block ``block`` (its values: :class:`.steps.ForwardArrays`), a barrier (its state at
-    ``words_address``) after each phase."""
+    ``words_address``) after each phase; or of every block, or none (:func:`.barrier.take_blocks`)."""
     a = value_at(address, VALUES)
     words = values_at(words_address, BARRIER_WORDS, np.int64)
     parties = a.bounds.shape[0] - 1
-    u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
+    first, last, waits = take_blocks(words, block, parties)
+    if first == last:
+        return
     batch = a.states.shape[2]
     keep = 1 if a.tape.shape[1] == a.states.shape[1] - 1 else 0
     every_input = a.inputs.shape[0] == a.states.shape[1]
@@ -268,21 +270,26 @@ def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, 
         if running > 0:
             for phase in range(a.phase_code.shape[0]):
                 if a.phase_code[phase] != 0:
-                    call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running, u0,
-                                       u1, block, work, address)
-                    wait_all(words, parties)
+                    for b in range(first, last):
+                        call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running,
+                                           a.bounds[b], a.bounds[b + 1], b, a.work[b], address)
+                    if waits:
+                        wait_all(words, parties)
         if running < batch:
-            carry_states(a.states, t, running, batch, u0, u1)
+            carry_states(a.states, t, running, batch, a.bounds[first], a.bounds[last])
 
 
 def backward_units_held_block(block, address, t0, t1, words_address, record_norms, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`backward_units_held`: steps t1 − 1 … t0 of unit
     block ``block`` (its values: :class:`.steps.BackwardArrays`), a barrier after each region of
-    :func:`backward_units_block`'s (and, recording norms, before a step: block 0 reads every unit)."""
+    :func:`backward_units_block`'s (and, recording norms, before a step: block 0 reads every unit);
+    or of every block, or none (:func:`.barrier.take_blocks`)."""
     a = value_at(address, VALUES)
     words = values_at(words_address, BARRIER_WORDS, np.int64)
     parties = a.bounds.shape[0] - 1
-    u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
+    first, last, waits = take_blocks(words, block, parties)
+    if first == last:
+        return
     batch = a.dy.shape[1]
     phases = 0
     for phase in range(a.pointwise_code.shape[0]):
@@ -295,16 +302,20 @@ def backward_units_held_block(block, address, t0, t1, words_address, record_norm
         running = a.active[t]
         if running > 0:
             if record_norms != 0:
-                wait_all(words, parties)      # every block's carried gradients are in dnext
-                if block == 0:
+                if waits:
+                    wait_all(words, parties)      # every block's carried gradients are in dnext
+                if first == 0:
                     record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
             for region in range(phases + 1):
-                if region > 0:
-                    call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work,
-                                             dprev, address)
-                if region < phases:
-                    call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev,
-                                            address)
-                wait_all(words, parties)
+                for b in range(first, last):
+                    u0, u1, work = a.bounds[b], a.bounds[b + 1], a.work[b]
+                    if region > 0:
+                        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, b, work,
+                                                 dprev, address)
+                    if region < phases:
+                        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext,
+                                                dprev, address)
+                if waits:
+                    wait_all(words, parties)
         if running < batch:
-            carry_gradients(dprev, dnext, running, batch, u0, u1)
+            carry_gradients(dprev, dnext, running, batch, a.bounds[first], a.bounds[last])

@@ -124,13 +124,33 @@ def held_threads():
     calling thread's Numba thread count where the threading layer gives each chunk of a region a
     thread (OpenMP, workqueue) and a chunk is one block (``numba.set_parallel_chunksize`` at most
     1); else 1 (TBB may run two blocks one after the other on one thread: a barrier between
-    them would never open)."""
+    them would never open). Under OpenMP, also 1 where its environment lets it give a region
+    fewer threads (``OMP_DYNAMIC`` true, ``OMP_THREAD_LIMIT`` below the count): a held region
+    would then run its blocks on one thread (:func:`.barrier.take_blocks`) after a wait."""
     import numba
 
     threads = numba.get_num_threads()      # starts the threading layer
-    if numba.get_parallel_chunksize() > 1 or numba.threading_layer() not in ("omp", "workqueue"):
+    layer = numba.threading_layer()
+    if numba.get_parallel_chunksize() > 1 or layer not in ("omp", "workqueue"):
+        return 1
+    if layer == "omp" and _openmp_team_limit() < threads:
         return 1
     return threads
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp_team_limit():
+    """The most threads OpenMP's environment surely gives a region: 1 under ``OMP_DYNAMIC``
+    (it may give fewer, as it sees the load), ``OMP_THREAD_LIMIT``, else no limit. OpenMP
+    reads them once, when it loads, so they are read once here."""
+    import os
+
+    if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):
+        return 1
+    try:
+        return max(1, int(os.environ.get("OMP_THREAD_LIMIT", "")))
+    except ValueError:
+        return 1 << 30
 
 
 def held_unit_bounds(hidden):
