@@ -4,7 +4,7 @@
 
 For per-step shapes (rows × H by H × G·H, the shapes a block of the time loops multiplies),
 times ``out = h @ W_hhᵀ`` single-threaded with Numba's BLAS call and with
-``fastlstm.backends.cpu.tiles.product`` on the weights packed once
+``fastlstm.backends.cpu.tiles.product_at`` (from compiled code, as the time loops call it) on the weights packed once
 (``fastlstm.backends.cpu.tiles.pack_transposed``), interleaved, and prints GFLOP/s, the largest
 difference from a float64 product, and the packing's time in steps of the tile kernel (what a
 call pays once for the packed layout).
@@ -25,7 +25,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from fastlstm import buffers
-from fastlstm.backends.cpu.tiles import pack_transposed, panels_size, product
+from fastlstm.backends.cpu.tiles import pack_transposed, panels_size, product_at, walk_address
 
 SHAPES = ((1, 1024, 256), (4, 1024, 256), (7, 1024, 256), (8, 1024, 256), (16, 256, 64), (16, 1024, 256),
           (16, 2048, 512), (7, 648, 162), (13, 344, 86), (16, 128, 32), (24, 1024, 256), (32, 1024, 256),
@@ -85,9 +85,9 @@ def _repeat_blas(h, weight, out, count):
 
 
 @njit(cache=True)
-def _repeat_tiles(h, panels, out, count):
+def _repeat_tiles(walk_code, h, panels, out, count):
     for _ in range(count):
-        product(h, panels, out)
+        product_at(walk_code, h, panels, out)
 
 
 def main():
@@ -112,7 +112,7 @@ def main():
             panels = buffers.aligned_empty((panels_size(inner, count, np.float32),), np.float32)
             pack_transposed(weight, panels)
             runs = {"blas": lambda n: _repeat_blas(h, weight, out, n),
-                    "tiles": lambda n: _repeat_tiles(h, panels, out, n)}
+                    "tiles": lambda n: _repeat_tiles(walk_address(np.float32), h, panels, out, n)}
             if mkl is not None:
                 packed = pack(weight, rows)
                 runs["mkl"] = lambda n: mkl_repeat(h, packed, out, n)
