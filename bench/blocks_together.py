@@ -1,0 +1,111 @@
+"""What a block of the "sequences" loop loses when the other block runs beside it.
+
+    python bench/blocks_together.py [--hidden 16 64] [--rows 1 4 16] [--steps 1000] [--rounds 8]
+    python bench/blocks_together.py --processes [--hidden 16 64] [--rows 1]
+
+An LSTM inference call (I 8, float32) on ``rows`` rows as one block in the calling thread
+(``cpu_loop="single"``), against a call on twice the rows as two such blocks at once, one per
+thread (``cpu_loop="sequences"``): the same work per thread, so with nothing shared the two take
+the same time a step. Interleaved rounds; prints the medians (ns a step), the difference and the
+median ratio. The cost model (``fastlstm.backends.cpu.strategy``) takes the blocks of the
+"sequences" loop as running at the speed of one alone.
+
+``--processes`` is the control: the one-block call alone in one process, then in two processes
+at once (each ``NUMBA_NUM_THREADS=1``, one per core): what the machine itself takes from a
+core when the other is busy.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _per_step(layer, x, loop, calls):
+    from fastlstm import tuning
+
+    with tuning.override(cpu_loop=loop, batch_rows=1):
+        for _ in range(2):
+            layer(x, tape=False)
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            layer(x, tape=False)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times)) / x.shape[0] * 1e9
+
+
+def _inputs(steps, rows, seed=0):
+    return np.random.default_rng(seed).standard_normal((steps, rows, 8)).astype(np.float32)
+
+
+def together(hiddens, rows_list, steps, rounds):
+    import fastlstm
+
+    print(f"{'H':>5}{'rows':>6}  one block alone, ns/step   two blocks at once   difference   ratio (median of {rounds})")
+    for hidden in hiddens:
+        layer = fastlstm.LSTM(8, hidden, seed=0)
+        for rows in rows_list:
+            alone_x, both_x = _inputs(steps, rows), _inputs(steps, 2 * rows, seed=1)
+            alone, both = [], []
+            for _ in range(rounds):
+                alone.append(_per_step(layer, alone_x, "single", 10))
+                both.append(_per_step(layer, both_x, "sequences", 10))
+            alone, both = np.array(alone), np.array(both)
+            print(f"{hidden:>5}{rows:>6}  {np.median(alone):>24.0f}   {np.median(both):>18.0f}"
+                  f"   {np.median(both - alone):>+10.0f}   {np.median(both / alone):.2f}", flush=True)
+
+
+def _worker(hidden, rows, steps, start_at, seconds):
+    import fastlstm
+
+    layer = fastlstm.LSTM(8, hidden, seed=0)
+    x = _inputs(steps, rows)
+    _per_step(layer, x, "single", 5)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    times = []
+    end = time.time() + seconds
+    while time.time() < end:
+        times.append(_per_step(layer, x, "single", 3))
+    print(f"{np.median(times):.1f}")
+
+
+def processes(hiddens, rows_list, steps):
+    environment = dict(os.environ, NUMBA_NUM_THREADS="1")
+
+    def run(count):
+        start_at = time.time() + 8
+        command = [sys.executable, __file__, "--worker", str(hidden), str(rows), str(steps), str(start_at), "3"]
+        workers = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        return [float(w.communicate()[0]) for w in workers]
+
+    print(f"{'H':>5}{'rows':>6}  one process alone, ns/step   two processes at once")
+    for hidden in hiddens:
+        for rows in rows_list:
+            alone, both = run(1), run(2)
+            print(f"{hidden:>5}{rows:>6}  {alone[0]:>26.0f}   {' '.join(f'{t:.0f}' for t in both):>21}", flush=True)
+
+
+def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        hidden, rows, steps = map(int, sys.argv[2:5])
+        _worker(hidden, rows, steps, float(sys.argv[5]), float(sys.argv[6]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--processes", action="store_true", help="the control: two single-threaded processes at once")
+    args = parser.parse_args(argv)
+    if args.processes:
+        processes(args.hidden, args.rows, args.steps)
+    else:
+        together(args.hidden, args.rows, args.steps, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
