@@ -2,6 +2,7 @@
 
     python bench/blocks_together.py [--hidden 16 64] [--rows 1 4 16] [--steps 1000] [--rounds 8]
     python bench/blocks_together.py --processes [--hidden 16 64] [--rows 1]
+    python bench/blocks_together.py --batches 2 3 [--hidden 16 32 64 128]
 
 An LSTM inference call (I 8, float32) on ``rows`` rows as one block in the calling thread
 (``cpu_loop="single"``), against a call on twice the rows as two such blocks at once, one per
@@ -9,6 +10,11 @@ thread (``cpu_loop="sequences"``): the same work per thread, so with nothing sha
 the same time a step. Interleaved rounds; prints the medians (ns a step), the difference and the
 median ratio. The cost model (``fastlstm.backends.cpu.strategy``) takes the blocks of the
 "sequences" loop as running at the speed of one alone.
+
+``--batches``: a batch of B rows as one block against the "sequences" loop's blocks of it
+(``batch_rows`` 1: B 2 as 1 + 1 rows, B 3 as 1 + 2), LSTM and GRU, at T 300: where splitting a
+small batch pays (the rule of ``strategy.sequence_blocks``: blocks only where the largest keeps
+``batch_rows`` rows, so B 2 stays whole and B 3 splits).
 
 ``--processes`` is the control: the one-block call alone in one process, then in two processes
 at once (each ``NUMBA_NUM_THREADS=1``, one per core): what the machine itself takes from a
@@ -58,6 +64,24 @@ def together(hiddens, rows_list, steps, rounds):
                   f"   {np.median(both - alone):>+10.0f}   {np.median(both / alone):.2f}", flush=True)
 
 
+def batches(hiddens, batch_list, steps, rounds):
+    import fastlstm
+
+    print(f"{'cell':>5}{'B':>4}{'H':>6}  one block, ns/step   the loop's blocks   ratio (median of {rounds})")
+    for cell in ("lstm", "gru"):
+        for batch in batch_list:
+            for hidden in hiddens:
+                layer = getattr(fastlstm, cell.upper())(8, hidden, seed=0)
+                x = _inputs(steps, batch)
+                whole, split = [], []
+                for _ in range(rounds):
+                    whole.append(_per_step(layer, x, "single", 10))
+                    split.append(_per_step(layer, x, "sequences", 10))
+                whole, split = np.array(whole), np.array(split)
+                print(f"{cell:>5}{batch:>4}{hidden:>6}  {np.median(whole):>18.0f}   {np.median(split):>17.0f}"
+                      f"   {np.median(split / whole):.2f}", flush=True)
+
+
 def _worker(hidden, rows, steps, start_at, seconds):
     import fastlstm
 
@@ -97,14 +121,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=None, help="T (default 1000; 300 with --batches)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--processes", action="store_true", help="the control: two single-threaded processes at once")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="instead: these batches as one block against the loop's blocks (T 300 unless --steps)")
     args = parser.parse_args(argv)
-    if args.processes:
-        processes(args.hidden, args.rows, args.steps)
+    if args.batches:
+        batches(args.hidden, args.batches, args.steps or 300, args.rounds)
+    elif args.processes:
+        processes(args.hidden, args.rows, args.steps or 1000)
     else:
-        together(args.hidden, args.rows, args.steps, args.rounds)
+        together(args.hidden, args.rows, args.steps or 1000, args.rounds)
 
 
 if __name__ == "__main__":

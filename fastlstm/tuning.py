@@ -75,8 +75,9 @@ TUNABLES = {t.name: t for t in (
             environment="FASTLSTM_CPU_UNITS_SYNC", choices=("barrier", "regions")),
     Tunable("batch_rows", 2,
             "cpu: fewest batch rows in the largest block of the 'sequences' loop (its blocks are near-equal: B 3 "
-            "runs as blocks of 1 and 2 rows, 9-27 % faster than 3 on one thread from H 64; B 2 as one block, "
-            "since two blocks of one row measured 2-40 % slower up to H 64)"),
+            "runs as blocks of 1 and 2 rows where the cost model says so, 11-27 % faster than 3 on one thread from "
+            "H 64, 4-26 % slower at H 16; B 2 as one block: two blocks of one row measured 1-28 % slower up to "
+            "H 64; bench/blocks_together.py --batches 2 3)"),
     Tunable("cost_threads", 2,
             "cpu cost model: the threads it plans for (the plan, like every split, follows the shapes and the "
             "knobs, never NUMBA_NUM_THREADS, so that results do not depend on the thread count)",
