@@ -47,6 +47,16 @@ def _inputs(steps, rows, seed=0):
     return np.random.default_rng(seed).standard_normal((steps, rows, 8)).astype(np.float32)
 
 
+def _interleaved(layer, one_block_x, blocks_x, rounds):
+    """ns a step of ``one_block_x`` as one block and of ``blocks_x`` as the loop's blocks, one
+    array each, a value per round, the two alternating."""
+    one, blocks = [], []
+    for _ in range(rounds):
+        one.append(_per_step(layer, one_block_x, "single", 10))
+        blocks.append(_per_step(layer, blocks_x, "sequences", 10))
+    return np.array(one), np.array(blocks)
+
+
 def together(hiddens, rows_list, steps, rounds):
     import fastlstm
 
@@ -54,12 +64,7 @@ def together(hiddens, rows_list, steps, rounds):
     for hidden in hiddens:
         layer = fastlstm.LSTM(8, hidden, seed=0)
         for rows in rows_list:
-            alone_x, both_x = _inputs(steps, rows), _inputs(steps, 2 * rows, seed=1)
-            alone, both = [], []
-            for _ in range(rounds):
-                alone.append(_per_step(layer, alone_x, "single", 10))
-                both.append(_per_step(layer, both_x, "sequences", 10))
-            alone, both = np.array(alone), np.array(both)
+            alone, both = _interleaved(layer, _inputs(steps, rows), _inputs(steps, 2 * rows, seed=1), rounds)
             print(f"{hidden:>5}{rows:>6}  {np.median(alone):>24.0f}   {np.median(both):>18.0f}"
                   f"   {np.median(both - alone):>+10.0f}   {np.median(both / alone):.2f}", flush=True)
 
@@ -73,11 +78,7 @@ def batches(hiddens, batch_list, steps, rounds):
             for hidden in hiddens:
                 layer = getattr(fastlstm, cell.upper())(8, hidden, seed=0)
                 x = _inputs(steps, batch)
-                whole, split = [], []
-                for _ in range(rounds):
-                    whole.append(_per_step(layer, x, "single", 10))
-                    split.append(_per_step(layer, x, "sequences", 10))
-                whole, split = np.array(whole), np.array(split)
+                whole, split = _interleaved(layer, x, x, rounds)
                 print(f"{cell:>5}{batch:>4}{hidden:>6}  {np.median(whole):>18.0f}   {np.median(split):>17.0f}"
                       f"   {np.median(split / whole):.2f}", flush=True)
 
