@@ -125,11 +125,12 @@ def take_blocks(words, block, parties):
     at once; else ``(0, parties, False)`` for the one thread that runs them all, ``(0, 0, False)``
     for every other. ``words``: the region's barrier state, zero before the start."""
     atomic_add(words, ARRIVED, 1)
-    decider = False
+    decider = asked = False
     spins = 0
     while atomic_load(words, DECISION) == 0:
-        if not decider and (atomic_load(words, ARRIVED) == parties or spins >= START_SPINS):
-            # the first thread to stop waiting decides, from the arrivals it sees
+        if not asked and (atomic_load(words, ARRIVED) == parties or spins >= START_SPINS):
+            # the first thread to stop waiting decides, from the arrivals it sees; the others wait for it
+            asked = True
             if atomic_add(words, TICKET, 1) == 0:
                 decider = True
                 atomic_store(words, DECISION, HELD if atomic_load(words, ARRIVED) == parties else ALONE)

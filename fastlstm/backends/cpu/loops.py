@@ -159,25 +159,37 @@ def rows_block(block, address, rows_loop_code, t0, t1, i3, i4, i5, i6):
     call_rows_loop(rows_loop_code, a, t0, t1, row_bounds[block], row_bounds[block + 1], a.work[block])
 
 
-def forward_units_block(block, address, phase, t, slot, step, rec_slot, next_slot, running):
-    """Block function (:mod:`.regions`) of :func:`forward_loop`: forward phase ``phase`` of step t
-    on unit block ``block`` (its values: :class:`.steps.ForwardArrays`)."""
-    a = value_at(address, VALUES)
+@njit(inline="always")
+def forward_unit_phase(a, block, phase, t, slot, step, rec_slot, next_slot, running, address):
+    """Forward phase ``phase`` of step t on unit block ``block`` of ``a`` (:class:`.steps.ForwardArrays`,
+    at ``address``), every running row."""
     call_forward_phase(a.phase_code[phase], t, slot, step, rec_slot, next_slot, 0, running, a.bounds[block],
                        a.bounds[block + 1], block, a.work[block], address)
 
 
-def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
-    """Block function (:mod:`.regions`) of :func:`backward_loop`: region ``region`` of backward
-    step t on unit block ``block`` (its values: :class:`.steps.BackwardArrays`): the projection of
-    phase region − 1's gradients, then phase ``region``'s math, where there are such phases."""
-    a = value_at(address, VALUES)
+@njit(inline="always")
+def backward_unit_region(a, block, region, t, step, running, address):
+    """Region ``region`` of backward step t on unit block ``block`` of ``a`` (:class:`.steps.BackwardArrays`,
+    at ``address``): the projection of phase region − 1's gradients, then phase ``region``'s math,
+    where there are such phases."""
     u0, u1, work = a.bounds[block], a.bounds[block + 1], a.work[block]
     dnext, dprev = a.dstates[(step + 1) % 2], a.dstates[step % 2]
     if region > 0:
         call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, block, work, dprev, address)
     if region < a.pointwise_code.shape[0] and a.pointwise_code[region] != 0:
         call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext, dprev, address)
+
+
+def forward_units_block(block, address, phase, t, slot, step, rec_slot, next_slot, running):
+    """Block function (:mod:`.regions`) of :func:`forward_loop`: :func:`forward_unit_phase` (its
+    values: :class:`.steps.ForwardArrays`)."""
+    forward_unit_phase(value_at(address, VALUES), block, phase, t, slot, step, rec_slot, next_slot, running, address)
+
+
+def backward_units_block(block, address, region, t, step, running, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`backward_loop`: :func:`backward_unit_region` (its
+    values: :class:`.steps.BackwardArrays`)."""
+    backward_unit_region(value_at(address, VALUES), block, region, t, step, running, address)
 
 
 def forward_loop(a, t0, t1, each_block_code, block_code):
@@ -251,14 +263,23 @@ def backward_units_held(a, t0, t1, each_block_code, block_code):
                     words.ctypes.data, 1 if RECORD_NORMS else 0, 0, 0, 0)
 
 
+@njit(inline="always")
+def held_start(words_address, block, bounds):
+    """A held block's start: its region's barrier state (at ``words_address``), the parties (the
+    unit blocks of ``bounds``), and the blocks it runs and whether it waits
+    (:func:`.barrier.take_blocks`)."""
+    words = values_at(words_address, BARRIER_WORDS, np.int64)
+    parties = bounds.shape[0] - 1
+    first, last, waits = take_blocks(words, block, parties)
+    return words, parties, first, last, waits
+
+
 def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`forward_units_held`: steps t0 … t1 − 1 of unit
     block ``block`` (its values: :class:`.steps.ForwardArrays`), a barrier (its state at
     ``words_address``) after each phase; or of every block, or none (:func:`.barrier.take_blocks`)."""
     a = value_at(address, VALUES)
-    words = values_at(words_address, BARRIER_WORDS, np.int64)
-    parties = a.bounds.shape[0] - 1
-    first, last, waits = take_blocks(words, block, parties)
+    words, parties, first, last, waits = held_start(words_address, block, a.bounds)
     if first == last:
         return
     batch = a.states.shape[2]
@@ -271,8 +292,7 @@ def forward_units_held_block(block, address, t0, t1, words_address, i3, i4, i5, 
             for phase in range(a.phase_code.shape[0]):
                 if a.phase_code[phase] != 0:
                     for b in range(first, last):
-                        call_forward_phase(a.phase_code[phase], t, t * keep, t - t0, rec_slot, next_slot, 0, running,
-                                           a.bounds[b], a.bounds[b + 1], b, a.work[b], address)
+                        forward_unit_phase(a, b, phase, t, t * keep, t - t0, rec_slot, next_slot, running, address)
                     if waits:
                         wait_all(words, parties)
         if running < batch:
@@ -285,9 +305,7 @@ def backward_units_held_block(block, address, t0, t1, words_address, record_norm
     :func:`backward_units_block`'s (and, recording norms, before a step: block 0 reads every unit);
     or of every block, or none (:func:`.barrier.take_blocks`)."""
     a = value_at(address, VALUES)
-    words = values_at(words_address, BARRIER_WORDS, np.int64)
-    parties = a.bounds.shape[0] - 1
-    first, last, waits = take_blocks(words, block, parties)
+    words, parties, first, last, waits = held_start(words_address, block, a.bounds)
     if first == last:
         return
     batch = a.dy.shape[1]
@@ -308,13 +326,7 @@ def backward_units_held_block(block, address, t0, t1, words_address, record_norm
                     record_state_gradient(t, 0, running, a.dy, dnext, a.norms)
             for region in range(phases + 1):
                 for b in range(first, last):
-                    u0, u1, work = a.bounds[b], a.bounds[b + 1], a.work[b]
-                    if region > 0:
-                        call_backward_projection(a.projection_code[region - 1], step, 0, running, u0, u1, b, work,
-                                                 dprev, address)
-                    if region < phases:
-                        call_backward_pointwise(a.pointwise_code[region], t, step, 0, running, u0, u1, work, dnext,
-                                                dprev, address)
+                    backward_unit_region(a, b, region, t, step, running, address)
                 if waits:
                     wait_all(words, parties)
         if running < batch:
