@@ -134,9 +134,8 @@ TUNABLES = {t.name: t for t in (
             "cpu: the pool keeps at most this many free bytes (and never more than it ever lent at once); "
             "beyond that it releases the blocks returned longest ago"),
     Tunable("prepared_bytes", 64 << 20,
-            "cpu: the most bytes one thread's prepared inference calls hold together (their buffers, packed "
-            "weights and a copy of the parameters to check them against; the least recently used call makes "
-            "room): each is prepared once per thread and shape and reused while the parameters keep their "
+            "cpu: the most bytes one thread's prepared inference calls hold together (their buffers and packed "
+            "weights; the least recently used call makes room): each is prepared once per thread and shape and reused while the parameters keep their "
             "values; a call needing more is built every time (0: never)"),
     Tunable("prepared_calls", 4,
             "cpu: prepared inference calls each thread keeps (the most recently used)"),

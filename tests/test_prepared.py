@@ -60,6 +60,20 @@ def test_one_value_changed_in_place_in_a_large_weight_is_seen():
     assert not np.array_equal(before[1:], after[1:])
 
 
+def test_changes_in_place_that_a_weak_digest_would_cancel_are_seen():
+    problem = make_problem("lstm", 4, 2, 8, 64, np.float32, seed=13)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    prepared.clear()
+    results = [_assert_matches_reference(config, params, x)["y"]]
+    weight = params["weight_hh_l0"].reshape(-1)
+    lane_apart = 2 * 64                        # two float32 values a word, 64 lanes (digest.LANES)
+    weight[[3, 3 + lane_apart]] *= np.float32(-1)      # the top bits of two words of one lane
+    results.append(_assert_matches_reference(config, params, x)["y"])
+    weight[[8, 8 + lane_apart]] = weight[[8 + lane_apart, 8]]   # two values of one lane swapped
+    results.append(_assert_matches_reference(config, params, x)["y"])
+    assert all(not np.array_equal(a[1:], b[1:]) for a, b in zip(results, results[1:]))
+
+
 def test_the_last_value_of_a_parameter_of_an_odd_number_of_words_changed_in_place_is_seen():
     problem = make_problem("gru", 5, 2, 3, 5, np.float32, seed=14)      # bias_ih 15 values: 7 words and 4 bytes
     config, params, x = problem["config"], problem["params"], problem["x"]

@@ -5,10 +5,10 @@ buffers, weights packed for the tile kernel, loops' arrays and the addresses of 
 code. At small shapes building them, and checking and converting the call's arguments, cost
 more than the arithmetic. An inference call (no tape, no lengths, no in-loop regulariser) keeps
 them, per thread, for the calls of the last few shapes and parameter arrays, and reuses them
-while the parameters hold the values they were packed from: every call compares the
-parameters' bytes with a copy taken when they were packed, in one compiled call (measured:
-0.5 µs for 16 KiB, 23 µs for 1 MiB; packing costs more), so a parameter changed in place is
-packed again, never missed.
+while the parameters hold the values they were packed from: every call digests the
+parameters' bytes and compares the digest with the one taken when they were packed
+(:mod:`.digest`: one compiled call reading each byte once; 60 µs for 2 MiB, where packing costs
+more), so a parameter changed in place is packed again.
 
 A call whose arguments already conform (:meth:`Prepared.conforms`: the NumPy arrays, dtype,
 shapes and layout a call of the entry's shape converts its arguments to) is served before the
@@ -32,11 +32,12 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from numba import njit, typeof
+from numba import typeof
 
 from ... import buffers, tuning
 from ...placement import HostArrays, is_converted
-from .calls import Stored, address_of_value, compiled_call, value_at, values_at
+from .calls import Stored, address_of_value, compiled_call, value_at
+from .digest import LANES, digest, memory_table, unchanged
 from .driver import forward_work
 from .gemm import matmul_block, matmul_split
 from .loops import rows
@@ -57,32 +58,33 @@ class Prepared:
     arrays : tuple of ndarray, the parameters packed into the runs (the caller's own arrays)
     shapes : tuple of tuple of int, their shapes when packed (an array reshaped in place is not held)
     dtype : numpy.dtype, the layer's
-    snapshot : (list of ndarray, ndarray), or None: a copy of each array when packed, and the table
-        of their addresses and sizes :func:`_same_bytes` compares (None: an entry not kept)
+    digest : (ndarray, ndarray, ndarray), or None: the table of the arrays' addresses and sizes,
+        their digest when packed and room for another (:func:`.digest.unchanged`'s arguments;
+        None: an entry not kept)
     runs : list, per layer, of a list, per direction, of (index in the state's first axis,
         :class:`.calls.Stored` values of :func:`_run_direction`, its compiled copy)
     between : list of ndarray (T, B, D·H), the outputs of the layers below the last, alternately
     no_state : tuple of empty arrays standing for the state when none is given
     output_shape, final_shape : the shapes of a call's ``y`` (T, B, D·H) and final states (S, L·D, B, H)
     pooled : whether ``y`` comes from the pool (:func:`fastlstm.buffers.empty`; else ``numpy.empty``)
-    nbytes : int, the bytes it keeps when kept (buffers, packed weights, the parameters' copy)
+    nbytes : int, the bytes it keeps when kept (buffers, packed weights)
     held_blocks : int, the most unit blocks of a loop whose blocks each hold a thread
         (:func:`.loops.forward_units_held`), 0 if none: it is run only while as many run at once
     """
 
-    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "snapshot", "runs", "between", "no_state",
+    __slots__ = ("config", "names", "arrays", "shapes", "dtype", "digest", "runs", "between", "no_state",
                  "output_shape", "final_shape", "pooled", "nbytes", "held_blocks")
 
     def __init__(self, config, names, arrays, runs, between, steps, batch, held_blocks=0):
         self.config, self.names, self.arrays, self.runs, self.between = config, names, arrays, runs, between
         self.shapes = tuple(array.shape for array in arrays)
         self.dtype = np.dtype(config.dtype)
-        self.snapshot = None
+        self.digest = None
         self.no_state = tuple(np.empty((0, 0, 0), self.dtype) for _ in range(config.cell.state_count))
         self.output_shape = (steps, batch, config.output_size)
         self.final_shape = (config.cell.state_count,) + config.state_shape(batch)
         self.pooled = steps * batch * config.output_size * self.dtype.itemsize >= tuning.get("pool_min_bytes")
-        self.nbytes = sum(array.nbytes for array in arrays) + _held_bytes(self)
+        self.nbytes = _held_bytes(self)
         self.held_blocks = held_blocks
 
     def holds(self, params):
@@ -96,14 +98,14 @@ class Prepared:
                 return False
         # each array's memory is where it was: an array's data moves only with its size
         # (ndarray.resize), which its shape would show
-        return len(params) == len(self.names) and _same_bytes(self.snapshot[1])
+        return len(params) == len(self.names) and unchanged(*self.digest)
 
-    def keep_snapshot(self):
-        """Take the copy of the parameters' bytes that :meth:`holds` compares them with."""
-        copies = [array.copy() for array in self.arrays]
-        table = np.array([(_address(array), _address(copy), array.nbytes) for array, copy in zip(self.arrays, copies)],
-                         np.int64).reshape(-1, 3)
-        self.snapshot = copies, table
+    def keep_digest(self):
+        """Take the digest of the parameters' bytes that :meth:`holds` compares theirs with."""
+        table = memory_table(self.arrays)
+        expected = np.empty(LANES, np.uint64)
+        digest(table, expected)
+        self.digest = table, expected, np.empty(LANES, np.uint64)
 
     def conforms(self, x, state):
         """Whether ``x`` and ``state`` need no conversion (:func:`~fastlstm.placement.is_converted`:
@@ -147,32 +149,6 @@ class Prepared:
                 run(values.address, layer_input, state, output, final, index, given)
             layer_input = output
         return y, tuple(final)
-
-
-@njit(cache=True, error_model="numpy")
-def _same_bytes(table):
-    """Whether the bytes at two addresses are equal, for every row (address, other address,
-    bytes) of ``table`` (int64): compared as 8-byte words, their differences OR-ed (a loop the
-    vectoriser takes), then the last bytes one by one."""
-    for k in range(table.shape[0]):
-        first, second, size = table[k, 0], table[k, 1], table[k, 2]
-        words = size // 8
-        first_words, second_words = values_at(first, words, np.uint64), values_at(second, words, np.uint64)
-        differ = np.uint64(0)
-        for i in range(words):
-            differ |= first_words[i] ^ second_words[i]
-        first_bytes = values_at(first + 8 * words, size - 8 * words, np.uint8)
-        second_bytes = values_at(second + 8 * words, size - 8 * words, np.uint8)
-        for i in range(first_bytes.shape[0]):
-            if first_bytes[i] != second_bytes[i]:
-                return False
-        if differ != 0:
-            return False
-    return True
-
-
-def _address(array):
-    return array.__array_interface__["data"][0]
 
 
 def _entries():
@@ -250,7 +226,7 @@ def infer(config, kernels, params, given, x, state):
     entry = _build(config, kernels, params, names, x.shape)
     budget = tuning.get("prepared_bytes")
     if kept and entry.nbytes <= budget:
-        entry.keep_snapshot()
+        entry.keep_digest()
         entries[key] = entry
         # the least recently used first; the new entry, last, fits alone
         while len(entries) > tuning.get("prepared_calls") or sum(e.nbytes for e in entries.values()) > budget:
