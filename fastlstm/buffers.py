@@ -55,12 +55,9 @@ class _Lease:
 
     __slots__ = ("block", "__array_interface__")
 
-    def __init__(self, block, shape, dtype):
+    def __init__(self, block, address, shape, dtype):
         self.block = block
-        address = block.ctypes.data
-        address += -address % ALIGNMENT
-        self.__array_interface__ = {"shape": tuple(shape), "typestr": dtype.str, "data": (address, False),
-                                    "version": 3}
+        self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (address, False), "version": 3}
 
     def __del__(self):
         if _pool is not None:                    # None while the interpreter shuts down
@@ -71,6 +68,7 @@ class _Pool:
     def __init__(self):
         self.lock = threading.Lock()
         self.free = OrderedDict()        # id -> block, returned longest ago first
+        self.addresses = {}              # id -> the block's first address aligned to ALIGNMENT, per block kept
         self.returned = deque()          # blocks whose lease ended, not yet sorted into free
         self.free_bytes = 0
         self.leased_bytes = 0
@@ -85,14 +83,17 @@ class _Pool:
             self.leased_bytes -= block.nbytes
             self.free[id(block)] = block
             self.free_bytes += block.nbytes
-        self._release_beyond(min(self.peak_leased_bytes, tuning.get("pool_max_free_bytes")))
+        if self.free_bytes > self.peak_leased_bytes or self.free_bytes > tuning.get("pool_max_free_bytes"):
+            self._release_beyond(min(self.peak_leased_bytes, tuning.get("pool_max_free_bytes")))
 
     def _release_beyond(self, limit):
         while self.free_bytes > limit and self.free:
-            _, block = self.free.popitem(last=False)
+            key, block = self.free.popitem(last=False)
+            del self.addresses[key]
             self.free_bytes -= block.nbytes
 
     def lease(self, nbytes):
+        """A block of at least ``nbytes`` from ``ALIGNMENT`` on, and that aligned address."""
         capacity = size_class(nbytes) + ALIGNMENT
         with self.lock:
             self._collect_returned()
@@ -104,10 +105,12 @@ class _Pool:
                 self.reused += 1
             else:
                 block = np.empty(capacity, np.uint8)
+                address = block.ctypes.data
+                self.addresses[id(block)] = address + -address % ALIGNMENT
                 self.allocated += 1
             self.leased_bytes += block.nbytes
             self.peak_leased_bytes = max(self.peak_leased_bytes, self.leased_bytes)
-            return block
+            return block, self.addresses[id(block)]
 
 
 _pool = _Pool()
@@ -134,8 +137,8 @@ def empty(shape, dtype, aligned=False):
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < tuning.get("pool_min_bytes"):
         return aligned_empty(shape, dtype) if aligned else np.empty(shape, dtype)
-    shape = tuple(int(n) for n in shape)
-    return np.asarray(_Lease(_pool.lease(nbytes), shape, dtype))
+    shape = tuple(map(int, shape))
+    return np.asarray(_Lease(*_pool.lease(nbytes), shape, dtype))
 
 
 def aligned_empty(shape, dtype):
