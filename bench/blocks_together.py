@@ -1,7 +1,7 @@
 """What a block of the "sequences" loop loses when the other block runs beside it.
 
     python bench/blocks_together.py [--hidden 16 64] [--rows 1 4 16] [--steps 1000] [--rounds 8]
-    python bench/blocks_together.py --processes [--hidden 16 64] [--rows 1]
+    python bench/blocks_together.py --processes [--hidden 16 64] [--rows 1] [--rounds 3]
     python bench/blocks_together.py --batches 2 3 [--hidden 16 32 64 128]
 
 An LSTM inference call (I 8, float32) on ``rows`` rows as one block in the calling thread
@@ -16,9 +16,10 @@ median ratio. The cost model (``fastlstm.backends.cpu.strategy``) takes the bloc
 small batch pays (the rule of ``strategy.sequence_blocks``: blocks only where the largest keeps
 ``batch_rows`` rows, so B 2 stays whole and B 3 splits).
 
-``--processes`` is the control: the one-block call alone in one process, then in two processes
-at once (each ``NUMBA_NUM_THREADS=1``, one per core): what the machine itself takes from a
-core when the other is busy.
+``--processes`` is the control, per round (at most 3): the pair above (one round of it), then
+the one-block call alone in one process and in two processes at once (each
+``NUMBA_NUM_THREADS=1``, one per core): what the machine itself takes from a core when the
+other is busy, in the same minute as the pair.
 """
 import argparse
 import os
@@ -98,7 +99,12 @@ def _worker(hidden, rows, steps, start_at, seconds):
     print(f"{np.median(times):.1f}")
 
 
-def processes(hiddens, rows_list, steps):
+def processes(hiddens, rows_list, steps, rounds):
+    """Per round, one after the other: the one-block call alone and two blocks at once in this
+    process (two threads), then one process alone and two at once (one thread each): a machine
+    whose cores slow each other shows it in both pairs; an effect of one process in the first."""
+    import fastlstm
+
     environment = dict(os.environ, NUMBA_NUM_THREADS="1")
 
     def run(count):
@@ -107,11 +113,16 @@ def processes(hiddens, rows_list, steps):
         workers = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True) for _ in range(count)]
         return [float(w.communicate()[0]) for w in workers]
 
-    print(f"{'H':>5}{'rows':>6}  one process alone, ns/step   two processes at once")
+    print(f"{'H':>5}{'rows':>6}{'round':>6}  threads: alone, two at once (ns/step)   processes: alone, two at once")
     for hidden in hiddens:
+        layer = fastlstm.LSTM(8, hidden, seed=0)
         for rows in rows_list:
-            alone, both = run(1), run(2)
-            print(f"{hidden:>5}{rows:>6}  {alone[0]:>26.0f}   {' '.join(f'{t:.0f}' for t in both):>21}", flush=True)
+            for round_ in range(rounds):
+                alone, both = _interleaved(layer, _inputs(steps, rows), _inputs(steps, 2 * rows, seed=1), 1)
+                one, two = run(1), run(2)
+                print(f"{hidden:>5}{rows:>6}{round_:>6}  {alone[0]:>15.0f} {both[0]:>8.0f} ({both[0] / alone[0]:.2f})"
+                      f"   {one[0]:>18.0f} {' '.join(f'{t:.0f}' for t in two)}"
+                      f" ({max(two) / one[0]:.2f})", flush=True)
 
 
 def main(argv=None):
@@ -131,7 +142,7 @@ def main(argv=None):
     if args.batches:
         batches(args.hidden, args.batches, args.steps or 300, args.rounds)
     elif args.processes:
-        processes(args.hidden, args.rows, args.steps or 1000)
+        processes(args.hidden, args.rows, args.steps or 1000, min(args.rounds, 3))
     else:
         together(args.hidden, args.rows, args.steps or 1000, args.rounds)
 
