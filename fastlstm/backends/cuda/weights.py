@@ -3,12 +3,14 @@
 A layer's parameters are NumPy arrays unless the caller put them on the device. Copying them
 in at every call costs a pageable host-to-device copy each (which synchronises the host) and
 the transforms the kernels need (``weight_hh`` transposed for the backward, the peepholes
-stacked, the folded biases) one launch each. Here a NumPy parameter's device copy is kept
-with a host snapshot of the values it was made from, and reused while the array is the same
-object holding the same values: an optimiser that updates it in place changes its values,
-the next call sees that (one host comparison, no device work) and copies the new values into
-a NEW device array, so a tape still holding the old copy keeps its weights. A cached copy is
-never written after it is made; what is derived from such copies only is cached with them.
+stacked, the folded biases) one launch each. Here a C-contiguous NumPy parameter's device copy
+is kept with a digest of the bytes it was made from (:mod:`..cpu.digest`, as the cpu backend's
+prepared calls check theirs), and reused while the array is the same object holding the same
+bytes: an optimiser that updates it in place changes its values, the next call sees that (one
+host pass over the bytes, no device work) and copies the new values into a NEW device array, so
+a tape still holding the old copy keeps its weights. A cached copy is never written after it is
+made; what is derived from such copies only is cached with them. Other host values (another
+dtype, not C-contiguous) are copied in at every call.
 
 Parameters that already live on the device are used in place and may change in place at any
 time (nothing tells): what the kernels derive from them is made again at every call, on
@@ -20,6 +22,7 @@ import weakref
 import numpy as np
 
 from ...validation import real_array
+from ..cpu.digest import LANES, digest, memory_table, unchanged
 from . import workspace
 
 MAX_ENTRIES = 1024
@@ -31,10 +34,24 @@ _derived = {}                # (kind, id of each source) -> (weak references to 
 
 
 class _Copy:
-    __slots__ = ("source", "snapshot", "device")
+    __slots__ = ("source", "shape", "digest", "device")
 
-    def __init__(self, source, snapshot, device):
-        self.source, self.snapshot, self.device = source, snapshot, device
+    def __init__(self, source, shape, digest, device):
+        self.source, self.shape, self.digest, self.device = source, shape, digest, device
+
+    def holds(self, value):
+        """Whether ``value`` is the array copied, where it was, of its shape, with its bytes."""
+        table = self.digest[0]
+        return (self.source() is value and self.shape == value.shape
+                and int(table[0, 0]) == value.__array_interface__["data"][0] and unchanged(*self.digest))
+
+
+def _digest(value):
+    """:func:`..cpu.digest.unchanged`'s arguments for ``value`` as it is now."""
+    table = memory_table([value])
+    expected = np.empty(LANES, np.uint64)
+    digest(table, expected)
+    return table, expected, np.empty(LANES, np.uint64)
 
 
 def _upload(name, value, dtype):
@@ -46,8 +63,8 @@ def _upload(name, value, dtype):
 
 
 def parameter(name, value, dtype):
-    """The device copy of the host parameter ``value`` (an ndarray of ``dtype``), made once and
-    reused while ``value`` holds the same values; other host values are copied in each call.
+    """The device copy of the host parameter ``value`` (a C-contiguous ndarray of ``dtype``), made
+    once and reused while ``value`` holds the same bytes; other host values are copied in each call.
 
     Parameters
     ----------
@@ -62,25 +79,21 @@ def parameter(name, value, dtype):
         C-contiguous, of ``dtype``; never written by the backend.
     """
     dtype = np.dtype(dtype)
-    if type(value) is not np.ndarray or value.dtype != dtype or value.ndim not in (1, 2):
+    if (type(value) is not np.ndarray or value.dtype != dtype or value.ndim not in (1, 2)
+            or not value.flags.c_contiguous):
         return _upload(name, value, dtype)
     key = id(value)
     with _lock:
         entry = _copies.get(key)
-    if entry is not None and entry.source() is value and entry.snapshot.shape == value.shape \
-            and np.array_equal(entry.snapshot, value):
+    if entry is not None and entry.holds(value):
         return entry.device
     if entry is not None and entry.source() is value:
         # changed in place: drop the old copy first, so that its block (when no tape holds it)
         # serves the new one
         with _lock:
             _copies.pop(key, None)
-        snapshot = entry.snapshot if entry.snapshot.shape == value.shape else np.empty_like(value)
-        entry = None
-    else:
-        snapshot = np.empty_like(value)
-    np.copyto(snapshot, value)
-    device = _upload(name, snapshot, dtype)
+    device = _upload(name, value, dtype)
+    taken = _digest(value)
     _immutable[id(device)] = weakref.ref(device, lambda _, key=id(device): _forget_immutable(key))
 
     def forget(_, key=key):
@@ -92,7 +105,7 @@ def parameter(name, value, dtype):
     with _lock:
         if len(_copies) >= MAX_ENTRIES:
             _copies.clear()
-        _copies[key] = _Copy(weakref.ref(value, forget), snapshot, device)
+        _copies[key] = _Copy(weakref.ref(value, forget), value.shape, taken, device)
     return device
 
 
