@@ -5,8 +5,9 @@ packing, the rest (the per-call overhead).
 
 For each shape of the benchmark table (``--shapes``) and each shape given in full (``--shape
 cell,I,H,B,T,mode``), times fastlstm's compiled pieces inside one call (wrapping the driver's
-references to them) and reports each piece's milliseconds and GFLOP/s, and what is left: the
-Python and NumPy work around them, as a share of the call (the per-call overhead). Next to the
+references to them) and reports each piece's milliseconds and GFLOP/s (GB/s for the weights'
+packing and a prepared call's check of its parameters), and what is left: the Python and NumPy
+work around them, as a share of the call (the per-call overhead). Next to the
 loops, it times the single-threaded BLAS GEMM of one step's block alone (B × H by H × G·H/threads,
 the shape each thread multiplies per step) for scale.
 """
@@ -115,6 +116,9 @@ def main():
         run_direction_for = prepared._run_direction_for
         prepared._run_direction_for = lambda values: _timed(run_direction_for(values), totals,
                                                             "projections + loop (prepared)")
+        # and checks, before each call, that the parameters hold what was packed (a digest)
+        holds = prepared.Prepared.holds
+        prepared.Prepared.holds = _timed(holds, totals, "checking the parameters")
         prepared.clear()   # a prepared inference call runs what it built before the wrapping
         try:
             call()             # a repeated inference call reuses what the first built (fastlstm.backends.cpu.prepared)
@@ -127,6 +131,7 @@ def main():
             driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels = saved
             driver.matmul_runner, driver._loop_runner = matmul_runner, loop_runner
             prepared._run_direction_for = run_direction_for
+            prepared.Prepared.holds = holds
             prepared.clear()
             del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
@@ -138,12 +143,15 @@ def main():
                      "forward loop": loop_flops, "backward loop": loop_flops,
                      "projections + loop (prepared)": loop_flops * (1 + shape.input_size / shape.hidden_size)}
         packed = 4.0 * shape.gates * shape.hidden_size ** 2
+        parameters = 4.0 * shape.gates * shape.hidden_size * (shape.input_size + shape.hidden_size + 2)
         accounted = 0.0
         for name, seconds in totals.items():
             seconds /= args.repeats
             accounted += seconds
-            rate = (f"{big_flops[name] / seconds / 1e9:6.0f} GFLOP/s" if name in big_flops
-                    else f"{packed / seconds / 1e9:6.1f} GB/s")
+            if name in big_flops:
+                rate = f"{big_flops[name] / seconds / 1e9:6.0f} GFLOP/s"
+            else:   # bytes packed, or the parameters' bytes read by the check
+                rate = f"{(parameters if name == 'checking the parameters' else packed) / seconds / 1e9:6.1f} GB/s"
             print(f"    {name:<28}{1e3 * seconds:8.2f} ms  {rate}")
         rest = total - accounted
         print(f"    {'the rest (Python, NumPy)':<28}{1e3 * rest:8.2f} ms  {100 * rest / total:5.1f} % of the call")
