@@ -1,29 +1,39 @@
 """A digest of memory that sees whether arrays changed in place since it was taken.
 
 A prepared inference call (:mod:`.prepared`) runs on weights packed from the caller's parameter
-arrays, and must see, at every call, whether the caller changed any of their values since. A
-comparison with a copy reads the parameters' bytes twice (the arrays and the copy) and keeps the
-copy; a digest reads them once and keeps 512 bytes. Measured on the project's 2-core machines, an
-LSTM 256 → 256 call's 2 MiB of parameters: 160 µs compared with a copy, 60 µs digested (and the
-stream of a comparison evicts the packed weights its loop reads next).
+arrays, and the cuda backend on device copies of them (:mod:`..cuda.weights`): each must see, at
+every call, whether the caller changed any of their values since. A comparison with a copy reads
+the parameters' bytes twice (the arrays and the copy) and keeps the copy; a digest reads them
+once and keeps 1 KiB.
 
-The digest is ``LANES`` 64-bit lanes. The bytes are read as 64-bit words, word i going to lane
-i mod ``LANES``, each lane taking its words in order by ``lane ← rotl(lane ⊕ word, 31) · M``
-(M odd): for a fixed lane value that is a bijection of the word, and for a fixed word a bijection
-of the lane, so a change of one word always changes its lane's final value. A change of several
-words is missed only if some lane's 64-bit value comes out equal by chance (about 2⁻⁶⁴ for
-values that have nothing to do with the digest): the rotation carries each word's high bits into
-the low bits the next multiply spreads, so that, for instance, flipping the signs of two values
-of a lane does not cancel. The last bytes of an array that fill no word make one word of their
-own, zero-padded. The lanes are independent, so the loop runs in SIMD vectors at ~35 GB/s a
-core.
+The digest is ``PARTS`` × ``LANES`` 64-bit lanes. Each array's bytes are read as 64-bit words,
+cut into ``PARTS`` near-equal runs of words, run p going to part p; in a part, its k-th word goes
+to lane k mod ``LANES``, each lane taking its words in order by ``lane ← rotl(lane ⊕ word, 31) ·
+M`` (M odd): for a fixed lane value that is a bijection of the word, and for a fixed word a
+bijection of the lane, so a change of one word always changes its lane's final value. A change
+of several words is missed only if some lane's 64-bit value comes out equal by chance (about
+2⁻⁶⁴ for values that have nothing to do with the digest): the rotation carries each word's high
+bits into the low bits the next multiply spreads, so that, for instance, flipping the signs of
+two values of a lane does not cancel. The bytes after an array's last whole word make one more
+word of the last part, zero-padded. The lanes are independent, so a part runs in SIMD vectors,
+and the parts are independent, so large arrays are digested a part per thread
+(:class:`Digest`); the digest is the same whichever runs them.
+
+Measured on the project's 2-core machines (Intel Xeon), LSTM 256 → 256's 2 MiB of parameters,
+checked before each inference call: 141–146 µs compared with a copy, 83–96 µs digested on one
+thread; where the call's loop has pushed them out of the caches, one core reads them at ~10 GB/s
+(:mod:`bench.where_time_goes`), which is why large arrays are digested on every thread.
 """
 import numpy as np
 from numba import njit
 
-from .calls import COMPILED_CALLERS_ONLY, values_at
+from .calls import COMPILED_CALLERS_ONLY, value_at, values_at
+from .regions import VALUES, blocks_runner
 
 LANES = 64
+PARTS = 2
+# arrays of at least this many bytes together are digested a part per thread
+PARALLEL_DIGEST_BYTES = 1 << 19
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _LEFT, _RIGHT = np.uint64(31), np.uint64(33)
 
@@ -34,29 +44,25 @@ def _mix(lane, word):
     return ((value << _LEFT) | (value >> _RIGHT)) * _MULTIPLIER
 
 
-@njit(cache=True, error_model="numpy")
-def digest(table, lanes):
-    """Digest the memory of each row (address, bytes) of ``table`` ((N, 2) int64), in order.
-
-    Parameters
-    ----------
-    table : ndarray (N, 2) int64
-    lanes : ndarray (LANES,) uint64, receives the digest
-    """
+@njit(cache=True, error_model="numpy", nogil=True)
+def digest_part(table, part, lanes):
+    """Part ``part`` of the digest of the memory of each row (address, bytes) of ``table`` ((N, 2)
+    int64), in order, into ``lanes`` ((LANES,) uint64)."""
     for lane in range(LANES):
-        lanes[lane] = np.uint64(lane)
+        lanes[lane] = np.uint64(part * LANES + lane)
     for k in range(table.shape[0]):
         address, size = table[k, 0], table[k, 1]
         count = size // 8
-        words = values_at(address, count, np.uint64)
-        whole = count - count % LANES
+        first, last = part * count // PARTS, (part + 1) * count // PARTS
+        words = values_at(address + 8 * first, last - first, np.uint64)
+        whole = words.shape[0] - words.shape[0] % LANES
         for start in range(0, whole, LANES):
             for lane in range(LANES):
                 lanes[lane] = _mix(lanes[lane], words[start + lane])
-        for i in range(whole, count):
+        for i in range(whole, words.shape[0]):
             lanes[i - whole] = _mix(lanes[i - whole], words[i])
-        tail = values_at(address + 8 * count, size - 8 * count, np.uint8)
-        if tail.shape[0]:
+        if part == PARTS - 1 and size > 8 * count:
+            tail = values_at(address + 8 * count, size - 8 * count, np.uint8)
             word = np.uint64(0)
             for i in range(tail.shape[0]):
                 word |= np.uint64(tail[i]) << np.uint64(8 * i)
@@ -64,17 +70,69 @@ def digest(table, lanes):
 
 
 @njit(cache=True, error_model="numpy")
+def digest(table, lanes):
+    """The digest of the memory of ``table`` (as :func:`digest_part`'s) into ``lanes`` ((PARTS,
+    LANES) uint64), every part in this thread."""
+    for part in range(PARTS):
+        digest_part(table, part, lanes[part])
+
+
+@njit(cache=True, error_model="numpy")
 def unchanged(table, expected, lanes):
-    """Whether the memory of ``table`` (as :func:`digest`'s) digests to ``expected``
-    ((LANES,) uint64), ``lanes`` (the same) the room it digests into."""
+    """Whether the memory of ``table`` digests to ``expected`` ((PARTS, LANES) uint64) in this
+    thread, ``lanes`` (the same) the room it digests into."""
     digest(table, lanes)
-    for lane in range(LANES):
-        if lanes[lane] != expected[lane]:
-            return False
+    return _equal(lanes, expected)
+
+
+@njit(cache=True, error_model="numpy")
+def _equal(lanes, expected):
+    for part in range(PARTS):
+        for lane in range(LANES):
+            if lanes[part, lane] != expected[part, lane]:
+                return False
     return True
+
+
+def _digest_block(block, address, i0, i1, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :meth:`Digest.unchanged`: part ``block``; its values
+    (table, lanes)."""
+    table, lanes = value_at(address, VALUES)
+    digest_part(table, block, lanes[block])
 
 
 def memory_table(arrays):
     """The (address, bytes) table of C-contiguous ``arrays`` that :func:`digest` reads."""
     return np.array([(array.__array_interface__["data"][0], array.nbytes) for array in arrays],
                     np.int64).reshape(-1, 2)
+
+
+class Digest:
+    """The digest of C-contiguous arrays' bytes as they are when it is made, and whether they
+    still hold them (:meth:`unchanged`). The arrays must stay alive and in place (same data
+    address) while it is asked; it holds none of them.
+
+    Attributes
+    ----------
+    table : ndarray (N, 2) int64, each array's address and bytes
+    expected : ndarray (PARTS, LANES) uint64, their digest when made
+    nbytes : int, the bytes it reads
+    """
+
+    __slots__ = ("table", "expected", "nbytes", "_lanes", "_run")
+
+    def __init__(self, arrays):
+        self.table = memory_table(arrays)
+        self.nbytes = int(self.table[:, 1].sum())
+        self.expected = np.empty((PARTS, LANES), np.uint64)
+        self._lanes = np.empty((PARTS, LANES), np.uint64)
+        self._run = (blocks_runner(_digest_block, PARTS, (self.table, self._lanes))
+                     if self.nbytes >= PARALLEL_DIGEST_BYTES else None)
+        digest(self.table, self.expected)
+
+    def unchanged(self):
+        """Whether the arrays' bytes digest to :attr:`expected` (a part per thread where they are many)."""
+        if self._run is None:
+            return unchanged(self.table, self.expected, self._lanes)
+        self._run((self.table, self._lanes))
+        return _equal(self._lanes, self.expected)

@@ -7,8 +7,8 @@ more than the arithmetic. An inference call (no tape, no lengths, no in-loop reg
 them, per thread, for the calls of the last few shapes and parameter arrays, and reuses them
 while the parameters hold the values they were packed from: every call digests the
 parameters' bytes and compares the digest with the one taken when they were packed
-(:mod:`.digest`: one compiled call reading each byte once; 60 µs for 2 MiB, where packing costs
-more), so a parameter changed in place is packed again.
+(:mod:`.digest`: each byte read once, a part per thread for large parameters; packing
+costs more), so a parameter changed in place is packed again.
 
 A call whose arguments already conform (:meth:`Prepared.conforms`: the NumPy arrays, dtype,
 shapes and layout a call of the entry's shape converts its arguments to) is served before the
@@ -37,7 +37,7 @@ from numba import typeof
 from ... import buffers, tuning
 from ...placement import HostArrays, is_converted
 from .calls import Stored, address_of_value, compiled_call, value_at
-from .digest import LANES, digest, memory_table, unchanged
+from .digest import Digest
 from .driver import forward_work
 from .gemm import matmul_block, matmul_split
 from .loops import rows
@@ -58,9 +58,7 @@ class Prepared:
     arrays : tuple of ndarray, the parameters packed into the runs (the caller's own arrays)
     shapes : tuple of tuple of int, their shapes when packed (an array reshaped in place is not held)
     dtype : numpy.dtype, the layer's
-    digest : (ndarray, ndarray, ndarray), or None: the table of the arrays' addresses and sizes,
-        their digest when packed and room for another (:func:`.digest.unchanged`'s arguments;
-        None: an entry not kept)
+    digest : .digest.Digest of the arrays' bytes when packed, or None (an entry not kept)
     runs : list, per layer, of a list, per direction, of (index in the state's first axis,
         :class:`.calls.Stored` values of :func:`_run_direction`, its compiled copy)
     between : list of ndarray (T, B, D·H), the outputs of the layers below the last, alternately
@@ -98,14 +96,11 @@ class Prepared:
                 return False
         # each array's memory is where it was: an array's data moves only with its size
         # (ndarray.resize), which its shape would show
-        return len(params) == len(self.names) and unchanged(*self.digest)
+        return len(params) == len(self.names) and self.digest.unchanged()
 
     def keep_digest(self):
         """Take the digest of the parameters' bytes that :meth:`holds` compares theirs with."""
-        table = memory_table(self.arrays)
-        expected = np.empty(LANES, np.uint64)
-        digest(table, expected)
-        self.digest = table, expected, np.empty(LANES, np.uint64)
+        self.digest = Digest(self.arrays)
 
     def conforms(self, x, state):
         """Whether ``x`` and ``state`` need no conversion (:func:`~fastlstm.placement.is_converted`:

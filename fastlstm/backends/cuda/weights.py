@@ -22,7 +22,7 @@ import weakref
 import numpy as np
 
 from ...validation import real_array
-from ..cpu.digest import LANES, digest, memory_table, unchanged
+from ..cpu.digest import Digest
 from . import workspace
 
 MAX_ENTRIES = 1024
@@ -41,17 +41,8 @@ class _Copy:
 
     def holds(self, value):
         """Whether ``value`` is the array copied, where it was, of its shape, with its bytes."""
-        table = self.digest[0]
         return (self.source() is value and self.shape == value.shape
-                and int(table[0, 0]) == value.__array_interface__["data"][0] and unchanged(*self.digest))
-
-
-def _digest(value):
-    """:func:`..cpu.digest.unchanged`'s arguments for ``value`` as it is now."""
-    table = memory_table([value])
-    expected = np.empty(LANES, np.uint64)
-    digest(table, expected)
-    return table, expected, np.empty(LANES, np.uint64)
+                and int(self.digest.table[0, 0]) == value.__array_interface__["data"][0] and self.digest.unchanged())
 
 
 def _upload(name, value, dtype):
@@ -93,7 +84,7 @@ def parameter(name, value, dtype):
         with _lock:
             _copies.pop(key, None)
     device = _upload(name, value, dtype)
-    taken = _digest(value)
+    taken = Digest([value])
     _immutable[id(device)] = weakref.ref(device, lambda _, key=id(device): _forget_immutable(key))
 
     def forget(_, key=key):
