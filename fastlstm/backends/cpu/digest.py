@@ -78,9 +78,9 @@ def digest(table, lanes):
 
 
 @njit(cache=True, error_model="numpy")
-def unchanged(table, expected, lanes):
-    """Whether the memory of ``table`` digests to ``expected`` ((PARTS, LANES) uint64) in this
-    thread, ``lanes`` (the same) the room it digests into."""
+def unchanged(table, expected):
+    """Whether the memory of ``table`` digests to ``expected`` ((PARTS, LANES) uint64), in this thread."""
+    lanes = np.empty((PARTS, LANES), np.uint64)
     digest(table, lanes)
     return _equal(lanes, expected)
 
@@ -109,8 +109,8 @@ def memory_table(arrays):
 
 class Digest:
     """The digest of C-contiguous arrays' bytes as they are when it is made, and whether they
-    still hold them (:meth:`unchanged`). The arrays must stay alive and in place (same data
-    address) while it is asked; it holds none of them.
+    still hold them (:meth:`unchanged`, from any thread). The arrays must stay alive and in
+    place (same data address) while it is asked; it holds none of them.
 
     Attributes
     ----------
@@ -119,20 +119,20 @@ class Digest:
     nbytes : int, the bytes it reads
     """
 
-    __slots__ = ("table", "expected", "nbytes", "_lanes", "_run")
+    __slots__ = ("table", "expected", "nbytes", "_run")
 
     def __init__(self, arrays):
         self.table = memory_table(arrays)
         self.nbytes = int(self.table[:, 1].sum())
         self.expected = np.empty((PARTS, LANES), np.uint64)
-        self._lanes = np.empty((PARTS, LANES), np.uint64)
-        self._run = (blocks_runner(_digest_block, PARTS, (self.table, self._lanes))
+        self._run = (blocks_runner(_digest_block, PARTS, (self.table, self.expected))
                      if self.nbytes >= PARALLEL_DIGEST_BYTES else None)
         digest(self.table, self.expected)
 
     def unchanged(self):
         """Whether the arrays' bytes digest to :attr:`expected` (a part per thread where they are many)."""
         if self._run is None:
-            return unchanged(self.table, self.expected, self._lanes)
-        self._run((self.table, self._lanes))
-        return _equal(self._lanes, self.expected)
+            return unchanged(self.table, self.expected)
+        lanes = np.empty((PARTS, LANES), np.uint64)
+        self._run((self.table, lanes))
+        return _equal(lanes, self.expected)
