@@ -3,6 +3,7 @@
     python bench/blocks_together.py [--hidden 16 64] [--rows 1 4 16] [--steps 1000] [--rounds 8]
     python bench/blocks_together.py --processes [--hidden 16 64] [--rows 1] [--rounds 3]
     python bench/blocks_together.py --batches 2 3 [--hidden 16 32 64 128]
+    python bench/blocks_together.py --cpus [--hidden 16] [--rows 1] [--rounds 3]
 
 An LSTM inference call (I 8, float32) on ``rows`` rows as one block in the calling thread
 (``cpu_loop="single"``), against a call on twice the rows as two such blocks at once, one per
@@ -20,6 +21,10 @@ small batch pays (the rule of ``strategy.sequence_blocks``: blocks only where th
 the one-block call alone in one process and in two processes at once (each
 ``NUMBA_NUM_THREADS=1``, one per core): what the machine itself takes from a core when the
 other is busy, in the same minute as the pair.
+
+``--cpus``: the one-block call in a process held to one CPU, each CPU in turn: on the project's
+virtual machines the two CPUs do not always run it at one speed (the host's other work), and a
+region of two blocks ends with the slower.
 """
 import argparse
 import os
@@ -125,7 +130,37 @@ def processes(hiddens, rows_list, steps, rounds):
                       f" ({max(two) / one[0]:.2f})", flush=True)
 
 
+def _cpu_worker(cpu, hidden, rows, steps, calls):
+    os.sched_setaffinity(0, {cpu})
+    import fastlstm
+
+    layer = fastlstm.LSTM(8, hidden, seed=0)
+    print(f"{_per_step(layer, _inputs(steps, rows), 'single', calls):.1f}")
+
+
+def cpus(hiddens, rows_list, steps, rounds):
+    """The one-block call alone, in a process held to one CPU (``NUMBA_NUM_THREADS=1``), each CPU
+    in turn, per round: whether the CPUs this process may use run it at one speed. A region of
+    blocks, one per CPU, ends when its slowest block does."""
+    environment = dict(os.environ, NUMBA_NUM_THREADS="1")
+    available = sorted(os.sched_getaffinity(0))
+    print(f"{'H':>5}{'rows':>6}{'round':>6}  " + "  ".join(f"CPU {cpu:>2}, ns/step" for cpu in available))
+    for hidden in hiddens:
+        for rows in rows_list:
+            for round_ in range(rounds):
+                times = []
+                for cpu in available:
+                    command = [sys.executable, __file__, "--cpu-worker", str(cpu), str(hidden), str(rows), str(steps)]
+                    times.append(float(subprocess.run(command, env=environment, capture_output=True, text=True,
+                                                      check=True).stdout))
+                print(f"{hidden:>5}{rows:>6}{round_:>6}  " + "  ".join(f"{t:>15.0f}" for t in times), flush=True)
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--cpu-worker":
+        cpu, hidden, rows, steps = map(int, sys.argv[2:6])
+        _cpu_worker(cpu, hidden, rows, steps, 10)
+        return
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         hidden, rows, steps = map(int, sys.argv[2:5])
         _worker(hidden, rows, steps, float(sys.argv[5]), float(sys.argv[6]))
@@ -136,11 +171,14 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="T (default 1000; 300 with --batches)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--processes", action="store_true", help="the control: two single-threaded processes at once")
+    parser.add_argument("--cpus", action="store_true", help="the one-block call held to each CPU in turn")
     parser.add_argument("--batches", type=int, nargs="+", default=None,
                         help="instead: these batches as one block against the loop's blocks (T 300 unless --steps)")
     args = parser.parse_args(argv)
     if args.batches:
         batches(args.hidden, args.batches, args.steps or 300, args.rounds)
+    elif args.cpus:
+        cpus(args.hidden, args.rows, args.steps or 1000, min(args.rounds, 3))
     elif args.processes:
         processes(args.hidden, args.rows, args.steps or 1000, min(args.rounds, 3))
     else:
