@@ -90,3 +90,10 @@ def test_a_small_digest_runs_in_the_calling_thread_and_sees_changes():
     assert taken.nbytes < PARALLEL_DIGEST_BYTES and taken.unchanged()
     array[999] ^= np.uint8(1)
     assert not taken.unchanged()
+
+
+def test_a_digest_keeps_its_arrays_alive_unless_told_not_to():
+    taken = Digest([_random_bytes(PARALLEL_DIGEST_BYTES + 1, 8)])   # no other reference to the array
+    assert taken.unchanged()                                          # its memory is still the digest's
+    array = _random_bytes(64, 9)
+    assert Digest([array], hold=False).arrays is None and Digest([array]).arrays[0] is array

@@ -109,8 +109,15 @@ def memory_table(arrays):
 
 class Digest:
     """The digest of C-contiguous arrays' bytes as they are when it is made, and whether they
-    still hold them (:meth:`unchanged`, from any thread). The arrays must stay alive and in
-    place (same data address) while it is asked; it holds none of them.
+    still hold them (:meth:`unchanged`, from any thread).
+
+    Parameters
+    ----------
+    arrays : sequence of C-contiguous ndarray
+    hold : bool, default True
+        Keep references to the arrays, so that their memory outlives the digest. ``False`` (a
+        cache that must not keep its arrays alive): the caller asks only while it knows each
+        array alive, and its data where it was (``table``'s address).
 
     Attributes
     ----------
@@ -119,9 +126,10 @@ class Digest:
     nbytes : int, the bytes it reads
     """
 
-    __slots__ = ("table", "expected", "nbytes", "_run")
+    __slots__ = ("table", "expected", "nbytes", "arrays", "_run")
 
-    def __init__(self, arrays):
+    def __init__(self, arrays, hold=True):
+        self.arrays = tuple(arrays) if hold else None
         self.table = memory_table(arrays)
         self.nbytes = int(self.table[:, 1].sum())
         self.expected = np.empty((PARTS, LANES), np.uint64)

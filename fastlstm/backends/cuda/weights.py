@@ -84,7 +84,7 @@ def parameter(name, value, dtype):
         with _lock:
             _copies.pop(key, None)
     device = _upload(name, value, dtype)
-    taken = Digest([value])
+    taken = Digest([value], hold=False)     # asked only while the source is alive (_Copy.holds)
     _immutable[id(device)] = weakref.ref(device, lambda _, key=id(device): _forget_immutable(key))
 
     def forget(_, key=key):
