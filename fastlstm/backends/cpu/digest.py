@@ -22,7 +22,7 @@ and the parts are independent, so large arrays are digested a part per thread
 Measured on the project's 2-core machines (Intel Xeon), LSTM 256 → 256's 2 MiB of parameters,
 checked before each inference call: 141–146 µs compared with a copy, 83–96 µs digested on one
 thread; where the call's loop has pushed them out of the caches, one core reads them at ~10 GB/s
-(:mod:`bench.where_time_goes`), which is why large arrays are digested on every thread.
+(``bench/where_time_goes.py``), which is why large arrays are digested on every thread.
 """
 import numpy as np
 from numba import njit
@@ -124,12 +124,14 @@ class Digest:
     table : ndarray (N, 2) int64, each array's address and bytes
     expected : ndarray (PARTS, LANES) uint64, their digest when made
     nbytes : int, the bytes it reads
+    arrays : tuple of the arrays, or None (``hold=False``)
     """
 
     __slots__ = ("table", "expected", "nbytes", "arrays", "_run")
 
     def __init__(self, arrays, hold=True):
-        self.arrays = tuple(arrays) if hold else None
+        arrays = tuple(arrays)
+        self.arrays = arrays if hold else None
         self.table = memory_table(arrays)
         self.nbytes = int(self.table[:, 1].sum())
         self.expected = np.empty((PARTS, LANES), np.uint64)
