@@ -83,8 +83,9 @@ def parameter(name, value, dtype):
         # serves the new one
         with _lock:
             _copies.pop(key, None)
-    device = _upload(name, value, dtype)
+    # the digest first: a change while the copy is made then shows at the next call
     taken = Digest([value], hold=False)     # asked only while the source is alive (_Copy.holds)
+    device = _upload(name, value, dtype)
     _immutable[id(device)] = weakref.ref(device, lambda _, key=id(device): _forget_immutable(key))
 
     def forget(_, key=key):
