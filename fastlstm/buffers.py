@@ -55,9 +55,9 @@ class _Lease:
 
     __slots__ = ("block", "__array_interface__")
 
-    def __init__(self, block, address, shape, dtype):
+    def __init__(self, block, shape, dtype):
         self.block = block
-        self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (address, False), "version": 3}
+        self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (block[1], False), "version": 3}
 
     def __del__(self):
         if _pool is not None:                    # None while the interpreter shuts down
@@ -65,10 +65,12 @@ class _Lease:
 
 
 class _Pool:
+    """Blocks, each ``(memory, address)``: its bytes and their first address aligned to
+    ``ALIGNMENT`` (found once, when the block is made)."""
+
     def __init__(self):
         self.lock = threading.Lock()
-        self.free = OrderedDict()        # id -> block, returned longest ago first
-        self.addresses = {}              # id -> the block's first address aligned to ALIGNMENT, per block kept
+        self.free = OrderedDict()        # id(memory) -> block, returned longest ago first
         self.returned = deque()          # blocks whose lease ended, not yet sorted into free
         self.free_bytes = 0
         self.leased_bytes = 0
@@ -80,37 +82,37 @@ class _Pool:
         """Sort the returned blocks into ``free``, then release the oldest beyond the bound."""
         while self.returned:
             block = self.returned.popleft()
-            self.leased_bytes -= block.nbytes
-            self.free[id(block)] = block
-            self.free_bytes += block.nbytes
-        if self.free_bytes > self.peak_leased_bytes or self.free_bytes > tuning.get("pool_max_free_bytes"):
-            self._release_beyond(min(self.peak_leased_bytes, tuning.get("pool_max_free_bytes")))
+            self.leased_bytes -= block[0].nbytes
+            self.free[id(block[0])] = block
+            self.free_bytes += block[0].nbytes
+        limit = min(self.peak_leased_bytes, tuning.get("pool_max_free_bytes"))
+        if self.free_bytes > limit:
+            self._release_beyond(limit)
 
     def _release_beyond(self, limit):
         while self.free_bytes > limit and self.free:
-            key, block = self.free.popitem(last=False)
-            del self.addresses[key]
-            self.free_bytes -= block.nbytes
+            _, (memory, _) = self.free.popitem(last=False)
+            self.free_bytes -= memory.nbytes
 
     def lease(self, nbytes):
-        """A block of at least ``nbytes`` from ``ALIGNMENT`` on, and that aligned address."""
+        """A block whose memory holds ``nbytes`` from its aligned address on."""
         capacity = size_class(nbytes) + ALIGNMENT
         with self.lock:
             self._collect_returned()
-            fitting = [(candidate.nbytes, key) for key, candidate in self.free.items()
-                       if capacity <= candidate.nbytes <= REUSE_UP_TO * capacity]
+            fitting = [(memory.nbytes, key) for key, (memory, _) in self.free.items()
+                       if capacity <= memory.nbytes <= REUSE_UP_TO * capacity]
             if fitting:
                 block = self.free.pop(min(fitting)[1])
-                self.free_bytes -= block.nbytes
+                self.free_bytes -= block[0].nbytes
                 self.reused += 1
             else:
-                block = np.empty(capacity, np.uint8)
-                address = block.ctypes.data
-                self.addresses[id(block)] = address + -address % ALIGNMENT
+                memory = np.empty(capacity, np.uint8)
+                address = memory.ctypes.data
+                block = memory, address + -address % ALIGNMENT
                 self.allocated += 1
-            self.leased_bytes += block.nbytes
+            self.leased_bytes += block[0].nbytes
             self.peak_leased_bytes = max(self.peak_leased_bytes, self.leased_bytes)
-            return block, self.addresses[id(block)]
+            return block
 
 
 _pool = _Pool()
@@ -138,7 +140,7 @@ def empty(shape, dtype, aligned=False):
     if nbytes < tuning.get("pool_min_bytes"):
         return aligned_empty(shape, dtype) if aligned else np.empty(shape, dtype)
     shape = tuple(map(int, shape))
-    return np.asarray(_Lease(*_pool.lease(nbytes), shape, dtype))
+    return np.asarray(_Lease(_pool.lease(nbytes), shape, dtype))
 
 
 def aligned_empty(shape, dtype):
