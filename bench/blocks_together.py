@@ -89,7 +89,11 @@ def batches(hiddens, batch_list, steps, rounds):
                       f"   {np.median(split / whole):.2f}", flush=True)
 
 
-def _worker(hidden, rows, steps, start_at, seconds):
+def _worker(hidden, rows, steps, start_at, seconds, cpu):
+    """Print the one-block call's ns a step (median of calls for ``seconds`` from ``start_at``),
+    held to CPU ``cpu`` (−1: any)."""
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
     import fastlstm
 
     layer = fastlstm.LSTM(8, hidden, seed=0)
@@ -104,19 +108,21 @@ def _worker(hidden, rows, steps, start_at, seconds):
     print(f"{np.median(times):.1f}")
 
 
+def _workers(count, hidden, rows, steps, cpu=-1):
+    """:func:`_worker`'s figure from ``count`` single-threaded processes, timing together (3 s each,
+    from 8 s on, when there are several, so that all have started)."""
+    environment = dict(os.environ, NUMBA_NUM_THREADS="1")
+    start_at = time.time() + (8 if count > 1 else 0)
+    command = [sys.executable, __file__, "--worker", str(hidden), str(rows), str(steps), str(start_at), "3", str(cpu)]
+    workers = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+    return [float(w.communicate()[0]) for w in workers]
+
+
 def processes(hiddens, rows_list, steps, rounds):
     """Per round, one after the other: the one-block call alone and two blocks at once in this
     process (two threads), then one process alone and two at once (one thread each): a machine
     whose cores slow each other shows it in both pairs; an effect of one process in the first."""
     import fastlstm
-
-    environment = dict(os.environ, NUMBA_NUM_THREADS="1")
-
-    def run(count):
-        start_at = time.time() + 8
-        command = [sys.executable, __file__, "--worker", str(hidden), str(rows), str(steps), str(start_at), "3"]
-        workers = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True) for _ in range(count)]
-        return [float(w.communicate()[0]) for w in workers]
 
     print(f"{'H':>5}{'rows':>6}{'round':>6}  threads: alone, two at once (ns/step)   processes: alone, two at once")
     for hidden in hiddens:
@@ -124,46 +130,29 @@ def processes(hiddens, rows_list, steps, rounds):
         for rows in rows_list:
             for round_ in range(rounds):
                 alone, both = _interleaved(layer, _inputs(steps, rows), _inputs(steps, 2 * rows, seed=1), 1)
-                one, two = run(1), run(2)
+                one, two = _workers(1, hidden, rows, steps), _workers(2, hidden, rows, steps)
                 print(f"{hidden:>5}{rows:>6}{round_:>6}  {alone[0]:>15.0f} {both[0]:>8.0f} ({both[0] / alone[0]:.2f})"
                       f"   {one[0]:>18.0f} {' '.join(f'{t:.0f}' for t in two)}"
                       f" ({max(two) / one[0]:.2f})", flush=True)
-
-
-def _cpu_worker(cpu, hidden, rows, steps, calls):
-    os.sched_setaffinity(0, {cpu})
-    import fastlstm
-
-    layer = fastlstm.LSTM(8, hidden, seed=0)
-    print(f"{_per_step(layer, _inputs(steps, rows), 'single', calls):.1f}")
 
 
 def cpus(hiddens, rows_list, steps, rounds):
     """The one-block call alone, in a process held to one CPU (``NUMBA_NUM_THREADS=1``), each CPU
     in turn, per round: whether the CPUs this process may use run it at one speed. A region of
     blocks, one per CPU, ends when its slowest block does."""
-    environment = dict(os.environ, NUMBA_NUM_THREADS="1")
     available = sorted(os.sched_getaffinity(0))
     print(f"{'H':>5}{'rows':>6}{'round':>6}  " + "  ".join(f"CPU {cpu:>2}, ns/step" for cpu in available))
     for hidden in hiddens:
         for rows in rows_list:
             for round_ in range(rounds):
-                times = []
-                for cpu in available:
-                    command = [sys.executable, __file__, "--cpu-worker", str(cpu), str(hidden), str(rows), str(steps)]
-                    times.append(float(subprocess.run(command, env=environment, capture_output=True, text=True,
-                                                      check=True).stdout))
+                times = [_workers(1, hidden, rows, steps, cpu)[0] for cpu in available]
                 print(f"{hidden:>5}{rows:>6}{round_:>6}  " + "  ".join(f"{t:>15.0f}" for t in times), flush=True)
 
 
 def main(argv=None):
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--cpu-worker":
-        cpu, hidden, rows, steps = map(int, sys.argv[2:6])
-        _cpu_worker(cpu, hidden, rows, steps, 10)
-        return
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
         hidden, rows, steps = map(int, sys.argv[2:5])
-        _worker(hidden, rows, steps, float(sys.argv[5]), float(sys.argv[6]))
+        _worker(hidden, rows, steps, float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[16, 64])
