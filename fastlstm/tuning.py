@@ -135,8 +135,8 @@ TUNABLES = {t.name: t for t in (
             "beyond that it releases the blocks returned longest ago"),
     Tunable("prepared_bytes", 64 << 20,
             "cpu: the most bytes one thread's prepared inference calls hold together (their buffers and packed "
-            "weights; the least recently used call makes room): each is prepared once per thread and shape and reused while the parameters keep their "
-            "values; a call needing more is built every time (0: never)"),
+            "weights; the least recently used call makes room): each is prepared once per thread and shape and "
+            "reused while the parameters keep their values; a call needing more is built every time (0: never)"),
     Tunable("prepared_calls", 4,
             "cpu: prepared inference calls each thread keeps (the most recently used)"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"

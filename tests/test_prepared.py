@@ -5,6 +5,7 @@ import pytest
 
 from fastlstm import functional, tuning
 from fastlstm.backends.cpu import prepared
+from fastlstm.backends.cpu.digest import LANES
 
 from support import CELL_VARIANTS, assert_matches_reference, make_problem, run_in_threads, state_parts, with_backend
 
@@ -66,7 +67,7 @@ def test_changes_in_place_that_a_weak_digest_would_cancel_are_seen():
     prepared.clear()
     results = [_assert_matches_reference(config, params, x)["y"]]
     weight = params["weight_hh_l0"].reshape(-1)
-    lane_apart = 2 * 64                        # two float32 values a word, 64 lanes (digest.LANES) in a part
+    lane_apart = 2 * LANES                     # two float32 values a word, LANES lanes in a part
     weight[[3, 3 + lane_apart]] *= np.float32(-1)      # the top bits of two words of one lane
     results.append(_assert_matches_reference(config, params, x)["y"])
     weight[[8, 8 + lane_apart]] = weight[[8 + lane_apart, 8]]   # two values of one lane swapped
