@@ -118,10 +118,16 @@ TUNABLES = {t.name: t for t in (
             "cpu: blocks a GEMM around the time loops is split into at least, by whole panels of columns when it "
             "has too few rows"),
     Tunable("gradient_columns", 64,
-            "cpu: fewest columns in one block of a weight gradient computed by column blocks"),
+            "cpu: fewest rows of a weight gradient (gate columns) in one of its blocks"),
     Tunable("gradient_partials", 4,
-            "cpu: most row blocks a weight gradient is summed over in parallel (each holds a partial "
+            "cpu: most row blocks a small weight gradient is summed over in parallel (each holds a partial "
             "gradient; they are added in order)"),
+    Tunable("gradient_partial_bytes", 1 << 22,
+            "cpu: most bytes of the partial gradients of a weight gradient summed by row blocks (a larger one is "
+            "split by its rows, gate columns, and summed in place)"),
+    Tunable("gradient_blocks", 4,
+            "cpu: most blocks a weight gradient is split into (each one BLAS call over every row: fewer, "
+            "larger calls pack their inputs fewer times)"),
     Tunable("max_blocks", 16,
             "cpu: most blocks one piece of parallel work is split into (the splits depend on shapes and these "
             "knobs only, never on the thread count, so that results do not either)"),
@@ -157,7 +163,6 @@ TUNABLES = {t.name: t for t in (
 FROZEN = {
     "fastlstm.backends.cpu.tiles": "TILE_ROWS, TILE_VECTORS: the rows and SIMD vectors of columns of the "
                                     "recurrent projections' register tile",
-    "fastlstm.backends.cpu.gemm": "_BLOCK_ROWS: rows copied at a time by weight_gradient on a column slice",
     "fastlstm.cells.activations": "the float32 activations' coefficients and saturation points",
 }
 

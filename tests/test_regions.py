@@ -36,7 +36,8 @@ def test_no_block_runs_for_a_count_of_zero():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parallel_flops", [1e30, 0.0], ids=["serial", "parallel"])
-def test_products_on_the_region_match_numpy(dtype, parallel_flops):
+@pytest.mark.parametrize("partial_bytes", [1 << 30, 0], ids=["row-blocks", "column-blocks"])
+def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes):
     rng = np.random.default_rng(5)
     a = rng.standard_normal((37, 19)).astype(dtype)
     weight = rng.standard_normal((45, 19)).astype(dtype)      # (N, K) as stored
@@ -46,15 +47,30 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops):
     out = np.empty((37, 45), dtype)
     dgates = rng.standard_normal((37, 45)).astype(dtype)
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    with tuning.override(parallel_flops=parallel_flops):
+    # weight gradients in 2–4 blocks, of rows or of columns
+    with tuning.override(parallel_flops=parallel_flops, gradient_columns=8, gemm_rows=8,
+                         gradient_partial_bytes=partial_bytes):
         gemm.matmul(a, panels, out, bias)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
-        w, b = gemm.weight_gradient(dgates, 0, 45, a)
+        w, b = np.full((45, 19), np.nan, dtype), np.full(45, np.nan, dtype)   # written, never read
+        gemm.weight_gradient(dgates, 0, a, w, b)
         np.testing.assert_allclose(w, dgates.T.astype(np.float64) @ a, **tolerance)
         np.testing.assert_allclose(b, dgates.sum(axis=0, dtype=np.float64), **tolerance)
-        w, b = gemm.weight_gradient(dgates, 9, 30, a)
+        w, b = np.full((21, 19), np.nan, dtype), np.full(21, np.nan, dtype)
+        gemm.weight_gradient(dgates, 9, a, w, b)
         np.testing.assert_allclose(w, dgates[:, 9:30].T.astype(np.float64) @ a, **tolerance)
         np.testing.assert_allclose(b, dgates[:, 9:30].sum(axis=0, dtype=np.float64), **tolerance)
+        # added to what is there, from rows of a wider array (its row stride not the width)
+        wide = rng.standard_normal((37, 23)).astype(dtype)
+        before_w, before_b = w.copy(), b.copy()
+        gemm.weight_gradient(dgates, 9, wide[:, 2:21], w, b, accumulate=True)
+        np.testing.assert_allclose(w, before_w + dgates[:, 9:30].T.astype(np.float64) @ wide[:, 2:21], **tolerance)
+        np.testing.assert_allclose(b, before_b + dgates[:, 9:30].sum(axis=0, dtype=np.float64), **tolerance)
+        # no rows: zero when written, unchanged when added to
+        gemm.weight_gradient(dgates[:0], 9, a[:0], w, b, accumulate=True)
+        np.testing.assert_allclose(w, before_w + dgates[:, 9:30].T.astype(np.float64) @ wide[:, 2:21], **tolerance)
+        gemm.weight_gradient(dgates[:0], 9, a[:0], w, b)
+        assert not w.any() and not b.any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -161,6 +161,8 @@ class CellSpec:
         for phase in self.forward:
             assert 0 <= phase.gates[0] < phase.gates[1] <= count, phase
             assert phase.source == RECURRENT_INPUT or 0 <= phase.source < len(self.planes), phase
+        # the weight_hh gradient's rows are the forward phases' gates, in order
+        assert [g for phase in self.forward for g in range(*phase.gates)] == list(range(count)), self.forward
         for phase in self.backward:
             assert 0 <= phase.gates[0] < phase.gates[1] <= count, phase
             assert 0 <= phase.projects[0] < phase.projects[1] <= count, phase

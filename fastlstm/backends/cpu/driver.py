@@ -393,11 +393,12 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, input_panels, x, dx, direction, index):
+def _input_gradients(dgx, input_panels, x, dx, direction, index, grads, accumulate):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
     :func:`_segment_index`; ``input_panels``: ``weight_ih`` packed by :func:`.tiles.pack`) and
-    its share of ``weight_ih`` and ``bias_ih``."""
+    its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into
+    ``grads``'."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
     if direction == 0:
@@ -406,25 +407,20 @@ def _input_gradients(dgx, input_panels, x, dx, direction, index):
         dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
         matmul(rows, input_panels, dx_segment.reshape(-1, inputs))
         dx[index] += dx_segment
-    weight, bias = weight_gradient(rows, 0, rows.shape[1], x_rows)
-    return {"weight_ih": weight, "bias_ih": bias}
+    weight_gradient(rows, 0, x_rows, grads["weight_ih"], grads["bias_ih"], accumulate)
 
 
-def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1):
-    """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients: per forward phase, its gates'
-    Σ_t dah_tᵀ source_t as one GEMM (the source: h ⊙ m, or a tape plane)."""
+def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumulate):
+    """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients, written (or, if
+    ``accumulate``, added) into ``grads``': per forward phase, its gates' Σ_t dah_tᵀ source_t as
+    one GEMM (the source: h ⊙ m, or a tape plane)."""
     hidden = planes.shape[3]
     rows = dgh.reshape(-1, dgh.shape[-1])
-    weights, biases = [], []
     for phase in spec.forward:
         source = weight_hh_saw if phase.source == RECURRENT_INPUT else planes[phase.source]
-        g0, g1 = phase.gates
-        weight, bias = weight_gradient(rows, g0 * hidden, g1 * hidden, source[t0:t1].reshape(-1, hidden))
-        weights.append(weight)
-        biases.append(bias)
-    if len(weights) == 1:
-        return {"weight_hh": weights[0], "bias_hh": biases[0]}
-    return {"weight_hh": np.concatenate(weights), "bias_hh": np.concatenate(biases)}
+        gates = slice(phase.gates[0] * hidden, phase.gates[1] * hidden)
+        weight_gradient(rows, gates.start, source[t0:t1].reshape(-1, hidden), grads["weight_hh"][gates],
+                        grads["bias_hh"][gates], accumulate)
 
 
 def _vector_gradients(spec, dgx, states, new_states, t0, t1):
@@ -519,7 +515,7 @@ def _backward_layer(tape, dy, dstate, norms):
         pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
                                                        norms is not None), arrays, key)
-        direction_grads = {}
+        direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)
             # The loop reads the incoming state gradient from dstates[(t1 - t0) % 2] and leaves
@@ -534,10 +530,10 @@ def _backward_layer(tape, dy, dstate, norms):
                 dgx_segment[...] = 0
                 dgh_segment[...] = 0
             run(t0, t1)
-            _accumulate(direction_grads, _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1))
+            _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps)
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
-            _accumulate(direction_grads, _input_gradients(
-                dgx_segment, input_panels, x, dx, direction, _segment_index(direction, tape.reverse, t0, t1)))
+            _input_gradients(dgx_segment, input_panels, x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
+                             direction_grads, t1 < steps)
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
         if norms is not None:

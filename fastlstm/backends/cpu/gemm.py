@@ -1,21 +1,19 @@
 """The large products around the time loops, split into blocks across Numba's threads.
 
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
-row blocks; the weight gradients are single-threaded BLAS calls on row or column blocks (BLAS
-held to one thread, see ``threads``). Inside a call Numba's threads own the cores, and every
+row blocks; the weight gradients are single-threaded BLAS calls on column blocks (BLAS held to
+one thread, see ``threads``). Inside a call Numba's threads own the cores, and every
 split depends on the shapes alone (:func:`.units.block_count`), so that results do not depend
 on the thread count.
 """
 import numpy as np
 
 from ... import tuning
+from .blas import gemm_address, gemm_at
 from .calls import value_at
 from .regions import VALUES, blocks_runner, run_blocks
 from .tiles import panel_columns, product_bias_at, walk_address
 from .units import block_count
-
-# Rows of a column slice copied at a time by ``weight_gradient`` (a few hundred KiB at most).
-_BLOCK_ROWS = 256
 
 
 def _parallel(flops):
@@ -70,78 +68,91 @@ def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4
     product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
 
 
-def _rows_product(block, address, i0, i1, i2, i3, i4, i5, i6):
-    """Block function (:mod:`.regions`) of :func:`weight_gradient` by rows; its values (dgates,
-    inputs, weight_parts, bias_parts): weight_parts[block] = dgates[r0:r1]ᵀ inputs[r0:r1] and
-    bias_parts[block] = Σ dgates[r0:r1], the block's rows."""
-    dgates, inputs, weight_parts, bias_parts = value_at(address, VALUES)
-    chunks, rows = weight_parts.shape[0], dgates.shape[0]
-    r0, r1 = block * rows // chunks, (block + 1) * rows // chunks
-    bias = bias_parts[block]
-    np.dot(dgates[r0:r1].T, inputs[r0:r1], weight_parts[block])
-    bias[:] = 0
-    for r in range(r0, r1):
-        for c in range(bias.shape[0]):
-            bias[c] += dgates[r, c]
-
-
-def _columns_product(block, address, col0, chunks, i2, i3, i4, i5, i6):
-    """Block function (:mod:`.regions`) of :func:`weight_gradient` by columns; its values
-    (dgates, inputs, weight, bias): the block's columns [col0 + c0, col0 + c1) of dgates, their
-    Σ gᵀ inputs into weight[c0:c1] and Σ g into bias[c0:c1], the rows walked in blocks copied to
-    a small contiguous buffer."""
+def _columns_gradient(block, address, gemm_code, col0, blocks, accumulate, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`weight_gradient`; its values (dgates, inputs,
+    weight, bias): the block's rows [c0, c1) of ``weight`` and ``bias`` from columns
+    [col0 + c0, col0 + c1) of ``dgates``, over every row, by one BLAS call (:func:`.blas.gemm_at`
+    at ``gemm_code``)."""
     dgates, inputs, weight, bias = value_at(address, VALUES)
-    c0, c1 = block * weight.shape[0] // chunks, (block + 1) * weight.shape[0] // chunks
-    rows, width, inner = dgates.shape[0], c1 - c0, inputs.shape[1]
-    rows_block = np.empty((_BLOCK_ROWS, width), dgates.dtype)
-    product = np.empty((width, inner), dgates.dtype)
-    weight[c0:c1] = 0
-    bias[c0:c1] = 0
-    for start in range(0, rows, _BLOCK_ROWS):
-        count = min(_BLOCK_ROWS, rows - start)
-        for r in range(count):
-            for c in range(width):
-                value = dgates[start + r, col0 + c0 + c]
-                rows_block[r, c] = value
-                bias[c0 + c] += value
-        np.dot(rows_block[:count].T, inputs[start:start + count], product)
+    width, inner = weight.shape
+    rows = dgates.shape[0]
+    c0, c1 = block * width // blocks, (block + 1) * width // blocks
+    if not accumulate:
+        bias[c0:c1] = 0
+    if rows == 0:
+        if not accumulate:
+            weight[c0:c1] = 0
+        return
+    gemm_at(gemm_code, inner, c1 - c0, rows, inputs, 0, inputs.strides[0] // inputs.itemsize,
+            dgates, col0 + c0, dgates.strides[0] // dgates.itemsize, 1.0 if accumulate else 0.0,
+            weight, c0 * inner, inner)
+    for r in range(rows):
+        for c in range(c0, c1):
+            bias[c] += dgates[r, col0 + c]
+
+
+def _rows_gradient(block, address, gemm_code, col0, blocks, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`weight_gradient`; its values (dgates, inputs,
+    weight_parts, bias_parts): the block's rows [r0, r1) of ``dgates`` (columns [col0, col0 +
+    W)) and ``inputs`` summed into ``weight_parts[block]`` and ``bias_parts[block]`` by one BLAS
+    call (:func:`.blas.gemm_at` at ``gemm_code``)."""
+    dgates, inputs, weight_parts, bias_parts = value_at(address, VALUES)
+    width, inner = weight_parts.shape[1:]
+    rows = dgates.shape[0]
+    r0, r1 = block * rows // blocks, (block + 1) * rows // blocks
+    weight, bias = weight_parts[block], bias_parts[block]
+    bias[:] = 0
+    if r1 == r0:
+        weight[:] = 0
+        return
+    gemm_at(gemm_code, inner, width, r1 - r0, inputs, r0 * (inputs.strides[0] // inputs.itemsize),
+            inputs.strides[0] // inputs.itemsize, dgates, r0 * (dgates.strides[0] // dgates.itemsize) + col0,
+            dgates.strides[0] // dgates.itemsize, 0.0, weight_parts, block * width * inner, inner)
+    for r in range(r0, r1):
         for c in range(width):
-            for k in range(inner):
-                weight[c0 + c, k] += product[c, k]
+            bias[c] += dgates[r, col0 + c]
 
 
-def weight_gradient(dgates, col0, col1, inputs):
-    """A weight gradient and its bias gradient, summed over every row (time step × sequence).
+def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
+    """A weight gradient and its bias gradient summed over every row (time step × sequence),
+    written, or added, into ``weight`` and ``bias``.
 
-    With every column, each of at most ``gradient_partials`` row blocks is summed by one BLAS
-    call into a partial gradient (the faster way: measured 256 vs 217 GFLOP/s at
-    1024 × 1536 × 512), and the partials are added in order. With a slice of the columns, each
-    column block walks all rows in blocks of ``_BLOCK_ROWS``, copying its columns into a small
-    contiguous buffer for one BLAS call per block. Both splits depend on the shapes alone.
+    A small gradient (its partials within ``gradient_partial_bytes``) is summed by blocks of
+    rows, at least ``gemm_rows`` and at most ``gradient_partials`` of them, each into a partial
+    gradient by one single-threaded BLAS call; the partials are then added in order. A larger one
+    by blocks of its rows (gate columns), at least ``gradient_columns`` and at most
+    ``gradient_blocks`` of them, each one BLAS call over every row that adds into ``weight`` as it
+    lies. Either way the views are used as they lie (no copy of a slice of columns) and the split
+    depends on the shapes alone, so the bits do not depend on the thread count.
 
     Parameters
     ----------
-    dgates : ndarray, shape (M, N), C-contiguous: gate pre-activation gradients
-    col0, col1 : int, the columns of ``dgates`` to use
-    inputs : ndarray, shape (M, K), C-contiguous: what those gates multiplied
-
-    Returns
-    -------
-    weight : ndarray, shape (col1 − col0, K), Σ_m g_mᵀ inputs_m
-    bias : ndarray, shape (col1 − col0,), Σ_m g_m
+    dgates : ndarray, shape (M, N), rows contiguous: gate pre-activation gradients
+    col0 : int, the first column of ``dgates`` used (``weight.shape[0]`` of them)
+    inputs : ndarray, shape (M, K), rows contiguous: what those gates multiplied
+    weight : ndarray, shape (W, K), C-contiguous: receives Σ_m g_mᵀ inputs_m, g_m the row's
+        columns [col0, col0 + W)
+    bias : ndarray, shape (W,), contiguous: receives Σ_m g_m
+    accumulate : bool
+        Add to ``weight`` and ``bias`` instead of overwriting them.
     """
-    rows, width, inner = dgates.shape[0], col1 - col0, inputs.shape[1]
+    rows, (width, inner) = dgates.shape[0], weight.shape
     parallel = _parallel(2.0 * rows * width * inner)
-    if col0 == 0 and col1 == dgates.shape[1]:
-        chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
-        weight_parts = np.empty((chunks, width, inner), dgates.dtype)
-        bias_parts = np.empty((chunks, width), dgates.dtype)
-        run_blocks(_rows_product, chunks, (dgates, inputs, weight_parts, bias_parts), parallel=parallel)
-        if chunks == 1:
-            return weight_parts[0], bias_parts[0]
-        # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
-        return np.add.reduce(weight_parts, axis=0), np.add.reduce(bias_parts, axis=0)
-    weight, bias = np.empty((width, inner), dgates.dtype), np.empty(width, dgates.dtype)
-    chunks = block_count(width, tuning.get("gradient_columns"))
-    run_blocks(_columns_product, chunks, (dgates, inputs, weight, bias), col0, chunks, parallel=parallel)
-    return weight, bias
+    gemm_code = gemm_address(weight.dtype)
+    chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
+    if chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
+        weight_parts = np.empty((chunks, width, inner), weight.dtype)
+        bias_parts = np.empty((chunks, width), weight.dtype)
+        run_blocks(_rows_gradient, chunks, (dgates, inputs, weight_parts, bias_parts), gemm_code, col0, chunks,
+                   parallel=parallel)
+        if accumulate:
+            # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
+            weight += np.add.reduce(weight_parts, axis=0)
+            bias += np.add.reduce(bias_parts, axis=0)
+        else:
+            np.add.reduce(weight_parts, axis=0, out=weight)
+            np.add.reduce(bias_parts, axis=0, out=bias)
+        return
+    blocks = block_count(width, tuning.get("gradient_columns"), tuning.get("gradient_blocks"))
+    run_blocks(_columns_gradient, blocks, (dgates, inputs, weight, bias), gemm_code, col0, blocks, int(accumulate),
+               parallel=parallel)

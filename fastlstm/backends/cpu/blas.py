@@ -1,0 +1,100 @@
+"""The BLAS GEMM of ``scipy.linalg.cython_blas`` (the one Numba's ``np.dot`` calls), called from
+compiled code on views with leading dimensions.
+
+Numba's ``np.dot`` takes contiguous arrays only, so a product of a slice of columns copies the
+slice first, and it cannot add into its output. :func:`gemm_at` passes a row-major view (its
+start and row stride) straight to ``?gemm`` and accumulates (``beta`` 1), as BLAS itself allows.
+The function's address comes from SciPy's capsule at run time and reaches the kernels as an
+integer, so that their cached machine code holds no address of this process.
+"""
+import ctypes
+import functools
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_address(dtype):
+    """The address of SciPy's ``sgemm`` (float32) or ``dgemm`` (float64).
+
+    Parameters
+    ----------
+    dtype : numpy.dtype, float32 or float64
+
+    Returns
+    -------
+    int
+    """
+    from scipy.linalg import cython_blas
+
+    capsule = cython_blas.__pyx_capi__[{np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}[np.dtype(dtype)]]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+@intrinsic
+def gemm_at(typingctx, address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c,
+            c_start, c_stride):
+    """``c (+)= bᵀ a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[k, i]·a[k, j]`` for i < ``rows``,
+    j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
+    ``a_start`` with row stride ``a_stride`` (in values of the dtype), ``b`` as (``inner`` ×
+    ``rows``) and ``c`` as (``rows`` × ``columns``) alike; ``beta`` 0: ``c`` is not read.
+
+    Column-major, that is BLAS's ``C = A·Bᵀ + beta·C`` with C (``columns`` × ``rows``), A
+    (``columns`` × ``inner``) and B (``rows`` × ``inner``): ``?gemm('N', 'T', …)`` at ``address``
+    (:func:`gemm_address` of the arrays' dtype).
+    """
+    dtype = a.dtype
+    if not (b.dtype == dtype and c.dtype == dtype and dtype in (types.float32, types.float64)):
+        raise TypeError("gemm_at: a, b and c must be float32 or float64 alike")
+    signature = types.void(types.intp, types.intp, types.intp, types.intp, a, types.intp, types.intp, b, types.intp,
+                           types.intp, beta, c, types.intp, types.intp)
+
+    def codegen(context, builder, signature, values):
+        (address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c, c_start,
+         c_stride) = values
+        value_type = context.get_value_type(dtype)
+        integer = ir.IntType(32)
+        character = ir.IntType(8)
+
+        def slot(value, value_ir_type):
+            pointer = cgutils.alloca_once(builder, value_ir_type)
+            builder.store(value, pointer)
+            return pointer
+
+        def count(value):
+            return slot(builder.trunc(value, integer), integer)
+
+        def leading(value, least):
+            larger = builder.icmp_signed(">", value, least)
+            return count(builder.select(larger, value, least))
+
+        def data(array_type, array, start):
+            return builder.gep(context.make_array(array_type)(context, builder, array).data, [start])
+
+        one = context.get_constant(types.intp, 1)
+        least_rows = builder.select(builder.icmp_signed(">", columns, one), columns, one)
+        arguments = [
+            slot(ir.Constant(character, ord("N")), character), slot(ir.Constant(character, ord("T")), character),
+            count(columns), count(rows), count(inner),
+            slot(ir.Constant(value_type, 1.0), value_type),
+            data(signature.args[4], a, a_start), leading(a_stride, least_rows),
+            data(signature.args[7], b, b_start), leading(b_stride, builder.select(
+                builder.icmp_signed(">", rows, one), rows, one)),
+            slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
+            data(signature.args[11], c, c_start), leading(c_stride, least_rows),
+        ]
+        pointer = ir.PointerType(value_type)
+        function_type = ir.FunctionType(ir.VoidType(), [character.as_pointer()] * 2 + [integer.as_pointer()] * 3 + [
+            pointer, pointer, integer.as_pointer(), pointer, integer.as_pointer(), pointer, pointer,
+            integer.as_pointer()])
+        builder.call(builder.inttoptr(address, function_type.as_pointer()), arguments)
+        return context.get_dummy_value()
+    return signature, codegen
