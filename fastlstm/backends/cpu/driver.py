@@ -29,6 +29,7 @@ from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
 from .loops import (backward_units_block, backward_units_held_block, forward_units_block, forward_units_held_block,
                     rows_block, run_rows)
+from .outputs import write_output
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
@@ -235,10 +236,7 @@ def run_directions(work, x, state, reverse, y, valid=None):
             run.project(x_rows[t0 * batch:t1 * batch] if direction == 0
                         else x[_segment_index(direction, reverse, t0, t1)].reshape(-1, inputs), xproj_rows)
             run.run(t0, t1)
-        h = states[0, 1:] if direction == 0 else states[0, 1:][reverse]
-        if valid is not None:
-            h = np.where(valid[..., None], h, 0)
-        y[..., direction * hidden:(direction + 1) * hidden] = h
+        write_output(states, None if direction == 0 else reverse[0], valid, y, direction * hidden)
         finals.append(states[:, steps])
     return finals
 
