@@ -48,6 +48,7 @@ _lock = threading.Lock()
 _libraries = None     # threadpoolctl's controllers of the BLAS the kernels call
 _holders = 0          # calls inside single_threaded_blas now, in every Python thread
 _found = None         # the thread counts the first of them found, restored by the last
+_counts = None        # a _Counts of kernel_blas()
 
 
 def kernel_blas():
@@ -76,16 +77,45 @@ def kernel_blas():
         return _libraries
 
 
-def _set_threads(libraries, counts):
-    for library, count in zip(libraries, counts):
-        # threadpoolctl lets only one Python thread at a time set OpenBLAS's process-wide pool,
-        # and silently ignores the others; the hold below is process-wide, so take it over.
-        release = getattr(type(library), "clear_controlling_thread", None)
-        if release is not None:
-            release()
-        library.set_num_threads(count)
-        if release is not None:
-            release()
+class _Counts:
+    """Get and set the thread counts of BLAS libraries: an OpenBLAS on its own threads (a
+    process-wide pool) through its C functions directly (two calls of a few hundred ns, where
+    threadpoolctl's controller took ~15 µs for a hold and its release), any other through
+    threadpoolctl."""
+
+    def __init__(self, libraries):
+        self.libraries = libraries
+        self.direct = [self._c_functions(library) for library in libraries]
+
+    @staticmethod
+    def _c_functions(library):
+        symbol = getattr(library, "_get_symbol", None)       # threadpoolctl's, with the build's affixes
+        if symbol is None or library.internal_api != "openblas" or library.threading_layer == "openmp":
+            return None
+        get, set_ = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+        return None if get is None or set_ is None else (get, set_)
+
+    def get(self):
+        return [library.num_threads if direct is None else direct[0]()
+                for library, direct in zip(self.libraries, self.direct)]
+
+    def set(self, counts):
+        for library, direct, count in zip(self.libraries, self.direct, counts):
+            if direct is None:
+                _set_threads(library, count)
+            else:
+                direct[1](count)
+
+
+def _set_threads(library, count):
+    # threadpoolctl lets only one Python thread at a time set OpenBLAS's process-wide pool,
+    # and silently ignores the others; the hold below is process-wide, so take it over.
+    release = getattr(type(library), "clear_controlling_thread", None)
+    if release is not None:
+        release()
+    library.set_num_threads(count)
+    if release is not None:
+        release()
 
 
 @contextmanager
@@ -95,12 +125,14 @@ def single_threaded_blas():
     The limit is process-wide, so concurrent calls share it: the first to enter sets it, and
     the last to leave restores exactly what the first found, whatever order they leave in.
     """
-    global _holders, _found
-    libraries = kernel_blas()
+    global _holders, _found, _counts
+    if _counts is None:
+        _counts = _Counts(kernel_blas())      # the same controllers whichever thread makes them first
+    counts = _counts
     with _lock:
         if _holders == 0:
-            _found = [library.num_threads for library in libraries]
-            _set_threads(libraries, [1] * len(libraries))
+            _found = counts.get()
+            counts.set([1] * len(_found))
         _holders += 1
     try:
         yield
@@ -108,5 +140,5 @@ def single_threaded_blas():
         with _lock:
             _holders -= 1
             if _holders == 0:
-                _set_threads(libraries, _found)
+                counts.set(_found)
 
