@@ -162,7 +162,8 @@ TUNABLES = {t.name: t for t in (
 # Constants compiled into cached kernels (module: name). Edit them there.
 FROZEN = {
     "fastlstm.backends.cpu.tiles": "TILE_ROWS, TILE_VECTORS: the rows and SIMD vectors of columns of the "
-                                    "recurrent projections' register tile",
+                                    "recurrent projections' register tile; CHUNK_ROWS, DEPTH: the rows and "
+                                    "inner values a product takes at a time",
     "fastlstm.cells.activations": "the float32 activations' coefficients and saturation points",
 }
 

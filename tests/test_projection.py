@@ -3,7 +3,7 @@ on every remainder of its tiles; the packed weights against the slices they stan
 import numpy as np
 import pytest
 
-from fastlstm.backends.cpu.tiles import (TILE_ROWS, TILE_VECTORS, _panel_width, lanes, pack, pack_transposed,
+from fastlstm.backends.cpu.tiles import (DEPTH, TILE_ROWS, TILE_VECTORS, _panel_width, lanes, pack, pack_transposed,
                                          panels_size, product, product_bias)
 from fastlstm.backends.cpu.units import backward_panels, forward_panels
 
@@ -20,8 +20,8 @@ def _columns(dtype):
 def test_product_matches_numpy_on_every_tile_remainder(dtype):
     rng = np.random.default_rng(0)
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
-    for rows in range(1, 2 * TILE_ROWS + 2):
-        for inner in (0, 1, 2, 7, 40):
+    for rows in range(1, 2 * TILE_ROWS + 4):             # every ladder of tiles, to 6 + 6 + 3
+        for inner in (0, 1, 2, 7, 40, DEPTH + 1, 2 * DEPTH + 5):   # one part of K, two, three
             for columns in _columns(dtype):
                 a = rng.standard_normal((rows, inner + 3)).astype(dtype)[:, 1:1 + inner]   # strided rows
                 b = rng.standard_normal((inner, columns)).astype(dtype)
@@ -92,12 +92,12 @@ def test_block_panels_hold_each_blocks_weights_per_phase(dtype, phases, hidden, 
 def test_product_bias_adds_the_bias_to_every_row(dtype):
     rng = np.random.default_rng(3)
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
-    for rows in (1, TILE_ROWS + 1, 70):          # 70: past one chunk of rows
+    for rows, inner in ((1, 9), (TILE_ROWS + 1, 9), (70, 9), (7, 2 * DEPTH + 5)):   # 70: past one chunk of rows
         for columns in _columns(dtype):
-            a = rng.standard_normal((rows, 9)).astype(dtype)
-            b = rng.standard_normal((9, columns)).astype(dtype)
+            a = rng.standard_normal((rows, inner)).astype(dtype)
+            b = rng.standard_normal((inner, columns)).astype(dtype)
             bias = rng.standard_normal(columns).astype(dtype)
-            panels = np.empty(panels_size(9, columns, dtype), dtype)
+            panels = np.empty(panels_size(inner, columns, dtype), dtype)
             pack(b, 0, columns, panels)
             c = np.full((rows, columns), np.nan, dtype)
             product_bias(a, panels, bias, c)

@@ -5,10 +5,12 @@
 panels (:func:`pack`, :func:`pack_transposed`): ``weight_hhᵀ`` and ``weight_ihᵀ`` forward,
 ``weight_hh`` and ``weight_ih`` as stored backward. It is the micro-kernel of a GEMM: a tile of
 up to ``TILE_ROWS`` rows × ``TILE_VECTORS`` SIMD vectors of columns is summed in registers over
-the whole of K, each step loading one row of the panel and broadcasting one value of each of
-``a``'s rows; no packing per product, no horizontal sums, and the same code for one row as for
-many. Rows are taken in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while
-every panel passes over it. The kernels call it through its address (:func:`product_at`,
+K, each step loading one row of the panel and broadcasting one value of each of ``a``'s rows;
+no packing per product, no horizontal sums, and the same code for one row as for many. Rows
+are taken in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while every panel
+passes over it, and K in parts of ``DEPTH`` so that a panel's part stays in L1 while every tile
+of the chunk passes over it (a tile adds each part to the sums the last part left in ``c``:
+the same FMAs in the same order, so the same bits as one pass over the whole of K). The kernels call it through its address (:func:`product_at`,
 :func:`product_bias_at`, :mod:`.calls`): it is compiled once, alone, and cached; :func:`product`
 and :func:`product_bias` call it from Python.
 
@@ -19,7 +21,10 @@ for float32 and float64 alike, with masked stores for the columns past the last 
 Measured on one core of the project's AMD EPYC machines (``bench/projection_kernels.py``):
 98–113 GFLOP/s float32 from 4 rows at K = 16 to 1024 (OpenBLAS 18–92 at the same shapes, MKL's
 packed GEMM 45–95; OpenBLAS's own sgemm peak on this core is 91–100), 45 at one row, where each
-step streams the weights.
+step streams the weights. On one core of an Intel Xeon (Sapphire Rapids class), with the 6-row
+tiles and the parts of K: 141–184 GFLOP/s at a small batch's recurrent products (7–17 rows, K
+86–280, N 344–1120), where 4-row tiles over the whole of K ran at 68–158 (the panel read from L2
+once per tile instead of from L1).
 """
 import numba
 import numpy as np
@@ -44,13 +49,16 @@ def _vector_bytes():
 
 
 VECTOR_BYTES = _vector_bytes()
-# rows × vectors of running sums: 16 registers of AVX-512's 32, 8 of AVX2's 16, with room for
+# rows × vectors of running sums: 24 registers of AVX-512's 32, 12 of AVX2's 16, with room for
 # the tile's row of b and the broadcast value of a
-TILE_ROWS = 4
+TILE_ROWS = 6
 TILE_VECTORS = 4 if VECTOR_BYTES == 64 else 2
 # rows of a product taken at a time: their rows of ``a`` (64 × K values) stay in L2 while every
 # panel of ``b`` passes over them
 CHUNK_ROWS = 64
+# values of the inner dimension taken at a time: a panel's part (DEPTH × a panel's width, 16 KiB of
+# float32 or float64 with AVX-512) stays in L1 while every tile of a chunk's rows passes over it
+DEPTH = 64
 
 
 def lanes(dtype):
@@ -66,9 +74,11 @@ def _splat(builder, value, vector_type):
 
 
 def _tile(rows, vectors, masked):
-    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns, bias, with_bias)``: for i <
-    ``rows`` and j < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] = s + Σ_k a[i0 + i, k]
-    · b[start + k·stride + j]``, where s is ``bias[j0 + j]`` if ``with_bias``, else 0.
+    """An intrinsic ``tile(c, i0, j0, a, b, start, stride, columns, bias, with_bias, accumulate)``: for
+    i < ``rows`` and j < ``vectors`` SIMD vectors of columns, ``c[i0 + i, j0 + j] = s + Σ_k a[i0 + i,
+    k] · b[start + k·stride + j]``, where s is ``c[i0 + i, j0 + j]`` itself if ``accumulate``, else
+    ``bias[j0 + j]`` if ``with_bias``, else 0 (a sum over k split in parts, one call each, is the
+    same FMAs in the same order as one call over the whole: the same bits).
 
     ``a`` and ``c`` are 2-D arrays of one float dtype, each row contiguous (unit stride along
     the last axis; the row strides are read from the arrays); ``b`` is flat and contiguous.
@@ -77,8 +87,9 @@ def _tile(rows, vectors, masked):
     ignored.
     """
     @intrinsic
-    def tile(typingctx, c, i0, j0, a, b, start, stride, columns, bias, with_bias):
-        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp, bias, types.boolean)
+    def tile(typingctx, c, i0, j0, a, b, start, stride, columns, bias, with_bias, accumulate):
+        signature = types.void(c, types.intp, types.intp, a, b, types.intp, types.intp, types.intp, bias, types.boolean,
+                               types.boolean)
 
         def codegen(context, builder, signature, arguments):
             c_array, a_array, b_array = (context.make_array(signature.args[k])(context, builder, arguments[k])
@@ -133,6 +144,14 @@ def _tile(rows, vectors, masked):
                              else builder.load(pointer, align=itemsize))
                     for i in range(rows):
                         builder.store(value, sums[0][i][v])
+            with builder.if_then(arguments[10]):
+                for i in range(rows):
+                    for v in range(vectors):
+                        pointer = builder.bitcast(address(c_array, builder.add(row0, constant(i)),
+                                                          builder.add(column0, constant(v * width))), vector_pointer)
+                        value = (builder.call(masked_load, [pointer, alignment, masks[v], zero]) if masked
+                                 else builder.load(pointer, align=itemsize))
+                        builder.store(value, sums[0][i][v])
             inner = cgutils.unpack_tuple(builder, a_array.shape)[1]
             a_rows = [address(a_array, builder.add(row0, constant(i)), constant(0)) for i in range(rows)]
             b_first = builder.gep(builder.bitcast(b_array.data, byte), [builder.mul(b_start, constant(itemsize))])
@@ -174,13 +193,14 @@ def _tile(rows, vectors, masked):
     return tile
 
 
-# The tiles, one intrinsic per shape. A chunk's rows are taken 4 at a time (TILE_ROWS) until 5
-# or fewer are left, then 5 as 3 + 2 and the others in one tile: a one-row tile is bound by
-# reading its panel (4 bytes per 2 flops) and costs nearly what a tile of 4 rows does, so it is
-# left for a chunk of one row. The last panel (the columns past whole panels) is read by masked
-# tiles of the fewest vectors (1, 2 or all TILE_VECTORS) that cover its columns.
-assert TILE_ROWS == 4
-full_4, full_3, full_2, full_1 = (_tile(rows, TILE_VECTORS, False) for rows in (4, 3, 2, 1))
+# The tiles, one intrinsic per shape. A chunk's rows are taken 6 at a time (TILE_ROWS) until 7
+# or fewer are left (not 6), then 7 as 4 + 3 and the others in one tile: a one-row tile is bound
+# by reading its panel (4 bytes per 2 flops) and costs nearly what a tile of 4 rows does, so it
+# is left for a chunk of one row. The last panel (the columns past whole panels) is read by
+# masked tiles of the fewest vectors (1, 2 or all TILE_VECTORS) that cover its columns, 4 rows
+# at a time.
+assert TILE_ROWS == 6
+full_6, full_5, full_4, full_3, full_2, full_1 = (_tile(rows, TILE_VECTORS, False) for rows in (6, 5, 4, 3, 2, 1))
 tail_4_1, tail_3_1, tail_2_1, tail_1_1 = (_tile(rows, 1, True) for rows in (4, 3, 2, 1))
 tail_4_2, tail_3_2, tail_2_2, tail_1_2 = (_tile(rows, 2, True) for rows in (4, 3, 2, 1))
 tail_4_all, tail_3_all, tail_2_all, tail_1_all = (_tile(rows, TILE_VECTORS, True) for rows in (4, 3, 2, 1))
@@ -221,55 +241,68 @@ def walk(a, panels, c, bias):
     # an intrinsic, so no helper could take one as an argument) compiled 0.6 s longer
     for r0 in range(0, rows, CHUNK_ROWS):
         r1 = min(rows, r0 + CHUNK_ROWS)
+        depth = max(1, inner if r1 - r0 == 1 else DEPTH)     # one row reads each value of b once
         for j0 in range(0, whole, panel):
-            start = j0 * inner
-            i0 = r0
-            while r1 - i0 >= 6 or r1 - i0 == 4:
-                full_4(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
-                i0 += 4
-            if r1 - i0 == 5 or r1 - i0 == 3:
-                full_3(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
-                i0 += 3
-            if r1 - i0 == 2:
-                full_2(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
-                i0 += 2
-            if r1 - i0 == 1:
-                full_1(c, i0, j0, a, panels, start, panel, 0, bias, with_bias)
+            for k0 in range(0, max(1, inner), depth):
+                part = a[:, k0:min(inner, k0 + depth)]
+                start = j0 * inner + k0 * panel
+                fresh, later = with_bias and k0 == 0, k0 > 0
+                i0 = r0
+                while r1 - i0 >= 8 or r1 - i0 == 6:
+                    full_6(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    i0 += 6
+                if r1 - i0 == 7:
+                    full_4(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    i0 += 4
+                if r1 - i0 == 5:
+                    full_5(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                elif r1 - i0 == 4:
+                    full_4(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                elif r1 - i0 == 3:
+                    full_3(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                elif r1 - i0 == 2:
+                    full_2(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                elif r1 - i0 == 1:
+                    full_1(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
         if left > 0:
             # the last panel's stride is panel_width(left): as many vectors as its tiles read
-            start = whole * inner
-            i0 = r0
-            while r1 - i0 >= 6 or r1 - i0 == 4:
-                if needed <= 1:
-                    tail_4_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
-                elif needed <= 2:
-                    tail_4_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
-                else:
-                    tail_4_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
-                i0 += 4
-            if r1 - i0 == 5 or r1 - i0 == 3:
-                if needed <= 1:
-                    tail_3_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
-                elif needed <= 2:
-                    tail_3_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
-                else:
-                    tail_3_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
-                i0 += 3
-            if r1 - i0 == 2:
-                if needed <= 1:
-                    tail_2_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
-                elif needed <= 2:
-                    tail_2_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
-                else:
-                    tail_2_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
-                i0 += 2
-            if r1 - i0 == 1:
-                if needed <= 1:
-                    tail_1_1(c, i0, whole, a, panels, start, width, left, bias, with_bias)
-                elif needed <= 2:
-                    tail_1_2(c, i0, whole, a, panels, start, 2 * width, left, bias, with_bias)
-                else:
-                    tail_1_all(c, i0, whole, a, panels, start, panel, left, bias, with_bias)
+            stride = width if needed <= 1 else (2 * width if needed <= 2 else panel)
+            for k0 in range(0, max(1, inner), depth):
+                part = a[:, k0:min(inner, k0 + depth)]
+                start = whole * inner + k0 * stride
+                fresh, later = with_bias and k0 == 0, k0 > 0
+                i0 = r0
+                while r1 - i0 >= 6 or r1 - i0 == 4:
+                    if needed <= 1:
+                        tail_4_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    elif needed <= 2:
+                        tail_4_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    else:
+                        tail_4_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    i0 += 4
+                if r1 - i0 == 5 or r1 - i0 == 3:
+                    if needed <= 1:
+                        tail_3_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    elif needed <= 2:
+                        tail_3_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    else:
+                        tail_3_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    i0 += 3
+                if r1 - i0 == 2:
+                    if needed <= 1:
+                        tail_2_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    elif needed <= 2:
+                        tail_2_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    else:
+                        tail_2_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    i0 += 2
+                if r1 - i0 == 1:
+                    if needed <= 1:
+                        tail_1_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    elif needed <= 2:
+                        tail_1_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                    else:
+                        tail_1_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
 
 
 def _panel_width(count, width):
