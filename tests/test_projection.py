@@ -21,7 +21,7 @@ def test_product_matches_numpy_on_every_tile_remainder(dtype):
     rng = np.random.default_rng(0)
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
     for rows in range(1, 2 * TILE_ROWS + 4):             # every ladder of tiles, to 6 + 6 + 3
-        for inner in (0, 1, 2, 7, 40, DEPTH + 1, 2 * DEPTH + 5):   # one part of K, two, three
+        for inner in (0, 1, 2, 7, 40, 2 * DEPTH + 5, 3 * DEPTH + 7):   # K in one part, two, three
             for columns in _columns(dtype):
                 a = rng.standard_normal((rows, inner + 3)).astype(dtype)[:, 1:1 + inner]   # strided rows
                 b = rng.standard_normal((inner, columns)).astype(dtype)

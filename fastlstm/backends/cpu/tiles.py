@@ -3,16 +3,17 @@
 :func:`walk` computes ``c = a @ b`` (``+ bias``) for an ``a`` of rows
 (a block's batch rows at a step, or a segment's inputs) and a ``b`` laid out once per call in
 panels (:func:`pack`, :func:`pack_transposed`): ``weight_hhᵀ`` and ``weight_ihᵀ`` forward,
-``weight_hh`` and ``weight_ih`` as stored backward. It is the micro-kernel of a GEMM: a tile of
-up to ``TILE_ROWS`` rows × ``TILE_VECTORS`` SIMD vectors of columns is summed in registers over
-K, each step loading one row of the panel and broadcasting one value of each of ``a``'s rows;
-no packing per product, no horizontal sums, and the same code for one row as for many. Rows
-are taken in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while every panel
-passes over it, and K in parts of ``DEPTH`` so that a panel's part stays in L1 while every tile
-of the chunk passes over it (a tile adds each part to the sums the last part left in ``c``:
-the same FMAs in the same order, so the same bits as one pass over the whole of K). The kernels call it through its address (:func:`product_at`,
-:func:`product_bias_at`, :mod:`.calls`): it is compiled once, alone, and cached; :func:`product`
-and :func:`product_bias` call it from Python.
+``weight_hh`` and ``weight_ih`` as stored backward. It is the micro-kernel of a GEMM: a tile of up
+to ``TILE_ROWS`` rows × ``TILE_VECTORS`` SIMD vectors of columns is summed in registers over K,
+each step loading one row of the panel and broadcasting one value of each of ``a``'s rows; no
+packing per product, no horizontal sums, and the same code for one row as for many. Rows are taken
+in chunks of ``CHUNK_ROWS`` so that a chunk of ``a`` stays in cache while every panel passes over
+it, and K in parts of ``DEPTH`` to 2·``DEPTH`` values so that a panel's part stays in L1 while
+every tile of the chunk passes over it (a tile adds each part to the sums the last part left in
+``c``: the same FMAs in the same order, so the same bits as one pass over the whole of K). The
+kernels call it through its address (:func:`product_at`, :func:`product_bias_at`, :mod:`.calls`):
+it is compiled once, alone, and cached; :func:`product` and :func:`product_bias` call it from
+Python.
 
 Numba's loops cannot express it: LLVM neither keeps a tile of sums written as Numba scalars in
 vector registers (measured: scalar FMAs, 4–7 GFLOP/s on one core) nor vectorises a tile held
@@ -56,8 +57,9 @@ TILE_VECTORS = 4 if VECTOR_BYTES == 64 else 2
 # rows of a product taken at a time: their rows of ``a`` (64 × K values) stay in L2 while every
 # panel of ``b`` passes over them
 CHUNK_ROWS = 64
-# values of the inner dimension taken at a time: a panel's part (DEPTH × a panel's width, 16 KiB of
-# float32 or float64 with AVX-512) stays in L1 while every tile of a chunk's rows passes over it
+# the fewest values of the inner dimension taken at a time (at most twice as many): a panel's part
+# (16–32 KiB of float32 or float64 with AVX-512) stays in L1 while every tile of a chunk's rows
+# passes over it
 DEPTH = 64
 
 
@@ -241,68 +243,71 @@ def walk(a, panels, c, bias):
     # an intrinsic, so no helper could take one as an argument) compiled 0.6 s longer
     for r0 in range(0, rows, CHUNK_ROWS):
         r1 = min(rows, r0 + CHUNK_ROWS)
-        depth = max(1, inner if r1 - r0 == 1 else DEPTH)     # one row reads each value of b once
+        # K in parts of DEPTH to 2·DEPTH values; in one where one tile covers the chunk's rows
+        parts = 1 if r1 - r0 <= 5 else max(1, inner // DEPTH)
         for j0 in range(0, whole, panel):
-            for k0 in range(0, max(1, inner), depth):
-                part = a[:, k0:min(inner, k0 + depth)]
+            for part in range(parts):
+                k0, k1 = part * inner // parts, (part + 1) * inner // parts
+                rows_part = a[:, k0:k1]
                 start = j0 * inner + k0 * panel
                 fresh, later = with_bias and k0 == 0, k0 > 0
                 i0 = r0
                 while r1 - i0 >= 8 or r1 - i0 == 6:
-                    full_6(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_6(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                     i0 += 6
                 if r1 - i0 == 7:
-                    full_4(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_4(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                     i0 += 4
                 if r1 - i0 == 5:
-                    full_5(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_5(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                 elif r1 - i0 == 4:
-                    full_4(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_4(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                 elif r1 - i0 == 3:
-                    full_3(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_3(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                 elif r1 - i0 == 2:
-                    full_2(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_2(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
                 elif r1 - i0 == 1:
-                    full_1(c, i0, j0, part, panels, start, panel, 0, bias, fresh, later)
+                    full_1(c, i0, j0, rows_part, panels, start, panel, 0, bias, fresh, later)
         if left > 0:
             # the last panel's stride is panel_width(left): as many vectors as its tiles read
             stride = width if needed <= 1 else (2 * width if needed <= 2 else panel)
-            for k0 in range(0, max(1, inner), depth):
-                part = a[:, k0:min(inner, k0 + depth)]
+            for part in range(parts):
+                k0, k1 = part * inner // parts, (part + 1) * inner // parts
+                rows_part = a[:, k0:k1]
                 start = whole * inner + k0 * stride
                 fresh, later = with_bias and k0 == 0, k0 > 0
                 i0 = r0
                 while r1 - i0 >= 6 or r1 - i0 == 4:
                     if needed <= 1:
-                        tail_4_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_4_1(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     elif needed <= 2:
-                        tail_4_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_4_2(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     else:
-                        tail_4_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_4_all(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     i0 += 4
                 if r1 - i0 == 5 or r1 - i0 == 3:
                     if needed <= 1:
-                        tail_3_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_3_1(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     elif needed <= 2:
-                        tail_3_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_3_2(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     else:
-                        tail_3_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_3_all(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     i0 += 3
                 if r1 - i0 == 2:
                     if needed <= 1:
-                        tail_2_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_2_1(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     elif needed <= 2:
-                        tail_2_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_2_2(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     else:
-                        tail_2_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_2_all(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     i0 += 2
                 if r1 - i0 == 1:
                     if needed <= 1:
-                        tail_1_1(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_1_1(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     elif needed <= 2:
-                        tail_1_2(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_1_2(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
                     else:
-                        tail_1_all(c, i0, whole, part, panels, start, stride, left, bias, fresh, later)
+                        tail_1_all(c, i0, whole, rows_part, panels, start, stride, left, bias, fresh, later)
 
 
 def _panel_width(count, width):
