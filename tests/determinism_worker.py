@@ -11,8 +11,9 @@ from fastlstm import tuning
 # (cell, input, hidden, batch, steps, dtype, layer options, tuning knobs): the knobs shrink the
 # blocks so that small problems are split into many blocks; the last case runs the defaults.
 FINE = dict(step_units=8, gemm_rows=8, gradient_columns=8, cpu_loop="units")
-# the sequences loop on blocks of two rows, up to four blocks
-BLOCKS = dict(gemm_rows=8, gradient_columns=8, cpu_loop="sequences", batch_rows=2, cost_threads=4)
+# the sequences loop on blocks of two rows, up to four blocks; weight gradients by blocks of gate columns
+BLOCKS = dict(gemm_rows=8, gradient_columns=8, gradient_partial_bytes=0, cpu_loop="sequences", batch_rows=2,
+              cost_threads=4)
 CASES = [
     ("LSTM", 5, 48, 6, 23, np.float32, dict(bidirectional=True, num_layers=2, dropout=0.2, recurrent_dropout=0.3,
                                             zoneout_cell=0.2, zoneout=0.1, input_dropout=0.1), FINE),

@@ -396,7 +396,7 @@ def _input_gradients(dgx, input_panels, x, dx, direction, index, grads, accumula
     added by the reverse one at the natural time of each of its steps, ``index`` from
     :func:`_segment_index`; ``input_panels``: ``weight_ih`` packed by :func:`.tiles.pack`) and
     its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into
-    ``grads``'."""
+    ``grads``."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
     if direction == 0:
@@ -410,7 +410,7 @@ def _input_gradients(dgx, input_panels, x, dx, direction, index, grads, accumula
 
 def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumulate):
     """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients, written (or, if
-    ``accumulate``, added) into ``grads``': per forward phase, its gates' Σ_t dah_tᵀ source_t as
+    ``accumulate``, added) into ``grads``: per forward phase, its gates' Σ_t dah_tᵀ source_t as
     one GEMM (the source: h ⊙ m, or a tape plane)."""
     hidden = planes.shape[3]
     rows = dgh.reshape(-1, dgh.shape[-1])

@@ -1,10 +1,10 @@
 """The large products around the time loops, split into blocks across Numba's threads.
 
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
-row blocks; the weight gradients are single-threaded BLAS calls on column blocks (BLAS held to
-one thread, see ``threads``). Inside a call Numba's threads own the cores, and every
-split depends on the shapes alone (:func:`.units.block_count`), so that results do not depend
-on the thread count.
+row blocks; the weight gradients are single-threaded BLAS calls (:mod:`.blas`; BLAS held to one
+thread, see ``threads``) on blocks of rows or of gate columns. Inside a call Numba's threads own
+the cores, and every split depends on the shapes alone (:func:`.units.block_count`), so that
+results do not depend on the thread count.
 """
 import numpy as np
 
@@ -145,8 +145,8 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
         bias_parts = np.empty((chunks, width), weight.dtype)
         run_blocks(_rows_gradient, chunks, (dgates, inputs, weight_parts, bias_parts), gemm_code, col0, chunks,
                    parallel=parallel)
+        # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
         if accumulate:
-            # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
             weight += np.add.reduce(weight_parts, axis=0)
             bias += np.add.reduce(bias_parts, axis=0)
         else:
