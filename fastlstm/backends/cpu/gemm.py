@@ -117,10 +117,10 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
     """A weight gradient and its bias gradient summed over every row (time step × sequence),
     written, or added, into ``weight`` and ``bias``.
 
-    A small gradient (its partials within ``gradient_partial_bytes``) is summed by blocks of
-    rows, at least ``gemm_rows`` and at most ``gradient_partials`` of them, each into a partial
-    gradient by one single-threaded BLAS call; the partials are then added in order. A larger one
-    by blocks of its rows (gate columns), at least ``gradient_columns`` and at most
+    A small gradient (its partials within ``gradient_partial_bytes``) of many rows is summed by
+    blocks of rows, at least ``gemm_rows`` and at most ``gradient_partials`` of them, each into a
+    partial gradient by one single-threaded BLAS call; the partials are then added in order. Any
+    other by blocks of its rows (gate columns), at least ``gradient_columns`` and at most
     ``gradient_blocks`` of them, each one BLAS call over every row that adds into ``weight`` as it
     lies. Either way the views are used as they lie (no copy of a slice of columns) and the split
     depends on the shapes alone, so the bits do not depend on the thread count.
@@ -140,7 +140,7 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
     parallel = _parallel(2.0 * rows * width * inner)
     gemm_code = gemm_address(weight.dtype)
     chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
-    if chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
+    if 1 < chunks and chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
         weight_parts = np.empty((chunks, width, inner), weight.dtype)
         bias_parts = np.empty((chunks, width), weight.dtype)
         run_blocks(_rows_gradient, chunks, (dgates, inputs, weight_parts, bias_parts), gemm_code, col0, chunks,

@@ -497,8 +497,14 @@ _walks = AddressBook()
 def walk_address(dtype):
     """The address of :func:`walk`'s machine code for ``dtype`` (float32 or float64), compiled
     (or loaded from Numba's cache) on first use."""
-    matrix, vector = _WALK_TYPES[np.dtype(dtype)]
-    return _walks.get((matrix,), lambda: address_of(walk, matrix, vector, matrix, vector))
+    code = _walk_codes.get(dtype)       # by the dtype as given: hashing Numba's types costs µs
+    if code is None:
+        matrix, vector = _WALK_TYPES[np.dtype(dtype)]
+        code = _walk_codes[dtype] = _walks.get((matrix,), lambda: address_of(walk, matrix, vector, matrix, vector))
+    return code
+
+
+_walk_codes = {}
 
 
 @njit(inline="always", error_model="numpy")
