@@ -1,7 +1,7 @@
 """Hypothesis properties: the cpu backend against the float64 reference."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from support import (CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy,
@@ -19,6 +19,9 @@ sizes = st.integers(1, 6)
     with_state=st.booleans(), with_dstate=st.booleans(), batch_first=st.booleans(),
     seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
 )
+# a few terms through a saturated tanh: a draw of float32 rounding far from the naive one's
+@example(steps=8, batch=1, inputs=1, hidden=1, dtype=np.float32, x_scale=300.0, param_scale=3.0, with_state=False,
+         with_dstate=False, batch_first=False, seed=1, loop="auto")
 def test_cpu_matches_reference(variant, steps, batch, inputs, hidden, dtype, x_scale, param_scale,
                                with_state, with_dstate, batch_first, seed, loop):
     problem = make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=x_scale,
