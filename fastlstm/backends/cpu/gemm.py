@@ -86,9 +86,11 @@ def _columns_gradient(block, address, gemm_code, col0, blocks, accumulate, i4, i
     gemm_at(gemm_code, inner, c1 - c0, rows, inputs, 0, inputs.strides[0] // inputs.itemsize,
             dgates, col0 + c0, dgates.strides[0] // dgates.itemsize, 1.0 if accumulate else 0.0,
             weight, c0 * inner, inner)
+    part = bias[c0:c1]
     for r in range(rows):
-        for c in range(c0, c1):
-            bias[c] += dgates[r, col0 + c]
+        row = dgates[r, col0 + c0:col0 + c1]     # a view: indices from 0, no wraparound to vectorise past
+        for c in range(c1 - c0):
+            part[c] += row[c]
 
 
 def _rows_gradient(block, address, gemm_code, col0, blocks, i3, i4, i5, i6):
@@ -109,8 +111,9 @@ def _rows_gradient(block, address, gemm_code, col0, blocks, i3, i4, i5, i6):
             inputs.strides[0] // inputs.itemsize, dgates, r0 * (dgates.strides[0] // dgates.itemsize) + col0,
             dgates.strides[0] // dgates.itemsize, 0.0, weight_parts, block * width * inner, inner)
     for r in range(r0, r1):
+        row = dgates[r, col0:col0 + width]       # a view: indices from 0, no wraparound to vectorise past
         for c in range(width):
-            bias[c] += dgates[r, col0 + c]
+            bias[c] += row[c]
 
 
 def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
