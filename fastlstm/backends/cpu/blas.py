@@ -80,16 +80,19 @@ def gemm_at(typingctx, address, columns, rows, inner, a, a_start, a_stride, b, b
             return builder.gep(context.make_array(array_type)(context, builder, array).data, [start])
 
         one = context.get_constant(types.intp, 1)
-        least_rows = builder.select(builder.icmp_signed(">", columns, one), columns, one)
+
+        def at_least_one(value):
+            return builder.select(builder.icmp_signed(">", value, one), value, one)
+
+        # BLAS asks lda, ldc >= max(1, columns) (its m) and ldb >= max(1, rows) (its n)
         arguments = [
             slot(ir.Constant(character, ord("N")), character), slot(ir.Constant(character, ord("T")), character),
             count(columns), count(rows), count(inner),
             slot(ir.Constant(value_type, 1.0), value_type),
-            data(signature.args[4], a, a_start), leading(a_stride, least_rows),
-            data(signature.args[7], b, b_start), leading(b_stride, builder.select(
-                builder.icmp_signed(">", rows, one), rows, one)),
+            data(signature.args[4], a, a_start), leading(a_stride, at_least_one(columns)),
+            data(signature.args[7], b, b_start), leading(b_stride, at_least_one(rows)),
             slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
-            data(signature.args[11], c, c_start), leading(c_stride, least_rows),
+            data(signature.args[11], c, c_start), leading(c_stride, at_least_one(columns)),
         ]
         pointer = ir.PointerType(value_type)
         function_type = ir.FunctionType(ir.VoidType(), [character.as_pointer()] * 2 + [integer.as_pointer()] * 3 + [
