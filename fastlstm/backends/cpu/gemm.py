@@ -7,6 +7,7 @@ the cores, and every split depends on the shapes alone (:func:`.units.block_coun
 results do not depend on the thread count.
 """
 import numpy as np
+from numba import njit
 
 from ... import tuning
 from .blas import gemm_address, gemm_at
@@ -68,52 +69,44 @@ def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4
     product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
 
 
+@njit(inline="always", error_model="numpy")
+def _add_gradient(gemm_code, dgates, inputs, r0, r1, col0, weight, bias, accumulate):
+    """``weight`` (+)= dgates[r0:r1, col0:col0 + W]ᵀ inputs[r0:r1] by one BLAS call
+    (:func:`.blas.gemm_at` at ``gemm_code``) and ``bias`` (+)= the sum of those rows; ``weight``
+    (W, K) C-contiguous, ``bias`` (W,); added to if ``accumulate``, else written."""
+    width, inner = weight.shape
+    if not accumulate:
+        bias[:] = 0
+    if r1 == r0:
+        if not accumulate:
+            weight[:] = 0
+        return
+    gates_stride, inputs_stride = dgates.strides[0] // dgates.itemsize, inputs.strides[0] // inputs.itemsize
+    gemm_at(gemm_code, inner, width, r1 - r0, inputs, r0 * inputs_stride, inputs_stride, dgates,
+            r0 * gates_stride + col0, gates_stride, 1.0 if accumulate else 0.0, weight, 0, inner)
+    for r in range(r0, r1):
+        row = dgates[r, col0:col0 + width]       # a view: indices from 0, no wraparound to vectorise past
+        for c in range(width):
+            bias[c] += row[c]
+
+
 def _columns_gradient(block, address, gemm_code, col0, blocks, accumulate, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`weight_gradient`; its values (dgates, inputs,
     weight, bias): the block's rows [c0, c1) of ``weight`` and ``bias`` from columns
-    [col0 + c0, col0 + c1) of ``dgates``, over every row, by one BLAS call (:func:`.blas.gemm_at`
-    at ``gemm_code``)."""
+    [col0 + c0, col0 + c1) of ``dgates``, over every row."""
     dgates, inputs, weight, bias = value_at(address, VALUES)
-    width, inner = weight.shape
-    rows = dgates.shape[0]
-    c0, c1 = block * width // blocks, (block + 1) * width // blocks
-    if not accumulate:
-        bias[c0:c1] = 0
-    if rows == 0:
-        if not accumulate:
-            weight[c0:c1] = 0
-        return
-    gemm_at(gemm_code, inner, c1 - c0, rows, inputs, 0, inputs.strides[0] // inputs.itemsize,
-            dgates, col0 + c0, dgates.strides[0] // dgates.itemsize, 1.0 if accumulate else 0.0,
-            weight, c0 * inner, inner)
-    part = bias[c0:c1]
-    for r in range(rows):
-        row = dgates[r, col0 + c0:col0 + c1]     # a view: indices from 0, no wraparound to vectorise past
-        for c in range(c1 - c0):
-            part[c] += row[c]
+    c0, c1 = block * weight.shape[0] // blocks, (block + 1) * weight.shape[0] // blocks
+    _add_gradient(gemm_code, dgates, inputs, 0, dgates.shape[0], col0 + c0, weight[c0:c1], bias[c0:c1], accumulate)
 
 
 def _rows_gradient(block, address, gemm_code, col0, blocks, i3, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`weight_gradient`; its values (dgates, inputs,
     weight_parts, bias_parts): the block's rows [r0, r1) of ``dgates`` (columns [col0, col0 +
-    W)) and ``inputs`` summed into ``weight_parts[block]`` and ``bias_parts[block]`` by one BLAS
-    call (:func:`.blas.gemm_at` at ``gemm_code``)."""
+    W)) and ``inputs`` summed into ``weight_parts[block]`` and ``bias_parts[block]``."""
     dgates, inputs, weight_parts, bias_parts = value_at(address, VALUES)
-    width, inner = weight_parts.shape[1:]
     rows = dgates.shape[0]
     r0, r1 = block * rows // blocks, (block + 1) * rows // blocks
-    weight, bias = weight_parts[block], bias_parts[block]
-    bias[:] = 0
-    if r1 == r0:
-        weight[:] = 0
-        return
-    gemm_at(gemm_code, inner, width, r1 - r0, inputs, r0 * (inputs.strides[0] // inputs.itemsize),
-            inputs.strides[0] // inputs.itemsize, dgates, r0 * (dgates.strides[0] // dgates.itemsize) + col0,
-            dgates.strides[0] // dgates.itemsize, 0.0, weight_parts, block * width * inner, inner)
-    for r in range(r0, r1):
-        row = dgates[r, col0:col0 + width]       # a view: indices from 0, no wraparound to vectorise past
-        for c in range(width):
-            bias[c] += row[c]
+    _add_gradient(gemm_code, dgates, inputs, r0, r1, col0, weight_parts[block], bias_parts[block], False)
 
 
 def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
