@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from fastlstm.backends.cpu import driver, prepared
+from fastlstm.backends.cpu import driver, kept, prepared
 from fastlstm.backends.cpu.kernels import kernels_for
 from fastlstm.benchmark.shapes import BenchShape, select_shapes
 
@@ -110,8 +110,8 @@ def main():
         kernels.forward_loop = labelled("forward_loop", "forward loop")
         kernels.backward_loop = labelled("backward_loop", "backward loop")
         loop_runner = driver._loop_runner
-        driver._loop_runner = lambda plan, loop, arrays, key: _timed(loop_runner(plan, loop, arrays, key), totals,
-                                                                     labels[loop])
+        driver._loop_runner = lambda plan, loop, *arguments: _timed(loop_runner(plan, loop, *arguments), totals,
+                                                                    labels[loop])
         # a prepared inference call runs each direction's projections and loop in one compiled call
         run_direction_for = prepared._run_direction_for
         prepared._run_direction_for = lambda values: _timed(run_direction_for(values), totals,
@@ -120,6 +120,7 @@ def main():
         holds = prepared.Prepared.holds
         prepared.Prepared.holds = _timed(holds, totals, "checking the parameters")
         prepared.clear()   # a prepared inference call runs what it built before the wrapping
+        kept.clear()       # and a training call the loops its kept setups found before it
         try:
             call()             # a repeated inference call reuses what the first built (fastlstm.backends.cpu.prepared)
             call()             # and loads, at its first reuse, the code that checks the parameters
@@ -134,6 +135,7 @@ def main():
             prepared._run_direction_for = run_direction_for
             prepared.Prepared.holds = holds
             prepared.clear()
+            kept.clear()
             del kernels.forward_loop, kernels.backward_loop
         print(f"shape {shape.key}: {shape.label} I={shape.input_size} H={shape.hidden_size} "
               f"B={shape.batch} T={shape.steps} {shape.mode}: {1e3 * total:.2f} ms per call")

@@ -142,9 +142,12 @@ TUNABLES = {t.name: t for t in (
     Tunable("prepared_bytes", 64 << 20,
             "cpu: the most bytes one thread's prepared inference calls hold together (their buffers and packed "
             "weights; the least recently used call makes room): each is prepared once per thread and shape and "
-            "reused while the parameters keep their values; a call needing more is built every time (0: never)"),
+            "reused while the parameters keep their values; a call needing more is built every time (0: never); "
+            "the same budget, separately, for the training calls' setups each thread keeps (fastlstm/backends/cpu/"
+            "kept.py)"),
     Tunable("prepared_calls", 4,
-            "cpu: prepared inference calls each thread keeps (the most recently used)"),
+            "cpu: prepared inference calls each thread keeps (the most recently used), and training calls' "
+            "setups (each shape's forward and backward one each)"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
             "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),

@@ -25,6 +25,7 @@ from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
+from .kept import kept
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
 from .loops import (backward_units_block, backward_units_held_block, forward_units_block, forward_units_held_block,
@@ -193,7 +194,7 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
     reverse = reverse_index(steps, batch, lengths) if len(params) > 1 else None
 
     work = forward_work(kernels, params, x.shape, np.full(steps, batch) if active is None else active,
-                         order, reverse, lengths, in_the_loop, keep_tape)
+                         order, reverse, lengths, in_the_loop, keep_tape, keep=True)
     y = buffers.empty((steps, batch, len(params) * hidden), dtype=x.dtype)
     valid = None if lengths is None else active[:, None] > np.arange(batch)[None, :]   # (T, B), sorted order
     finals = run_directions(work, x, state, reverse, y, valid)
@@ -286,44 +287,101 @@ class ForwardWork:
     segments: list
 
 
-def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape):
+@dataclass
+class _DirectionSetup:
+    """One direction's part of a :class:`_ForwardSetup`: its input projection's bias and packed
+    weights, its recurrent weights' panels (``None`` until first packed), its phases' addresses
+    and loop for one ``variant`` (the arrays' type key and the regularisers in the loop), and its
+    input projections' runners by number of rows."""
+
+    bias: np.ndarray
+    input_panels: np.ndarray
+    panels: np.ndarray = None
+    panel_starts: np.ndarray = None
+    phase_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
+    variant: tuple = None
+    loop: object = None
+    addresses: tuple = None
+    projections: dict = field(default_factory=dict)
+
+
+@dataclass
+class _ForwardSetup:
+    """What a layer's forward of one shape builds the same way every call (:mod:`.kept`): its
+    plan, the segment's input projections (``xproj``), each block's work, the segments and
+    the directions' :class:`_DirectionSetup`."""
+
+    plan: object
+    xproj: np.ndarray
+    work: np.ndarray
+    segments: list
+    directions: list
+    nbytes: int
+
+
+def _forward_setup(kernels, directions, shape, hidden, dtype, keep_tape):
+    spec = kernels.spec
+    steps, batch, inputs = shape
+    gate_width = len(spec.gates) * hidden
+    segment = _segment_steps(batch, gate_width, dtype)
+    plan = choose(spec, batch, hidden, directions, dtype.itemsize, keep_tape)
+    xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
+    segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
+                for t0 in range(0, steps, segment)]
+    setups = [_DirectionSetup(np.empty(gate_width, dtype),
+                              buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True))
+              for _ in range(directions)]
+    weights = gate_width * hidden * dtype.itemsize + setups[0].input_panels.nbytes + gate_width * dtype.itemsize
+    return _ForwardSetup(plan, xproj, work, segments, setups, xproj.nbytes + work.nbytes + directions * weights)
+
+
+def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, keep=False):
     """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
     packed, every direction's arrays and loop; the caller sets the initial states (and, under
-    recurrent dropout, the first recurrent inputs)."""
+    recurrent dropout, the first recurrent inputs). With ``keep``, what every call of the shape
+    builds the same way (its plan, scratch and packing buffers, addresses) is kept for the
+    thread's next call (:mod:`.kept`): the work must then be run before the thread's next
+    forward_work, and kept nowhere (its scratch serves that call)."""
     spec = kernels.spec
     steps, batch, inputs = shape
     hidden = params[0]["weight_hh"].shape[1]
-    gate_width = len(spec.gates) * hidden
     dtype = params[0]["weight_hh"].dtype
-    segment = _segment_steps(batch, gate_width, dtype)
-    plan = choose(spec, batch, hidden, len(params), dtype.itemsize, keep_tape)
-    xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
-    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
+    build = functools.partial(_forward_setup, kernels, len(params), shape, hidden, dtype, keep_tape)
+    setup = (kept(("forward", kernels, len(params), shape, hidden, keep_tape, tuning.state(), held_threads()), build)
+             if keep else build())
+    plan = setup.plan
     # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
     # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
     allocate = buffers.empty if lengths is None else buffers.zeros
+    phases = tuple(f.gates for f in spec.forward)
+    folded = spec.folded_gates * hidden
     directions = []
-    for direction, p in enumerate(params):
+    for direction, (p, own) in enumerate(zip(params, setup.directions)):
         loop = _direction_loop(spec, None if in_the_loop is None else in_the_loop[direction], order,
                                (steps, batch, hidden), dtype, direction, reverse, keep_tape, allocate)
         states = buffers.empty((len(spec.states), steps + 1, batch, hidden), dtype, aligned=True)
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
-        bias = p["bias_ih"].copy()
-        bias[:spec.folded_gates * hidden] += p["bias_hh"][:spec.folded_gates * hidden]
-        input_panels = buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
-        pack_transposed(p["weight_ih"], input_panels)
-        panels, panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, tuple(f.gates for f in spec.forward))
-        arrays = ForwardArrays(xproj, states, planes, panels, panel_starts, p["bias_hh"], _vectors(spec, p, hidden, dtype),
-                               work, active, plan.unit_bounds, loop.mask, loop.inputs, loop.zone, loop.candidates,
-                               np.zeros(3, np.int64), walk_address(dtype))
+        np.add(p["bias_ih"][:folded], p["bias_hh"][:folded], out=own.bias[:folded])
+        own.bias[folded:] = p["bias_ih"][folded:]
+        pack_transposed(p["weight_ih"], own.input_panels)
+        own.panels, own.panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, phases, own.panels)
+        arrays = ForwardArrays(setup.xproj, states, planes, own.panels, own.panel_starts, p["bias_hh"],
+                               _vectors(spec, p, hidden, dtype), setup.work, active, plan.unit_bounds, loop.mask,
+                               loop.inputs, loop.zone, loop.candidates, own.phase_code, walk_address(dtype))
         key = type_key(arrays)
-        arrays.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape, key)
-        compiled_loop = kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape)
-        directions.append(DirectionWork(loop, input_panels, bias, arrays, _loop_runner(plan, compiled_loop, arrays, key),
-                                        functools.partial(loop_addresses, plan, compiled_loop, arrays, key)))
-    segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
-                for t0 in range(0, steps, segment)]
-    return ForwardWork(plan, xproj, active, directions, segments)
+        variant = (key, loop.recurrent_dropout, loop.zoneout)
+        if own.variant != variant:
+            own.phase_code[:] = kernels.forward_phase_code(arrays, loop.recurrent_dropout, loop.zoneout, keep_tape,
+                                                           key)
+            own.loop = kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape)
+            own.addresses = _runner_addresses(plan, own.loop, arrays, key)
+            own.variant = variant
+        directions.append(DirectionWork(loop, own.input_panels, own.bias, arrays,
+                                        _loop_runner(plan, own.loop, arrays, key, own.addresses),
+                                        functools.partial(loop_addresses, plan, own.loop, arrays, key),
+                                        own.projections))
+    return ForwardWork(plan, setup.xproj, active, directions, setup.segments)
 
 
 def _line_multiple(count, dtype):
@@ -339,16 +397,21 @@ def _vectors(spec, params, hidden, dtype):
     return np.stack([params[name] for name in spec.vectors])
 
 
-def _loop_runner(plan, loop, arrays, key):
+def _loop_runner(plan, loop, arrays, key, addresses=None):
     """``run(t0, t1)`` running ``loop`` (its ``plan.loop_kind``) on one direction's ``arrays``
     (``key``: their :func:`.calls.type_key`) over a segment: the units loop, or the rows loop on
     every block of rows (:func:`.loops.rows_block`: one block in this thread, several in one
-    parallel region)."""
-    each, code = _block_addresses(plan, arrays, key)
+    parallel region); ``addresses``: :func:`_runner_addresses` of the same, if known."""
+    each, code, rows_loop = _runner_addresses(plan, loop, arrays, key) if addresses is None else addresses
     if plan.kind == "units":
         return lambda t0, t1: loop(arrays, t0, t1, each, code)
-    rows_loop = _rows_loop_address(loop, arrays, key)
     return lambda t0, t1: run_rows(each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
+
+
+def _runner_addresses(plan, loop, arrays, key):
+    """What :func:`_loop_runner` runs ``loop`` with: (each_block_code, block_code, the rows loop's
+    address or 0 for the units loop)."""
+    return _block_addresses(plan, arrays, key) + (0 if plan.kind == "units" else _rows_loop_address(loop, arrays, key),)
 
 
 def loop_addresses(plan, loop, arrays, key):
@@ -470,49 +533,102 @@ def backward_layer(tape, dy, dstate, norms=None):
         return _backward_layer(tape, dy, dstate, norms)
 
 
+@dataclass
+class _BackwardDirection:
+    """One direction's part of a :class:`_BackwardSetup`: its state gradients, ``weight_ih`` and
+    ``weight_hh`` packed (the latter ``None`` until first packed), and its phases' addresses
+    and loop for one ``variant`` (the arrays' type key, the regularisers, the norms' record)."""
+
+    dstates: np.ndarray
+    input_panels: np.ndarray
+    panels: np.ndarray = None
+    panel_starts: np.ndarray = None
+    pointwise_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
+    projection_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
+    variant: tuple = None
+    loop: object = None
+    addresses: tuple = None
+
+
+@dataclass
+class _BackwardSetup:
+    """What a layer's backward of one shape and plan builds the same way every call (:mod:`.kept`):
+    the segment's gate gradients (``dgx``, and ``dgh`` where they differ), each block's work, the
+    staged gradients, and the directions' :class:`_BackwardDirection`."""
+
+    plan: object
+    segment: int
+    dgx: np.ndarray
+    dgh: np.ndarray
+    work: np.ndarray
+    stage: np.ndarray
+    directions: list
+    nbytes: int
+
+
+def _backward_setup(spec, plan, directions, shape, hidden, dtype):
+    steps, batch, inputs = shape
+    gate_width = len(spec.gates) * hidden
+    segment = _segment_steps(batch, gate_width, dtype)
+    segment_shape = (max(1, min(segment, steps)), batch, gate_width)
+    dgx = buffers.empty(segment_shape, dtype)
+    dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
+    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype, aligned=True)
+    staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
+    stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
+    setups = [_BackwardDirection(buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True),
+                                 buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True))
+              for _ in range(directions)]
+    own = setups[0].dstates.nbytes + setups[0].input_panels.nbytes + gate_width * hidden * dtype.itemsize
+    nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own
+    return _BackwardSetup(plan, segment, dgx, dgh, work, stage, setups, nbytes)
+
+
 def _backward_layer(tape, dy, dstate, norms):
     kernels, x, order = tape.kernels, tape.x, tape.order
     spec = kernels.spec
     steps, batch, inputs = x.shape
     hidden = tape.params[0]["weight_hh"].shape[1]
-    gate_width = len(spec.gates) * hidden
     dtype = x.dtype
     if order is not None:
         dy = dy[:, order]
         dstate = None if dstate is None else [tuple(d[order] for d in ds) for ds in dstate]
 
-    segment = _segment_steps(batch, gate_width, dtype)
-    segment_shape = (max(1, min(segment, steps)), batch, gate_width)
     plan = tape.plan
     if plan.held and held_threads() < plan.blocks:
         plan = replace(plan, held=False)   # the threads changed since the forward: same blocks, regions
-    dgx = buffers.empty(segment_shape, dtype)
-    dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
+    # keyed by the plan's id: the setup holds the plan, so no other object takes that id while it is kept
+    setup = kept(("backward", kernels, id(plan), len(tape.params), x.shape, hidden, tuning.state()),
+                 functools.partial(_backward_setup, spec, plan, len(tape.params), x.shape, hidden, dtype))
+    segment, dgx, dgh, work, stage = setup.segment, setup.dgx, setup.dgh, setup.work, setup.stage
     dx = buffers.empty((steps, batch, inputs), dtype)
-    work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype, aligned=True)
     projects = tuple(phase.projects for phase in spec.backward)
-    staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
-    stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     state_count = len(spec.states)
     dstates0, grads = [], []
-    for direction, p in enumerate(tape.params):
+    for direction, (p, own) in enumerate(zip(tape.params, setup.directions)):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
-        dstates = buffers.zeros((2, state_count, batch, hidden), dtype, aligned=True)
+        dstates = own.dstates
+        dstates[...] = 0
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
+        own.panels, own.panel_starts = backward_panels(p["weight_hh"], plan.unit_bounds, projects, own.panels)
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                *backward_panels(p["weight_hh"], plan.unit_bounds, projects), work, stage, loop_norms,
-                                np.zeros(3, np.int64), np.zeros(3, np.int64), walk_address(dtype))
+                                own.panels, own.panel_starts, work, stage, loop_norms, own.pointwise_code,
+                                own.projection_code, walk_address(dtype))
         key = type_key(arrays)
-        arrays.pointwise_code[:], arrays.projection_code[:] = kernels.backward_phase_code(
-            arrays, loop.recurrent_dropout, loop.zoneout, key)
-        input_panels = buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True)
-        pack(p["weight_ih"], 0, inputs, input_panels)
-        run = _loop_runner(plan, kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout,
-                                                       norms is not None), arrays, key)
+        variant = (key, loop.recurrent_dropout, loop.zoneout, norms is not None)
+        if own.variant != variant:
+            own.pointwise_code[:], own.projection_code[:] = kernels.backward_phase_code(
+                arrays, loop.recurrent_dropout, loop.zoneout, key)
+            own.loop = kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, norms is not None)
+            own.addresses = _runner_addresses(plan, own.loop, arrays, key)
+            own.variant = variant
+        pack(p["weight_ih"], 0, inputs, own.input_panels)
+        input_panels = own.input_panels
+        run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
             t0 = max(0, t1 - segment)

@@ -53,7 +53,7 @@ def unit_bounds(hidden, blocks):
     return (np.arange(blocks + 1) * hidden) // blocks
 
 
-def forward_panels(weight, bounds, phases):
+def forward_panels(weight, bounds, phases, panels=None):
     """Each unit block's recurrent weights for its forward projections, per phase, packed once
     per call for :func:`.tiles.product`: ``weight_hhᵀ``'s columns of the phase's gates and the
     block's units, in (gate, unit) order.
@@ -63,6 +63,8 @@ def forward_panels(weight, bounds, phases):
     weight : ndarray, shape (G·H, H), C-contiguous: gate g, unit j in row g·H + j
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each forward phase projects
+    panels : ndarray, flat, optional: where to pack them (what an earlier call of the same
+        weight shape, bounds and phases returned); new if None
 
     Returns
     -------
@@ -70,13 +72,14 @@ def forward_panels(weight, bounds, phases):
     starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
     """
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
-    panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
+    if panels is None:
+        panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
     for (block, phase), rows in layout.pieces.items():
         pack_transposed(weight, panels[layout.starts[block, phase]:], rows)
     return panels, layout.starts
 
 
-def backward_panels(weight, bounds, phases):
+def backward_panels(weight, bounds, phases, panels=None):
     """Each unit block's recurrent weights for its backward projections, per phase, packed once
     per call for :func:`.tiles.product`: ``weight_hh``'s rows of the phase's gates, the block's
     units' columns.
@@ -86,6 +89,7 @@ def backward_panels(weight, bounds, phases):
     weight : ndarray, shape (G·H, H), C-contiguous
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each backward phase sends back
+    panels : ndarray, flat, optional: where to pack them, as :func:`forward_panels`'s
 
     Returns
     -------
@@ -95,7 +99,8 @@ def backward_panels(weight, bounds, phases):
     hidden = weight.shape[1]
     bounds = tuple(int(b) for b in bounds)
     layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
-    panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
+    if panels is None:
+        panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
     for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
         for phase, (g0, g1) in enumerate(phases):
             pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:])
