@@ -178,6 +178,36 @@ def test_compiled_code_stays_float32_and_vectorises(name):
     assert not re.search(r"@(?:llvm\.)?(?:tanh|exp)", ir), "a library call crept in"
 
 
+def test_the_cell_math_loops_vectorise_with_the_widest_registers():
+    """``widest_vectors()`` marks a function so that its loops use the host's widest SIMD registers
+    (512-bit with AVX-512, where LLVM's own choice is 256-bit), with the same results."""
+    from fastlstm.backends.cpu.activations import widest_vectors
+    from fastlstm.backends.cpu.tiles import VECTOR_BYTES
+
+    tanh = compiled("tanh_float32")
+
+    def apply(values, out):
+        for i in range(values.size):
+            out[i] = tanh(values[i])
+
+    def apply_wide(values, out):
+        widest_vectors()
+        for i in range(values.size):
+            out[i] = tanh(values[i])
+
+    values = np.linspace(-12, 12, 4099).astype(np.float32)
+    results = []
+    for function in (apply, apply_wide):
+        compiled_function = njit(**OPTIONS)(function)
+        out = np.empty_like(values)
+        compiled_function(values, out)
+        results.append(out)
+        assembly = compiled_function.inspect_asm(compiled_function.signatures[0])
+        if function is apply_wide and VECTOR_BYTES == 64:
+            assert re.search(r"vdivps\s+%zmm", assembly), "the marked loop did not use 512-bit registers"
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def drops(values, results):
     """For an ascending input, how far each result falls below its predecessor (0 where it does not)."""
     step = results[:-1].astype(np.float64) - results[1:].astype(np.float64)

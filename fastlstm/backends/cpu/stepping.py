@@ -37,7 +37,7 @@ from ...cells.bound import (FOLDED, FORWARD_GATES, FORWARD_PHASES, FORWARD_SOURC
                             ZERO_GATES, ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, cell_forward)
 from ...cells.spec import RECURRENT_INPUT
 from ...rebinding import Unbound, kernel_stamp, rebind
-from .activations import FASTMATH
+from .activations import FASTMATH, widest_vectors
 from .kernels import cached_on_disk, kernels_for
 from .tiles import VECTOR_BYTES
 from .unit_values import at, gather_gates, gather_planes, scatter_planes, tuple_setitem
@@ -290,6 +290,7 @@ def step_phase(layer, source, h_in, c_in, weight_ih, weight_hh, bias_ih, bias_hh
     The unit loop reads one scratch array and writes one (two for a cell with more phases):
     few enough pointers for LLVM's run-time alias checks, so that it vectorises.
     """
+    widest_vectors()
     phase = PHASE
     batch, hidden = h_in.shape[1], h_in.shape[2]
     ax, ah = work[0], work[1]

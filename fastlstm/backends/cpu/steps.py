@@ -26,6 +26,7 @@ from ...rebinding import Unbound
 from ...cells.bound import (BACKWARD_GATES, BACKWARD_PHASES, BACKWARD_PROJECTS, DIFFERS, FOLDED, FORWARD_GATES, FORWARD_PHASES,
     FORWARD_SOURCES, GATES, ONE, READS_NEW, RECURRENT_DROPOUT, STAGED, STATES, ZERO, ZERO_GATES,
     ZERO_PLANES, ZERO_STATES, ZERO_VECTORS, ZONEOUT, cell_backward, cell_forward)
+from .activations import widest_vectors
 from .calls import value_at
 from .projection import project, projected_at
 from .tiles import lanes_of, product_at
@@ -145,6 +146,7 @@ def forward_phase(t, slot, step, rec_slot, next_slot, r0, r1, u0, u1, block, wor
     block's row of ``a.work``; ``address`` that of the direction's :class:`ForwardArrays` ``a``
     (:func:`.calls.address_of_value`).
     """
+    widest_vectors()
     a = value_at(address, ARRAYS)
     phase = PHASE
     # the arrays as locals: an array taken from the structure inside the loop is a reference
@@ -209,6 +211,7 @@ def backward_pointwise(t, step, r0, r1, u0, u1, work, dnext, dprev, address):
     the block's work and add to ``dprev``. ``address``: that of the direction's
     :class:`BackwardArrays` ``a``.
     """
+    widest_vectors()
     a = value_at(address, ARRAYS)
     phase = PHASE
     states, tape, inputs, mask, zone, candidates = a.states, a.tape, a.inputs, a.mask, a.zone, a.candidates
