@@ -8,20 +8,20 @@ from .units import block_count
 # outputs of at least this many bytes are written by every thread, a block of steps each
 PARALLEL_OUTPUT_BYTES = 1 << 18
 
-_NATURAL_TIME = np.empty((0, 0), np.int64)      # no time index: step t at time t
-_EVERY_STEP = np.empty((0, 0), np.bool_)        # no mask: every step of every sequence valid
+NATURAL_TIME = np.empty((0, 0), np.int64)       # no time index: step t at time t (or T − 1 − t)
+EVERY_STEP = np.empty((0, 0), np.bool_)         # no mask: every step of every sequence valid
 
 
-def _output_steps(block, address, offset, blocks, i2, i3, i4, i5, i6):
+def output_steps(block, address, offset, blocks, reverse, i3, i4, i5, i6):
     """Block function (:mod:`.regions`) of :func:`write_output`: its steps [t0, t1); values
-    (states, time, valid, y)."""
+    (states, time, valid, y) (``time`` empty: step t at time t, or T − 1 − t if ``reverse``)."""
     states, time, valid, y = value_at(address, VALUES)
     steps, batch = y.shape[:2]
     hidden = states.shape[3]
     for t in range(block * steps // blocks, (block + 1) * steps // blocks):
         for b in range(batch):
             if valid.shape[0] == 0 or valid[t, b]:
-                step = t if time.shape[0] == 0 else time[t, b]
+                step = (steps - 1 - t if reverse else t) if time.shape[0] == 0 else time[t, b]
                 for u in range(hidden):
                     y[t, b, offset + u] = states[0, step + 1, b, u]
             else:
@@ -46,9 +46,9 @@ def write_output(states, time, valid, y, offset):
     if time is None and valid is None and y.nbytes < PARALLEL_OUTPUT_BYTES:
         y[..., offset:offset + hidden] = states[0, 1:]     # NumPy's copy costs less than a compiled call's entry
         return
-    time = _NATURAL_TIME if time is None else time
-    valid = _EVERY_STEP if valid is None else valid
+    time = NATURAL_TIME if time is None else time
+    valid = EVERY_STEP if valid is None else valid
     blocks = block_count(steps, 1)
-    run_blocks(_output_steps, blocks, (states, time, valid, y), offset, blocks,
+    run_blocks(output_steps, blocks, (states, time, valid, y), offset, blocks, 0,
                parallel=y.nbytes >= PARALLEL_OUTPUT_BYTES)
 

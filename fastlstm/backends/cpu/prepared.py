@@ -41,8 +41,10 @@ from .digest import Digest
 from .driver import forward_work
 from .gemm import matmul_block, matmul_split
 from .loops import rows
+from .outputs import EVERY_STEP, NATURAL_TIME, PARALLEL_OUTPUT_BYTES, output_steps
 from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
 from .strategy import held_threads
+from .units import block_count
 
 _local = threading.local()
 _HOST = HostArrays()
@@ -241,7 +243,7 @@ def _build(config, kernels, params, names, shape):
         held_blocks = max(held_blocks, work.plan.blocks if work.plan.held else 0)
         layer_runs = []
         for direction, run in enumerate(work.directions):
-            values = Stored(_direction_values(work, run, direction, inputs, dtype))
+            values = Stored(_direction_values(work, run, direction, inputs, dtype, config.output_size))
             layer_runs.append((layer * config.directions + direction, values, _run_direction_for(values.value)))
         runs.append(layer_runs)
     between = [buffers.empty((steps, batch, config.output_size), dtype) for _ in range(min(2, config.num_layers - 1))]
@@ -249,13 +251,13 @@ def _build(config, kernels, params, names, shape):
 
 
 # the integers of a direction's run (``codes`` of :func:`_direction_values`)
-DIRECTION, ROWS_LOOP, LOOP, EACH, BLOCK, MATMUL, PANEL = range(7)
+DIRECTION, ROWS_LOOP, LOOP, EACH, BLOCK, MATMUL, PANEL, OUTPUT, OUTPUT_BLOCKS, EACH_OUTPUT = range(10)
 # per segment: its steps t0, t1 and its input projection's blocks (:func:`.gemm.matmul_split`):
 # their count, row blocks, column blocks and the region that runs them (0: this thread)
 T0, T1, BLOCKS, ROW_BLOCKS, COLUMN_BLOCKS, EACH_BLOCK = range(6)
 
 
-def _direction_values(work, run, direction, inputs, dtype):
+def _direction_values(work, run, direction, inputs, dtype, output_size):
     """What :func:`_run_direction` reads for one direction of a layer's ``work`` (a
     :class:`.driver.ForwardWork`; ``run`` its :class:`.driver.DirectionWork`): (arrays, row bounds,
     input panels, input bias, codes, segments, gathered), ``gathered`` room for a segment's inputs
@@ -273,8 +275,15 @@ def _direction_values(work, run, direction, inputs, dtype):
     projection = (np.empty((1, inputs), dtype), run.input_panels, work.xproj.reshape(segment_rows, gate_width),
                   run.bias)
     loop_code, each, code = run.addresses()
+    # the direction's h written into its columns of y by blocks of steps (:func:`.outputs.output_steps`),
+    # on every thread for a large y
+    steps = run.arrays.states.shape[1] - 1
+    output = (run.arrays.states, NATURAL_TIME, EVERY_STEP, np.empty((0, 0, 0), dtype))
+    output_blocks = block_count(steps, 1)
+    parallel = steps * batch * output_size * dtype.itemsize >= PARALLEL_OUTPUT_BYTES and output_blocks > 1
     codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(matmul_block, projection),
-                      panel], np.int64)
+                      panel, block_code(output_steps, output), output_blocks, each_block_code() if parallel else 0],
+                     np.int64)
     return run.arrays, work.plan.row_bounds, run.input_panels, run.bias, codes, np.array(segments, np.int64), gathered
 
 
@@ -327,12 +336,11 @@ def _run_direction(address, x, state, y, final, index, given):
             rows(codes[EACH], codes[BLOCK], codes[LOOP], a, row_bounds, address_of_value((a, row_bounds)), t0, t1)
         else:
             call_units_loop(codes[LOOP], a, t0, t1, codes[EACH], codes[BLOCK])
-    offset = direction * hidden
-    for t in range(steps):
-        natural = t if direction == 0 else steps - 1 - t
-        for b in range(batch):
-            for u in range(hidden):
-                y[natural, b, offset + u] = states[0, t + 1, b, u]
+    # (empty arrays made here: a global one would be a read-only constant, of another type)
+    every_step = (np.empty((0, 0), np.int64), np.empty((0, 0), np.bool_))
+    all_blocks(codes[EACH_OUTPUT], codes[OUTPUT], codes[OUTPUT_BLOCKS],
+               address_of_value((states, every_step[0], every_step[1], y)), direction * hidden, codes[OUTPUT_BLOCKS],
+               direction, 0, 0, 0, 0)
     for s in range(states.shape[0]):
         for b in range(batch):
             for u in range(hidden):
