@@ -142,12 +142,14 @@ TUNABLES = {t.name: t for t in (
     Tunable("prepared_bytes", 64 << 20,
             "cpu: the most bytes one thread's prepared inference calls hold together (their buffers and packed "
             "weights; the least recently used call makes room): each is prepared once per thread and shape and "
-            "reused while the parameters keep their values; a call needing more is built every time (0: never); "
-            "the same budget, separately, for the training calls' setups each thread keeps (fastlstm/backends/cpu/"
-            "kept.py)"),
+            "reused while the parameters keep their values; a call needing more is built every time (0: never)"),
     Tunable("prepared_calls", 4,
-            "cpu: prepared inference calls each thread keeps (the most recently used), and training calls' "
-            "setups (each shape's forward and backward one each)"),
+            "cpu: prepared inference calls each thread keeps (the most recently used), and as many setups of "
+            "training calls (a shape's forward and its backward one each)"),
+    Tunable("kept_setup_bytes", 1 << 20,
+            "cpu: the most bytes (scratch and packing buffers) of a training call's setup kept for the thread's "
+            "next call of its shape (fastlstm/backends/cpu/kept.py); a larger one is built every call: a kept "
+            "forward's buffers would live through the backward and raise a training step's peak memory (0: never)"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
             "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),

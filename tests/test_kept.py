@@ -77,7 +77,7 @@ def test_threads_training_at_once_each_get_their_own_answer():
     run_in_threads(work, problems)
 
 
-def test_a_thread_keeps_at_most_prepared_calls_setups_within_prepared_bytes():
+def test_a_thread_keeps_at_most_prepared_calls_setups_each_within_kept_setup_bytes():
     problem = make_problem("rnn_tanh", 6, 2, 3, 8, np.float32, seed=35)
     rng = np.random.default_rng(36)
     shapes = [(5, 2), (9, 1), (4, 3), (5, 2), (7, 2)]
@@ -90,15 +90,24 @@ def test_a_thread_keeps_at_most_prepared_calls_setups_within_prepared_bytes():
             assert len(kept._setups()) <= 2
     kept.clear()
     _assert_training_matches_reference(problem)
-    sizes = [setup.nbytes for setup in kept._setups().values()]
+    sizes = sorted(setup.nbytes for setup in kept._setups().values())
     assert len(sizes) == 2 and all(size > 0 for size in sizes)      # its forward's and its backward's
+    for limit, count in [(sizes[1], 2), (sizes[1] - 1, 1 if sizes[0] < sizes[1] else 0), (sizes[0] - 1, 0)]:
+        kept.clear()
+        with tuning.override(kept_setup_bytes=limit):
+            result = _assert_training_matches_reference(problem)
+            assert len(kept._setups()) == count, limit
+            assert all(setup.nbytes <= limit for setup in kept._setups().values())
+    again = _assert_training_matches_reference(problem)
+    for name in result:                           # kept or built every call: the same bits
+        np.testing.assert_array_equal(result[name], again[name], err_msg=name)
+
+
+def test_a_large_setup_is_built_every_call_and_holds_nothing_between_calls():
+    problem = make_problem("lstm", 40, 16, 32, 128, np.float32, seed=39)   # scratch and weights over 1 MiB
     kept.clear()
-    with tuning.override(prepared_bytes=min(sizes) - 1):
-        first = _assert_training_matches_reference(problem)
-        assert len(kept._setups()) == 0           # too large to keep: built at every call
-    second = _assert_training_matches_reference(problem)
-    for name in first:                            # kept or built every call: the same bits
-        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    _assert_training_matches_reference(problem)
+    assert len(kept._setups()) == 0
 
 
 def test_the_held_units_loop_falls_back_to_regions_when_threads_drop():

@@ -9,11 +9,13 @@ thread calls that shape again; each call still packs the weights it is given, in
 buffers (their values change between training steps), and allocates what it returns or keeps
 on its tape.
 
-Each thread keeps the setups of its last ``prepared_calls`` shapes, holding at most
-``prepared_bytes`` together (the least recently used making room; the same knobs as prepared
-inference calls, :mod:`.prepared`, with a budget of their own); a setup larger than that is
-built at every call. A setup's buffers serve one call at a time (each thread has its own) and
-none reaches a result or a tape.
+Each thread keeps its last ``prepared_calls`` setups (the least recently used making room), each
+holding at most ``kept_setup_bytes``; a larger setup is built at every call, its buffers leased
+from the pool and returned when the call ends: a kept forward's buffers would live through the
+backward, whose own would then come on top of them (built per call, the backward reuses the
+forward's blocks), and the calls whose setup is large spend a small part of their time building it.
+A setup's buffers serve one call at a time (each thread has its own) and none reaches a result or
+a tape.
 """
 import threading
 from collections import OrderedDict
@@ -32,7 +34,7 @@ def _setups():
 
 def kept(key, build):
     """The setup this thread keeps under ``key``, or a new one from ``build()`` (an object with
-    an ``nbytes`` attribute), kept if it fits the budget.
+    an ``nbytes`` attribute), kept if it holds at most ``kept_setup_bytes``.
 
     ``key`` must be equal only for calls that can share a setup, and hold every object whose
     ``id`` it uses (a setup keeps its key alive, so that no other object takes those ids)."""
@@ -42,12 +44,10 @@ def kept(key, build):
         setups.move_to_end(key)
         return setup
     setup = build()
-    budget = tuning.get("prepared_bytes")
-    if setup.nbytes <= budget:
+    if setup.nbytes <= tuning.get("kept_setup_bytes"):
         setups[key] = setup
-        # the least recently used first; the new setup, last, fits alone
-        while len(setups) > tuning.get("prepared_calls") or sum(s.nbytes for s in setups.values()) > budget:
-            setups.popitem(last=False)
+        while len(setups) > tuning.get("prepared_calls"):
+            setups.popitem(last=False)      # the least recently used
     return setup
 
 
