@@ -288,7 +288,7 @@ class ForwardWork:
 
 
 @dataclass
-class _DirectionSetup:
+class _ForwardDirection:
     """One direction's part of a :class:`_ForwardSetup`: its input projection's bias and packed
     weights, its recurrent weights' panels (``None`` until first packed), its phases' addresses
     and loop for one ``variant`` (the arrays' type key and the regularisers in the loop), and its
@@ -309,7 +309,7 @@ class _DirectionSetup:
 class _ForwardSetup:
     """What a layer's forward of one shape builds the same way every call (:mod:`.kept`): its
     plan, the segment's input projections (``xproj``), each block's work, the segments and
-    the directions' :class:`_DirectionSetup`."""
+    the directions' :class:`_ForwardDirection`."""
 
     plan: object
     xproj: np.ndarray
@@ -329,8 +329,8 @@ def _forward_setup(kernels, directions, shape, hidden, dtype, keep_tape):
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
     segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
                 for t0 in range(0, steps, segment)]
-    setups = [_DirectionSetup(np.empty(gate_width, dtype),
-                              buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True))
+    setups = [_ForwardDirection(np.empty(gate_width, dtype),
+                                buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True))
               for _ in range(directions)]
     weights = gate_width * hidden * dtype.itemsize + setups[0].input_panels.nbytes + gate_width * dtype.itemsize
     return _ForwardSetup(plan, xproj, work, segments, setups, xproj.nbytes + work.nbytes + directions * weights)
@@ -418,11 +418,10 @@ def loop_addresses(plan, loop, arrays, key):
     """``(loop_code, each_block_code, block_code)``: what a compiled caller runs ``loop`` with on
     ``arrays`` (as :func:`_loop_runner`): the units loop's address, or the rows loop's, and the
     region and block function its blocks run on (``each_block_code`` 0: in the calling thread)."""
+    each, code, rows_loop = _runner_addresses(plan, loop, arrays, key)
     if plan.kind == "units":
-        loop_code = _units_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0))
-    else:
-        loop_code = _rows_loop_address(loop, arrays, key)
-    return (loop_code,) + _block_addresses(plan, arrays, key)
+        return _units_loops.get((loop, key), lambda: address_of(loop, arrays, 0, 0, 0, 0)), each, code
+    return rows_loop, each, code
 
 
 def _block_addresses(plan, arrays, key):
@@ -627,7 +626,6 @@ def _backward_layer(tape, dy, dstate, norms):
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
         pack(p["weight_ih"], 0, inputs, own.input_panels)
-        input_panels = own.input_panels
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -646,8 +644,8 @@ def _backward_layer(tape, dy, dstate, norms):
             run(t0, t1)
             _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps)
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
-            _input_gradients(dgx_segment, input_panels, x, dx, direction, _segment_index(direction, tape.reverse, t0, t1),
-                             direction_grads, t1 < steps)
+            _input_gradients(dgx_segment, own.input_panels, x, dx, direction,
+                             _segment_index(direction, tape.reverse, t0, t1), direction_grads, t1 < steps)
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
         if norms is not None:

@@ -48,7 +48,12 @@ def write_output(states, time, valid, y, offset):
         return
     time = NATURAL_TIME if time is None else time
     valid = EVERY_STEP if valid is None else valid
-    blocks = block_count(steps, 1)
-    run_blocks(output_steps, blocks, (states, time, valid, y), offset, blocks, 0,
-               parallel=y.nbytes >= PARALLEL_OUTPUT_BYTES)
+    blocks, parallel = output_split(steps, y.nbytes)
+    run_blocks(output_steps, blocks, (states, time, valid, y), offset, blocks, 0, parallel=parallel)
+
+
+def output_split(steps, nbytes):
+    """How :func:`output_steps` writes a ``y`` of ``steps`` steps and ``nbytes`` bytes: ``(blocks,
+    parallel)``, blocks of steps, on every thread if ``parallel`` (else one after the other)."""
+    return block_count(steps, 1), nbytes >= PARALLEL_OUTPUT_BYTES
 

@@ -41,10 +41,9 @@ from .digest import Digest
 from .driver import forward_work
 from .gemm import matmul_block, matmul_split
 from .loops import rows
-from .outputs import EVERY_STEP, NATURAL_TIME, PARALLEL_OUTPUT_BYTES, output_steps
+from .outputs import EVERY_STEP, NATURAL_TIME, output_split, output_steps
 from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
 from .strategy import held_threads
-from .units import block_count
 
 _local = threading.local()
 _HOST = HostArrays()
@@ -279,11 +278,10 @@ def _direction_values(work, run, direction, inputs, dtype, output_size):
     # on every thread for a large y
     steps = run.arrays.states.shape[1] - 1
     output = (run.arrays.states, NATURAL_TIME, EVERY_STEP, np.empty((0, 0, 0), dtype))
-    output_blocks = block_count(steps, 1)
-    parallel = steps * batch * output_size * dtype.itemsize >= PARALLEL_OUTPUT_BYTES and output_blocks > 1
+    output_blocks, parallel = output_split(steps, steps * batch * output_size * dtype.itemsize)
+    each_output = each_block_code() if parallel and output_blocks > 1 else 0
     codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(matmul_block, projection),
-                      panel, block_code(output_steps, output), output_blocks, each_block_code() if parallel else 0],
-                     np.int64)
+                      panel, block_code(output_steps, output), output_blocks, each_output], np.int64)
     return run.arrays, work.plan.row_bounds, run.input_panels, run.bias, codes, np.array(segments, np.int64), gathered
 
 
