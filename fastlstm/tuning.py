@@ -150,6 +150,10 @@ TUNABLES = {t.name: t for t in (
             "cpu: the most bytes (scratch and packing buffers) of a training call's setup kept for the thread's "
             "next call of its shape (fastlstm/backends/cpu/kept.py); a larger one is built every call: a kept "
             "forward's buffers would live through the backward and raise a training step's peak memory (0: never)"),
+    Tunable("compile_helper", 1,
+            "cpu: 1: a first training call whose code is not cached compiles the code every cell shares in a "
+            "helper process while it compiles the cell's own (fastlstm/backends/cpu/warming.py); 0: all of it in "
+            "the calling process", environment="FASTLSTM_COMPILE_HELPER"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
             "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),
@@ -228,6 +232,12 @@ def override(**values):
         yield
     finally:
         _overrides.reset(token)
+
+
+def overrides():
+    """The :func:`override` values in force in this thread or task, as a dict (to apply in another
+    process)."""
+    return dict(_overrides.get())
 
 
 def describe():

@@ -17,7 +17,9 @@ A function compiled once for callers of every type passes their values on by add
 the caller returns), and :func:`value_at` reads it back in a callee compiled for its type;
 :class:`Stored` keeps a value at an address of its own, for as long as it lives.
 """
+import contextlib
 import functools
+import threading
 
 import numpy as np
 from numba import njit, typeof, types
@@ -198,10 +200,59 @@ def address_of(dispatcher, *arguments):
     -------
     int
     """
+    compiles = compiling_only_for()
+    if compiles is not None and not compiles(dispatcher):
+        return _nothing_address()
     signature = tuple(types.intp if isinstance(value, int) else value if isinstance(value, types.Type)
                       else dispatcher.typeof_pyval(value) for value in arguments)
     dispatcher.compile(signature)
     compiled = dispatcher.overloads[signature]
+    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
+_dry = threading.local()
+
+
+@contextlib.contextmanager
+def compiling_only(compiles):
+    """Within the ``with`` block (this thread only), the backend compiles its code and runs none
+    of it: a call's Python path goes on as usual to find, by the types of its real arrays, every
+    compiled function the call needs, but where it would run one it compiles it instead
+    (:func:`compile_for`), and of those it finds, compiles only the ones ``compiles(dispatcher)``
+    accepts (the others' addresses are a function that does nothing). What the block computes is
+    meaningless and must be dropped; nothing found in it is remembered (:class:`AddressBook`,
+    :mod:`.kept`). :mod:`.warming` compiles a first training call's code this way, in two processes
+    at once."""
+    previous = getattr(_dry, "compiles", None)
+    _dry.compiles = compiles
+    try:
+        yield
+    finally:
+        _dry.compiles = previous
+
+
+def compiling_only_for():
+    """The ``compiles`` of the :func:`compiling_only` block this thread is in, or None (code runs)."""
+    return getattr(_dry, "compiles", None)
+
+
+def compile_for(dispatcher, *arguments):
+    """In a :func:`compiling_only` block, in place of ``dispatcher(*arguments)``: compile it for
+    those arguments' types, if the block compiles it."""
+    if compiling_only_for()(dispatcher):
+        dispatcher.compile(tuple(dispatcher.typeof_pyval(value) for value in arguments))
+
+
+@njit(cache=True, **COMPILED_CALLERS_ONLY)
+def _nothing():
+    """What a :func:`compiling_only` block's addresses of code it does not compile point at: never
+    called there (nothing runs), and harmless if it were (it reads no argument)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _nothing_address():
+    _nothing.compile(())
+    compiled = _nothing.overloads[()]
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
@@ -212,10 +263,11 @@ class AddressBook:
         self._found = {}
 
     def get(self, key, find):
-        """The value remembered under ``key``, or ``find()`` (remembered unless ``key`` holds a None)."""
+        """The value remembered under ``key``, or ``find()`` (remembered unless ``key`` holds a None,
+        or in a :func:`compiling_only` block)."""
         value = self._found.get(key) if None not in key else None
         if value is None:
             value = find()
-            if None not in key:
+            if None not in key and compiling_only_for() is None:
                 self._found[key] = value
         return value

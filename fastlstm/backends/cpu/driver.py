@@ -23,7 +23,7 @@ import numpy as np
 from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
-from .calls import AddressBook, address_of, type_key
+from .calls import AddressBook, address_of, compile_for, compiling_only_for, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
 from .kept import kept
 from .steps import BackwardArrays, ForwardArrays
@@ -35,6 +35,7 @@ from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack, pack_transposed, panels_size, walk_address
 from .units import backward_panels, forward_panels
+from .warming import warm_training_call
 
 
 @dataclass
@@ -181,6 +182,8 @@ def forward_layer(kernels, params, x, state, lengths, keep_tape=True, in_the_loo
         y (T, B, D·H), zero past each sequence's end; the final state per direction; the
         :class:`LayerTape`, or None when ``keep_tape`` is False.
     """
+    if keep_tape:
+        warm_training_call(kernels, params, x, state, lengths, in_the_loop)
     steps, batch = x.shape[:2]
     hidden = params[0]["weight_hh"].shape[1]
     order = None
@@ -404,7 +407,11 @@ def _loop_runner(plan, loop, arrays, key, addresses=None):
     parallel region); ``addresses``: :func:`_runner_addresses` of the same, if known."""
     each, code, rows_loop = _runner_addresses(plan, loop, arrays, key) if addresses is None else addresses
     if plan.kind == "units":
+        if compiling_only_for() is not None:
+            return lambda t0, t1: compile_for(loop, arrays, t0, t1, each, code)
         return lambda t0, t1: loop(arrays, t0, t1, each, code)
+    if compiling_only_for() is not None:
+        return lambda t0, t1: compile_for(run_rows, each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
     return lambda t0, t1: run_rows(each, code, rows_loop, arrays, plan.row_bounds, t0, t1)
 
 

@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 
 from ... import tuning
+from .calls import compiling_only_for
 
 _local = threading.local()
 
@@ -37,7 +38,10 @@ def kept(key, build):
     an ``nbytes`` attribute), kept if it holds at most ``kept_setup_bytes``.
 
     ``key`` must be equal only for calls that can share a setup, and hold every object whose
-    ``id`` it uses (a setup keeps its key alive, so that no other object takes those ids)."""
+    ``id`` it uses (a setup keeps its key alive, so that no other object takes those ids). In a
+    :func:`.calls.compiling_only` block, a new setup, never kept (its addresses lead nowhere)."""
+    if compiling_only_for() is not None:
+        return build()
     setups = _setups()
     setup = setups.get(key)
     if setup is not None:

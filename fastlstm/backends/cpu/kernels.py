@@ -10,6 +10,7 @@ compiles a loop with it.
 """
 import os
 import sys
+import weakref
 
 import numpy as np
 from numba import typeof
@@ -28,7 +29,14 @@ def _compile(template, suffix, inline=False, from_python=True, **bindings):
     options = dict(inline="always") if inline else dict(fastmath=set(FASTMATH))
     if not from_python:
         options.update(COMPILED_CALLERS_ONLY)
-    return stamped(template, suffix, options, **bindings)
+    dispatcher = stamped(template, suffix, options, **bindings)
+    CELL_CODE.add(dispatcher)
+    return dispatcher
+
+
+# Every function compiled per cell (its phases and loops; :mod:`.warming` compiles them apart
+# from the code every cell shares).
+CELL_CODE = weakref.WeakSet()
 
 
 # The loops' templates: per step by units (a parallel region per phase), by sequences (one

@@ -21,7 +21,8 @@ import hashlib
 from numba import njit, prange, typeof
 
 from ...rebinding import Unbound, kernel_stamp, rebind
-from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value, compiled_call, type_key
+from .calls import (COMPILED_CALLERS_ONLY, AddressBook, address_of, address_of_value, compile_for, compiled_call,
+                    compiling_only_for, type_key)
 
 INTEGERS = 7                                         # the scalars every block function takes
 call_block = compiled_call(2 + INTEGERS)             # block_function(block, address, i0, …, i6)
@@ -87,6 +88,8 @@ def blocks_runner(template, count, values, *integers, parallel=True):
     code = block_code(template, values)
     each = each_block_code() if parallel and count > 1 else 0
     integers += (0,) * (INTEGERS - len(integers))
+    if compiling_only_for() is not None:
+        return lambda values: compile_for(_run_blocks, each, code, count, values, *integers)
     return lambda values: _run_blocks(each, code, count, values, *integers)
 
 

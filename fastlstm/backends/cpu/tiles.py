@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call, value_at
+from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call, compiling_only_for, value_at
 from .regions import VALUES, run_blocks
 from .unit_values import at
 
@@ -500,7 +500,9 @@ def walk_address(dtype):
     code = _walk_codes.get(dtype)       # by the dtype as given: hashing Numba's types costs µs
     if code is None:
         matrix, vector = _WALK_TYPES[np.dtype(dtype)]
-        code = _walk_codes[dtype] = _walks.get((matrix,), lambda: address_of(walk, matrix, vector, matrix, vector))
+        code = _walks.get((matrix,), lambda: address_of(walk, matrix, vector, matrix, vector))
+        if compiling_only_for() is None:
+            _walk_codes[dtype] = code
     return code
 
 

@@ -1,0 +1,165 @@
+"""A first training call's code compiled by two processes at once.
+
+A first training call from a cold cache compiles ~30 functions one after the other, seconds on
+one core while the others idle (an LSTM 8 → 32: ~9 s on this project's 2-core machines). About
+half of that is the cell's own code (its phases and loops, :data:`.kernels.CELL_CODE`); the others — the
+packing of the weights, the tile walk, the products, the parallel regions and block functions —
+every cell shares. So the calling process starts a helper process that compiles the shared ones
+into the on-disk cache while it compiles the cell's, both by going through the call's forward and
+backward without running anything (:func:`.calls.compiling_only`), each finding by the types of
+the call's arrays exactly the functions the call needs; then it waits for the helper and makes
+the call, which loads the helper's code from the cache.
+
+Nothing depends on the helper: if it cannot start, fails or is slow, what it did not cache is
+compiled by the call as before (the same code, so the same results). Its output goes nowhere.
+The knob ``compile_helper`` (0: none) turns it off; where the shared code is compiled or cached
+already, none starts (a call that lacks only the cell's code compiles it as before).
+"""
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+
+from ... import tuning
+from .calls import compiling_only, compiling_only_for
+from .kernels import CELL_CODE, cached_on_disk
+from .strategy import choose, held_threads
+from .tiles import walk
+
+# The longest a call waits for its helper (seconds) before compiling what is left itself.
+HELPER_WAIT = 300
+
+_checked = set()   # the configurations already looked at in this process
+
+
+def warm_training_call(kernels, params, x, state, lengths, in_the_loop):
+    """Before the first training call of a configuration whose code is not compiled, where the
+    code every cell shares is not either (a cold cache: the tile walk is not there): compile the
+    cell's code of its forward and backward here and the rest in a helper process, at once.
+    (Where only the cell's is missing, the call compiles it as it goes, alone: a helper would only
+    load what is cached.)
+
+    Arguments as :func:`.driver.forward_layer`'s (with ``keep_tape`` True); none is modified.
+    """
+    steps, batch = x.shape[:2]
+    hidden = params[0]["weight_hh"].shape[1]
+    recurrent_dropout = in_the_loop is not None and in_the_loop[0].recurrent_mask is not None
+    zoneout = in_the_loop is not None and any(d is not None for d in in_the_loop[0].zoneout)
+    key = (kernels, len(params), batch, hidden, recurrent_dropout, zoneout, tuning.state(), held_threads())
+    if key in _checked or compiling_only_for() is not None or not tuning.get("compile_helper"):
+        return
+    _checked.add(key)
+    plan = choose(kernels.spec, batch, hidden, len(params), x.dtype.itemsize, True)
+    loop = kernels.forward_loop(plan.loop_kind, recurrent_dropout, zoneout, True)
+    if any(compiled(dispatcher) for dispatcher in (loop, walk)) or getattr(sys, "frozen", False):
+        return
+    helper = _start_helper(dict(cell=kernels.cell, dtype=x.dtype.str, params=_outline(params), x=_outline(x),
+                                state=_outline(state), lengths=lengths, in_the_loop=_outline(in_the_loop),
+                                overrides=tuning.overrides(), threads=_threads()))
+    compile_call(kernels, params, x, state, lengths, in_the_loop, CELL_CODE.__contains__)
+    if helper is not None:
+        try:
+            helper.wait(HELPER_WAIT)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+
+
+def compiled(dispatcher):
+    """Whether ``dispatcher`` is compiled in this process or cached on disk (for some types)."""
+    return bool(dispatcher.overloads) or cached_on_disk(dispatcher)
+
+
+def compile_call(kernels, params, x, state, lengths, in_the_loop, compiles):
+    """Go through a training call's forward and backward compiling, and running nothing
+    (:func:`.calls.compiling_only`): of the functions found, those ``compiles(dispatcher)`` accepts."""
+    from .driver import backward_layer, forward_layer
+
+    with compiling_only(compiles), np.errstate(all="ignore"):
+        forward = forward_layer(kernels, params, x, state, lengths, True, in_the_loop)
+        backward_layer(forward.tape, np.zeros(forward.y.shape, x.dtype), None)
+
+
+def _threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+class _Zeros:
+    """An array's shape and dtype, sent to the helper in its place (it needs their types only)."""
+
+    def __init__(self, array):
+        self.shape, self.dtype = array.shape, array.dtype.str
+
+    def array(self):
+        return np.zeros(self.shape, self.dtype)
+
+
+def _outline(value):
+    """``value`` with every array larger than a few values replaced by a :class:`_Zeros`."""
+    if isinstance(value, np.ndarray):
+        return _Zeros(value) if value.size > 64 else value
+    if isinstance(value, dict):
+        return {name: _outline(v) for name, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_outline(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_outline(v) for v in value)
+    return value
+
+
+def _filled(value):
+    """The inverse of :func:`_outline`, zeros in place of each :class:`_Zeros`."""
+    if isinstance(value, _Zeros):
+        return value.array()
+    if isinstance(value, dict):
+        return {name: _filled(v) for name, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_filled(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_filled(v) for v in value)
+    return value
+
+
+def _start_helper(payload):
+    """The helper process (:func:`helper_main`), given ``payload``; None where it cannot start."""
+    if not sys.executable:
+        return None
+    import fastlstm
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    try:
+        data = pickle.dumps(payload)
+        helper = subprocess.Popen([sys.executable, "-c", "from fastlstm.backends.cpu.warming import helper_main; "
+                                   "helper_main()"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, env=environment)
+    except (OSError, ValueError, pickle.PicklingError, TypeError, AttributeError):
+        return None
+    try:
+        helper.stdin.write(data)
+        helper.stdin.close()
+    except OSError:
+        helper.kill()
+        helper.wait()
+        return None
+    return helper
+
+
+def helper_main():
+    """The helper process: compile the shared code of the call described on stdin (a pickled
+    payload of :func:`warm_training_call`) into Numba's on-disk cache."""
+    import numba
+
+    from .kernels import kernels_for
+
+    payload = pickle.load(sys.stdin.buffer)
+    numba.set_num_threads(min(payload["threads"], numba.config.NUMBA_NUM_THREADS))
+    kernels = kernels_for(payload["cell"], np.dtype(payload["dtype"]))
+    with tuning.override(**payload["overrides"]):
+        compile_call(kernels, _filled(payload["params"]), _filled(payload["x"]), _filled(payload["state"]),
+                     payload["lengths"], _filled(payload["in_the_loop"]), lambda dispatcher: dispatcher not in CELL_CODE)
