@@ -36,24 +36,25 @@ _checked = set()   # the configurations already looked at in this process
 
 def warm_training_call(kernels, params, x, state, lengths, in_the_loop):
     """Before the first training call of a configuration whose code is not compiled, where the
-    code every cell shares is not either (a cold cache: the tile walk is not there): compile the
-    cell's code of its forward and backward here and the rest in a helper process, at once.
-    (Where only the cell's is missing, the call compiles it as it goes, alone: a helper would only
-    load what is cached.)
+    code every cell shares is not either (a cold cache: the tile walk is neither compiled in this
+    process nor cached, for any dtype): compile the cell's code of its forward and backward here
+    and the rest in a helper process, at once. (Where only the cell's is missing, the call
+    compiles it as it goes, alone: a helper would only load what is cached.)
 
     Arguments as :func:`.driver.forward_layer`'s (with ``keep_tape`` True); none is modified.
     """
-    steps, batch = x.shape[:2]
-    hidden = params[0]["weight_hh"].shape[1]
+    if walk.overloads or compiling_only_for() is not None:   # every call after a process's first
+        return
+    batch, hidden = x.shape[1], params[0]["weight_hh"].shape[1]
     recurrent_dropout = in_the_loop is not None and in_the_loop[0].recurrent_mask is not None
     zoneout = in_the_loop is not None and any(d is not None for d in in_the_loop[0].zoneout)
     key = (kernels, len(params), batch, hidden, recurrent_dropout, zoneout, tuning.state(), held_threads())
-    if key in _checked or compiling_only_for() is not None or not tuning.get("compile_helper"):
+    if key in _checked or not tuning.get("compile_helper") or getattr(sys, "frozen", False):
         return
     _checked.add(key)
     plan = choose(kernels.spec, batch, hidden, len(params), x.dtype.itemsize, True)
     loop = kernels.forward_loop(plan.loop_kind, recurrent_dropout, zoneout, True)
-    if any(compiled(dispatcher) for dispatcher in (loop, walk)) or getattr(sys, "frozen", False):
+    if compiled(loop) or cached_on_disk(walk):
         return
     helper = _start_helper(dict(cell=kernels.cell, dtype=x.dtype.str, params=_outline(params), x=_outline(x),
                                 state=_outline(state), lengths=lengths, in_the_loop=_outline(in_the_loop),
