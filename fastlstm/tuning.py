@@ -151,9 +151,9 @@ TUNABLES = {t.name: t for t in (
             "next call of its shape (fastlstm/backends/cpu/kept.py); a larger one is built every call: a kept "
             "forward's buffers would live through the backward and raise a training step's peak memory (0: never)"),
     Tunable("compile_helper", 1,
-            "cpu: 1: a first training call whose code is not cached compiles the code every cell shares in a "
-            "helper process while it compiles the cell's own (fastlstm/backends/cpu/warming.py); 0: all of it in "
-            "the calling process", environment="FASTLSTM_COMPILE_HELPER"),
+            "cpu: 1: a process's first call (training or inference) from a cold cache compiles the code every "
+            "cell shares in a helper process while it compiles the cell's own (fastlstm/backends/cpu/warming.py); "
+            "0: all of it in the calling process", environment="FASTLSTM_COMPILE_HELPER"),
     Tunable("cuda_loop", "auto", "cuda: the recurrent loop, 'auto' (by the plan's rule: fastlstm/backends/cuda/"
             "plan.py) or forced: 'persistent', 'per-step' or 'gemm' (per step a GEMM and a pointwise kernel)",
             environment="FASTLSTM_CUDA_LOOP", choices=("auto", "persistent", "per-step", "gemm")),

@@ -15,8 +15,10 @@ import pytest
 
 from fastlstm import functional
 from fastlstm.regularisation import make_regularisation
-from fastlstm.backends.cpu import kept, tiles
+from fastlstm.backends.cpu import kept, prepared, tiles
 from fastlstm.backends.cpu.calls import compiling_only
+from fastlstm.backends.cpu.kernels import kernels_for
+from fastlstm.backends.cpu.warming import compile_inference
 
 from support import LOOP_STRATEGIES, loop_strategy, make_problem, state_parts, with_backend
 
@@ -69,6 +71,17 @@ def test_a_call_gone_through_compiling_nothing_leaves_its_inputs_and_later_calls
         np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-5, err_msg=f"output {index}")
 
 
+def test_an_inference_call_gone_through_compiling_nothing_leaves_later_calls_alone():
+    problem = make_problem("gru_reset_before", 7, 3, 4, 16, np.float32, seed=45, num_layers=2, bidirectional=True)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    prepared.clear()
+    compile_inference(config, kernels_for(config.cell, np.float32), params, x, None, lambda dispatcher: False)
+    y, final, _ = functional.forward(config, params, x, tape=False)
+    expected_y, expected_final, _ = functional.forward(with_backend(config, "reference"), params, x, tape=False)
+    np.testing.assert_allclose(y, expected_y, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(final, expected_final, rtol=2e-4, atol=2e-5)
+
+
 _FIRST_CALL = r"""
 import json, sys
 sys.path.insert(0, {tests!r})
@@ -87,20 +100,27 @@ class Compiles(event.Listener):
 event.register("numba:compile", Compiles())
 
 {setup}
-from support import assert_matches_reference, make_problem, run
+from support import assert_matches_reference, make_problem, run, with_backend
+from fastlstm import functional
 from fastlstm.backends.cpu.kernels import CELL_CODE
-problem = make_problem("lstm", 12, 3, 4, 16, np.float32, seed=43, bidirectional=True)
-result = run(problem, "cpu")
-assert_matches_reference(result, run(problem, "reference"), np.float32)
+problem = make_problem("lstm", 12, 3, 4, 16, np.float32, seed=43, bidirectional=True, num_layers={layers})
+if {training}:
+    result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), np.float32)
+else:
+    got = functional.forward(problem["config"], problem["params"], problem["x"], tape=False)
+    expected = functional.forward(with_backend(problem["config"], "reference"), problem["params"], problem["x"],
+                                  tape=False)
+    np.testing.assert_allclose(got[0], expected[0], rtol=2e-4, atol=2e-5)
 cell_code = sorted({{d.py_func.__name__ for d in CELL_CODE}})
 print(json.dumps(dict(compiled=compiled, cell_code=cell_code)))
 """
 
 
-def _first_call(tmp_path, setup="", helper="1"):
+def _first_call(tmp_path, setup="", helper="1", training=True):
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTLSTM_COMPILE_HELPER=helper)
     environment.pop("FASTLSTM_CPU_LOOP", None)
-    code = _FIRST_CALL.format(tests=TESTS, setup=setup)
+    code = _FIRST_CALL.format(tests=TESTS, setup=setup, training=training, layers=1 if training else 2)
     completed = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
                                timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -109,16 +129,18 @@ def _first_call(tmp_path, setup="", helper="1"):
 
 def _shared(names, cell_code):
     """The names among ``names`` of functions compiled for every cell (not the cell's phases and loops,
-    nor what they inline)."""
-    return {name for name in names if name not in cell_code and name != "vector_tail"}
+    nor what they inline, nor a prepared call's whole direction)."""
+    return {name for name in names
+            if name not in cell_code and name != "vector_tail" and not name.startswith("_run_direction")}
 
 
-def test_from_a_cold_cache_the_helper_compiles_the_shared_code_and_the_call_the_cells(tmp_path):
-    alone = _first_call(tmp_path / "alone", helper="0")
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_from_a_cold_cache_the_helper_compiles_the_shared_code_and_the_call_the_cells(tmp_path, training):
+    alone = _first_call(tmp_path / "alone", helper="0", training=training)
     shared = _shared(alone["compiled"], alone["cell_code"])
     assert "walk" in shared and any(name.startswith("rows_block") or name.startswith("forward_units")
                                     for name in shared), shared
-    with_helper = _first_call(tmp_path / "helper")
+    with_helper = _first_call(tmp_path / "helper", training=training)
     # what the call compiled itself: the cell's code (and the placeholder of the addresses it did
     # not compile while going through the call); every shared function came from the helper's cache
     assert set(with_helper["cell_code"]) & set(with_helper["compiled"])

@@ -163,6 +163,10 @@ class Stored:
 
     def __init__(self, value):
         self.value = value
+        if compiling_only_for() is not None:     # nowhere: nothing reads it (:func:`compiling_only`)
+            compile_for(_stored_bytes, value)
+            self._bytes, self.address = None, 0
+            return
         self._bytes = _stored_bytes(value)
         self.address = self._bytes.ctypes.data + (-self._bytes.ctypes.data) % 64
 

@@ -27,7 +27,7 @@ thread; where the call's loop has pushed them out of the caches, one core reads 
 import numpy as np
 from numba import njit
 
-from .calls import COMPILED_CALLERS_ONLY, value_at, values_at
+from .calls import COMPILED_CALLERS_ONLY, compile_for, compiling_only_for, value_at, values_at
 from .regions import VALUES, blocks_runner
 
 LANES = 64
@@ -137,6 +137,13 @@ class Digest:
         self.expected = np.empty((PARTS, LANES), np.uint64)
         self._run = (blocks_runner(_digest_block, PARTS, (self.table, self.expected))
                      if self.nbytes >= PARALLEL_DIGEST_BYTES else None)
+        if compiling_only_for() is not None:     # what making it and asking it would run
+            for function, values in ((digest, (self.table, self.expected)), (unchanged, (self.table, self.expected)),
+                                     (_equal, (self.expected, self.expected))):
+                compile_for(function, *values)
+            if self._run is not None:
+                self._run((self.table, self.expected))
+            return
         digest(self.table, self.expected)
 
     def unchanged(self):

@@ -36,7 +36,7 @@ from numba import typeof
 
 from ... import buffers, tuning
 from ...placement import HostArrays, is_converted
-from .calls import Stored, address_of_value, compiled_call, value_at
+from .calls import Stored, address_of_value, compile_for, compiled_call, compiling_only_for, value_at
 from .digest import Digest
 from .driver import forward_work
 from .gemm import matmul_block, matmul_split
@@ -44,6 +44,7 @@ from .loops import rows
 from .outputs import EVERY_STEP, NATURAL_TIME, output_split, output_steps
 from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
 from .strategy import held_threads
+from .warming import warm_inference_call
 
 _local = threading.local()
 _HOST = HostArrays()
@@ -146,6 +147,21 @@ class Prepared:
             layer_input = output
         return y, tuple(final)
 
+    def compile_runs(self, x, state):
+        """In a :func:`.calls.compiling_only` block: compile what a call (arguments as
+        :meth:`__call__`'s) and :meth:`holds` would run."""
+        final = np.empty(self.final_shape, self.dtype)
+        y = np.empty(self.output_shape, self.dtype)
+        given = state is not None
+        state = state if given else self.no_state
+        layer_input, last = x, len(self.runs) - 1
+        for layer, runs in enumerate(self.runs):
+            output = y if layer == last else self.between[layer % 2]
+            for index, values, run in runs:
+                compile_for(run, values.address, layer_input, state, output, final, index, given)
+            layer_input = output
+        Digest(self.arrays)
+
 
 def _entries():
     entries = getattr(_local, "entries", None)
@@ -209,8 +225,12 @@ def infer(config, kernels, params, given, x, state):
     -------
     y : ndarray (T, B, D·H)
     final : tuple of ndarray, each (L·D, B, H)
+        (None in a :func:`.calls.compiling_only` block, which compiles the call's code instead.)
     """
     names = tuple(given)
+    if compiling_only_for() is not None:
+        _build(config, kernels, params, names, x.shape).compile_runs(x, state)
+        return None
     kept = all(params[name] is given[name] for name in names)
     key = _key(config, given, x.shape)
     entries = _entries()
@@ -219,6 +239,7 @@ def infer(config, kernels, params, given, x, state):
         entries.move_to_end(key)
         return entry(x, state)
     entries.pop(key, None)
+    warm_inference_call(config, kernels, params, x, state)
     entry = _build(config, kernels, params, names, x.shape)
     budget = tuning.get("prepared_bytes")
     if kept and entry.nbytes <= budget:
@@ -356,6 +377,11 @@ def _run_direction_for(values):
         run = _run_directions[values_type] = stamped(_run_direction, "prepared_" + type_name(values_type),
                                                      VALUES=values_type)
     return run
+
+
+def is_direction_run(dispatcher):
+    """Whether ``dispatcher`` is a compiled copy of :func:`_run_direction`."""
+    return any(run is dispatcher for run in _run_directions.values())
 
 
 def _held_bytes(entry):

@@ -1,14 +1,16 @@
-"""A first training call's code compiled by two processes at once.
+"""A process's first call compiled by two processes at once.
 
 A first training call from a cold cache compiles ~30 functions one after the other, seconds on
 one core while the others idle (an LSTM 8 → 32: ~9 s on this project's 2-core machines). About
-half of that is the cell's own code (its phases and loops, :data:`.kernels.CELL_CODE`); the others — the
-packing of the weights, the tile walk, the products, the parallel regions and block functions —
-every cell shares. So the calling process starts a helper process that compiles the shared ones
-into the on-disk cache while it compiles the cell's, both by going through the call's forward and
-backward without running anything (:func:`.calls.compiling_only`), each finding by the types of
-the call's arrays exactly the functions the call needs; then it waits for the helper and makes
-the call, which loads the helper's code from the cache.
+half of that is the cell's own code (its phases and loops, :data:`.kernels.CELL_CODE`); the
+rest — the packing of the weights, the tile walk, the products, the parallel regions and block
+functions — every cell shares. So the calling process starts a helper process that compiles the
+shared code into the on-disk cache while it compiles the cell's, both by going through the call
+(a training call's forward and backward, or an inference call's prepared stack) without running
+anything (:func:`.calls.compiling_only`), each finding by the types of the call's arrays exactly
+the functions the call needs; then it waits for the helper and makes the call, which loads the
+helper's code from the cache. (An inference call also compiles its directions' whole runs
+itself, so that the two shares take about as long.)
 
 Nothing depends on the helper: if it cannot start, fails or is slow, what it did not cache is
 compiled by the call as before (the same code, so the same results). Its output goes nowhere.
@@ -35,31 +37,60 @@ _checked = set()   # the configurations already looked at in this process
 
 
 def warm_training_call(kernels, params, x, state, lengths, in_the_loop):
-    """Before the first training call of a configuration whose code is not compiled, where the
-    code every cell shares is not either (a cold cache: the tile walk is neither compiled in this
-    process nor cached, for any dtype): compile the cell's code of its forward and backward here
-    and the rest in a helper process, at once. (Where only the cell's is missing, the call
-    compiles it as it goes, alone: a helper would only load what is cached.)
+    """Before a process's first training call, from a cold cache: compile the cell's code of the
+    call's forward and backward here and the rest in a helper process, at once.
 
     Arguments as :func:`.driver.forward_layer`'s (with ``keep_tape`` True); none is modified.
     """
     if walk.overloads or compiling_only_for() is not None:   # every call after a process's first
         return
-    batch, hidden = x.shape[1], params[0]["weight_hh"].shape[1]
     recurrent_dropout = in_the_loop is not None and in_the_loop[0].recurrent_mask is not None
     zoneout = in_the_loop is not None and any(d is not None for d in in_the_loop[0].zoneout)
-    key = (kernels, len(params), batch, hidden, recurrent_dropout, zoneout, tuning.state(), held_threads())
+    if _cold(kernels, len(params), x, params[0]["weight_hh"].shape[1], True, recurrent_dropout, zoneout):
+        _both(dict(kind="training", cell=kernels.cell, dtype=x.dtype.str, params=params, x=x, state=state,
+                   lengths=lengths, in_the_loop=in_the_loop),
+              lambda: compile_training(kernels, params, x, state, lengths, in_the_loop, CELL_CODE.__contains__))
+
+
+def warm_inference_call(config, kernels, params, x, state):
+    """Before a process's first inference call, from a cold cache: the same for the stack's
+    prepared call (:func:`.prepared.infer`; arguments as its, validated; none is modified)."""
+    if walk.overloads or compiling_only_for() is not None:
+        return
+    if _cold(kernels, config.directions, x, config.hidden_size, False, False, False):
+        _both(dict(kind="inference", config=config, dtype=x.dtype.str, params=params, x=x, state=state),
+              lambda: compile_inference(config, kernels, params, x, state, _calls_own_inference))
+
+
+def _calls_own_inference(dispatcher):
+    """What an inference call compiles itself: the cell's code, and its directions' whole runs
+    (:func:`.prepared._run_direction`, ~1 s: else the helper would have the longer share)."""
+    from .prepared import is_direction_run
+
+    return dispatcher in CELL_CODE or is_direction_run(dispatcher)
+
+
+def _cold(kernels, directions, x, hidden, training, recurrent_dropout, zoneout):
+    """Whether a first call of this configuration compiles from a cold cache (and may start a
+    helper): its forward loop not compiled nor cached, nor the tile walk (the shared code)."""
+    key = (kernels, directions, x.shape[1], hidden, training, recurrent_dropout, zoneout, tuning.state(),
+           held_threads())
     if key in _checked or not tuning.get("compile_helper") or getattr(sys, "frozen", False):
-        return
+        return False
     _checked.add(key)
-    plan = choose(kernels.spec, batch, hidden, len(params), x.dtype.itemsize, True)
-    loop = kernels.forward_loop(plan.loop_kind, recurrent_dropout, zoneout, True)
-    if compiled(loop) or cached_on_disk(walk):
-        return
-    helper = _start_helper(dict(cell=kernels.cell, dtype=x.dtype.str, params=_outline(params), x=_outline(x),
-                                state=_outline(state), lengths=lengths, in_the_loop=_outline(in_the_loop),
-                                overrides=tuning.overrides(), threads=_threads()))
-    compile_call(kernels, params, x, state, lengths, in_the_loop, CELL_CODE.__contains__)
+    plan = choose(kernels.spec, x.shape[1], hidden, directions, x.dtype.itemsize, training)
+    loop = kernels.forward_loop(plan.loop_kind, recurrent_dropout, zoneout, training)
+    return not (compiled(loop) or cached_on_disk(walk))
+
+
+def _both(payload, compile_own):
+    """Start the helper on ``payload`` (its arrays sent as their shapes), run ``compile_own()``,
+    then wait for the helper."""
+    helper = _start_helper({**payload, **{name: _outline(payload[name]) for name in ("params", "x", "state",
+                                                                                   "in_the_loop")
+                                          if name in payload}, "overrides": tuning.overrides(),
+                            "threads": _threads()})
+    compile_own()
     if helper is not None:
         try:
             helper.wait(HELPER_WAIT)
@@ -73,7 +104,7 @@ def compiled(dispatcher):
     return bool(dispatcher.overloads) or cached_on_disk(dispatcher)
 
 
-def compile_call(kernels, params, x, state, lengths, in_the_loop, compiles):
+def compile_training(kernels, params, x, state, lengths, in_the_loop, compiles):
     """Go through a training call's forward and backward compiling, and running nothing
     (:func:`.calls.compiling_only`): of the functions found, those ``compiles(dispatcher)`` accepts."""
     from .driver import backward_layer, forward_layer
@@ -81,6 +112,14 @@ def compile_call(kernels, params, x, state, lengths, in_the_loop, compiles):
     with compiling_only(compiles), np.errstate(all="ignore"):
         forward = forward_layer(kernels, params, x, state, lengths, True, in_the_loop)
         backward_layer(forward.tape, np.zeros(forward.y.shape, x.dtype), None)
+
+
+def compile_inference(config, kernels, params, x, state, compiles):
+    """The same for a stack's prepared inference call."""
+    from .prepared import infer
+
+    with compiling_only(compiles), np.errstate(all="ignore"):
+        infer(config, kernels, params, params, x, state)
 
 
 def _threads():
@@ -153,14 +192,20 @@ def _start_helper(payload):
 
 def helper_main():
     """The helper process: compile the shared code of the call described on stdin (a pickled
-    payload of :func:`warm_training_call`) into Numba's on-disk cache."""
+    payload of :func:`warm_training_call` or :func:`warm_inference_call`) into Numba's on-disk cache."""
     import numba
 
     from .kernels import kernels_for
 
     payload = pickle.load(sys.stdin.buffer)
     numba.set_num_threads(min(payload["threads"], numba.config.NUMBA_NUM_THREADS))
-    kernels = kernels_for(payload["cell"], np.dtype(payload["dtype"]))
+    shared = lambda dispatcher: dispatcher not in CELL_CODE   # noqa: E731
+    params, x, state = _filled(payload["params"]), _filled(payload["x"]), _filled(payload["state"])
     with tuning.override(**payload["overrides"]):
-        compile_call(kernels, _filled(payload["params"]), _filled(payload["x"]), _filled(payload["state"]),
-                     payload["lengths"], _filled(payload["in_the_loop"]), lambda dispatcher: dispatcher not in CELL_CODE)
+        if payload["kind"] == "training":
+            kernels = kernels_for(payload["cell"], np.dtype(payload["dtype"]))
+            compile_training(kernels, params, x, state, payload["lengths"], _filled(payload["in_the_loop"]), shared)
+        else:
+            config = payload["config"]
+            compile_inference(config, kernels_for(config.cell, np.dtype(payload["dtype"])), params, x, state,
+                              lambda dispatcher: not _calls_own_inference(dispatcher))
