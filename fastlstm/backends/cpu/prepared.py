@@ -28,6 +28,8 @@ for that to vanish.
 The buffers of an entry are used by one call at a time: each thread has its own entries, and
 nothing a call returns is one of them.
 """
+import copy
+import functools
 import threading
 from collections import OrderedDict
 
@@ -149,17 +151,12 @@ class Prepared:
 
     def compile_runs(self, x, state):
         """In a :func:`.calls.compiling_only` block: compile what a call (arguments as
-        :meth:`__call__`'s) and :meth:`holds` would run."""
-        final = np.empty(self.final_shape, self.dtype)
-        y = np.empty(self.output_shape, self.dtype)
-        given = state is not None
-        state = state if given else self.no_state
-        layer_input, last = x, len(self.runs) - 1
-        for layer, runs in enumerate(self.runs):
-            output = y if layer == last else self.between[layer % 2]
-            for index, values, run in runs:
-                compile_for(run, values.address, layer_input, state, output, final, index, given)
-            layer_input = output
+        :meth:`__call__`'s) and :meth:`holds` would run: a call of a copy whose runs compile."""
+        compiling = copy.copy(self)
+        compiling.runs = [[(index, values, functools.partial(compile_for, run)) for index, values, run in runs]
+                          for runs in self.runs]
+        compiling.pooled = False
+        compiling(x, state)
         Digest(self.arrays)
 
 

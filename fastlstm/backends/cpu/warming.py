@@ -23,10 +23,12 @@ import subprocess
 import sys
 
 import numpy as np
+from numba import config as numba_config
+from numba import get_num_threads, set_num_threads
 
 from ... import tuning
 from .calls import compiling_only, compiling_only_for
-from .kernels import CELL_CODE, cached_on_disk
+from .kernels import CELL_CODE, cached_on_disk, kernels_for
 from .strategy import choose, held_threads
 from .tiles import walk
 
@@ -75,7 +77,7 @@ def _cold(kernels, directions, x, hidden, training, recurrent_dropout, zoneout):
     helper): its forward loop not compiled nor cached, nor the tile walk (the shared code)."""
     key = (kernels, directions, x.shape[1], hidden, training, recurrent_dropout, zoneout, tuning.state(),
            held_threads())
-    if key in _checked or not tuning.get("compile_helper") or getattr(sys, "frozen", False):
+    if key in _checked or not tuning.get("compile_helper") or getattr(sys, "frozen", False) or _cores() < 2:
         return False
     _checked.add(key)
     plan = choose(kernels.spec, x.shape[1], hidden, directions, x.dtype.itemsize, training)
@@ -83,13 +85,20 @@ def _cold(kernels, directions, x, hidden, training, recurrent_dropout, zoneout):
     return not (compiled(loop) or cached_on_disk(walk))
 
 
+# The payload's entries sent as their arrays' shapes (the helper needs their types only).
+_OUTLINED = ("params", "x", "state", "in_the_loop")
+
+
+def _cores():
+    """The CPUs this process may run on (a helper on the same one would only take turns with it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _both(payload, compile_own):
-    """Start the helper on ``payload`` (its arrays sent as their shapes), run ``compile_own()``,
-    then wait for the helper."""
-    helper = _start_helper({**payload, **{name: _outline(payload[name]) for name in ("params", "x", "state",
-                                                                                   "in_the_loop")
-                                          if name in payload}, "overrides": tuning.overrides(),
-                            "threads": _threads()})
+    """Start the helper on ``payload`` (with the knobs' overrides and the thread count), run
+    ``compile_own()``, then wait for the helper."""
+    sent = {name: _outline(value) if name in _OUTLINED else value for name, value in payload.items()}
+    helper = _start_helper(dict(sent, overrides=tuning.overrides(), threads=get_num_threads()))
     compile_own()
     if helper is not None:
         try:
@@ -122,14 +131,8 @@ def compile_inference(config, kernels, params, x, state, compiles):
         infer(config, kernels, params, params, x, state)
 
 
-def _threads():
-    import numba
-
-    return numba.get_num_threads()
-
-
 class _Zeros:
-    """An array's shape and dtype, sent to the helper in its place (it needs their types only)."""
+    """An array's shape and dtype, sent to the helper in its place."""
 
     def __init__(self, array):
         self.shape, self.dtype = array.shape, array.dtype.str
@@ -138,30 +141,25 @@ class _Zeros:
         return np.zeros(self.shape, self.dtype)
 
 
+def _replaced(value, replace):
+    """``value`` with ``replace(v)`` in place of each ``v`` in it that is not a dict, list or tuple."""
+    if isinstance(value, dict):
+        return {name: _replaced(v, replace) for name, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_replaced(v, replace) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replaced(v, replace) for v in value)
+    return replace(value)
+
+
 def _outline(value):
     """``value`` with every array larger than a few values replaced by a :class:`_Zeros`."""
-    if isinstance(value, np.ndarray):
-        return _Zeros(value) if value.size > 64 else value
-    if isinstance(value, dict):
-        return {name: _outline(v) for name, v in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_outline(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_outline(v) for v in value)
-    return value
+    return _replaced(value, lambda v: _Zeros(v) if isinstance(v, np.ndarray) and v.size > 64 else v)
 
 
 def _filled(value):
     """The inverse of :func:`_outline`, zeros in place of each :class:`_Zeros`."""
-    if isinstance(value, _Zeros):
-        return value.array()
-    if isinstance(value, dict):
-        return {name: _filled(v) for name, v in value.items()}
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_filled(v) for v in value))
-    if isinstance(value, (list, tuple)):
-        return type(value)(_filled(v) for v in value)
-    return value
+    return _replaced(value, lambda v: v.array() if isinstance(v, _Zeros) else v)
 
 
 def _start_helper(payload):
@@ -170,14 +168,14 @@ def _start_helper(payload):
         return None
     import fastlstm
 
+    # this very package first on the helper's path (before its working directory's)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastlstm.__file__)))
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from fastlstm.backends.cpu.warming import helper_main; helper_main()")
     try:
         data = pickle.dumps(payload)
-        helper = subprocess.Popen([sys.executable, "-c", "from fastlstm.backends.cpu.warming import helper_main; "
-                                   "helper_main()"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=environment)
+        helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
     except (OSError, ValueError, pickle.PicklingError, TypeError, AttributeError):
         return None
     try:
@@ -193,19 +191,15 @@ def _start_helper(payload):
 def helper_main():
     """The helper process: compile the shared code of the call described on stdin (a pickled
     payload of :func:`warm_training_call` or :func:`warm_inference_call`) into Numba's on-disk cache."""
-    import numba
-
-    from .kernels import kernels_for
-
     payload = pickle.load(sys.stdin.buffer)
-    numba.set_num_threads(min(payload["threads"], numba.config.NUMBA_NUM_THREADS))
-    shared = lambda dispatcher: dispatcher not in CELL_CODE   # noqa: E731
+    set_num_threads(min(payload["threads"], numba_config.NUMBA_NUM_THREADS))
+    dtype = np.dtype(payload["dtype"])
     params, x, state = _filled(payload["params"]), _filled(payload["x"]), _filled(payload["state"])
     with tuning.override(**payload["overrides"]):
         if payload["kind"] == "training":
-            kernels = kernels_for(payload["cell"], np.dtype(payload["dtype"]))
-            compile_training(kernels, params, x, state, payload["lengths"], _filled(payload["in_the_loop"]), shared)
+            compile_training(kernels_for(payload["cell"], dtype), params, x, state, payload["lengths"],
+                             _filled(payload["in_the_loop"]), lambda dispatcher: dispatcher not in CELL_CODE)
         else:
             config = payload["config"]
-            compile_inference(config, kernels_for(config.cell, np.dtype(payload["dtype"])), params, x, state,
+            compile_inference(config, kernels_for(config.cell, dtype), params, x, state,
                               lambda dispatcher: not _calls_own_inference(dispatcher))
