@@ -225,8 +225,8 @@ def compiling_only(compiles):
     (:func:`compile_for`), and of those it finds, compiles only the ones ``compiles(dispatcher)``
     accepts (the others' addresses are a function that does nothing). What the block computes is
     meaningless and must be dropped; nothing found in it is remembered (:class:`AddressBook`,
-    :mod:`.kept`). :mod:`.warming` compiles a first training call's code this way, in two processes
-    at once."""
+    :mod:`.kept`). :mod:`.warming` compiles a process's first call's code this way, in two
+    processes at once."""
     previous = getattr(_dry, "compiles", None)
     _dry.compiles = compiles
     try:
