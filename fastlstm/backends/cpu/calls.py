@@ -207,8 +207,13 @@ def address_of(dispatcher, *arguments):
     compiles = compiling_only_for()
     if compiles is not None and not compiles(dispatcher):
         return _nothing_address()
-    signature = tuple(types.intp if isinstance(value, int) else value if isinstance(value, types.Type)
-                      else dispatcher.typeof_pyval(value) for value in arguments)
+    return _compiled_address(dispatcher, tuple(
+        types.intp if isinstance(value, int) else value if isinstance(value, types.Type)
+        else dispatcher.typeof_pyval(value) for value in arguments))
+
+
+def _compiled_address(dispatcher, signature):
+    """The address of ``dispatcher``'s machine code for ``signature``, compiled if need be."""
     dispatcher.compile(signature)
     compiled = dispatcher.overloads[signature]
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
@@ -255,9 +260,7 @@ def _nothing():
 
 @functools.lru_cache(maxsize=1)
 def _nothing_address():
-    _nothing.compile(())
-    compiled = _nothing.overloads[()]
-    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+    return _compiled_address(_nothing, ())
 
 
 class AddressBook:
