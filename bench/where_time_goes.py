@@ -6,8 +6,9 @@ packing, the rest (the per-call overhead).
 For each shape of the benchmark table (``--shapes``) and each shape given in full (``--shape
 cell,I,H,B,T,mode``), times fastlstm's compiled pieces inside one call (wrapping the driver's
 references to them) and reports each piece's milliseconds and GFLOP/s (GB/s for the weights'
-packing and a prepared call's check of its parameters), and what is left: the Python and NumPy
-work around them, as a share of the call (the per-call overhead). Next to the
+packing, a prepared call's check of its parameters and a training call's copy of each step's h
+into ``y``), and what is left: the Python and NumPy work around them, as a share of the call
+(the per-call overhead). Next to the
 loops, it times the single-threaded BLAS GEMM of one step's block alone (B × H by H × G·H/threads,
 the shape each thread multiplies per step) for scale.
 """
@@ -89,13 +90,15 @@ def main():
         call()
         kernels = kernels_for(layer.config.cell, layer.config.dtype)
         totals = defaultdict(float)
-        saved = driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels
+        saved = (driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels,
+                 driver.write_output)
         matmul_runner = driver.matmul_runner
         driver.matmul_runner = lambda *arguments: _timed(matmul_runner(*arguments), totals, "input GEMMs (x·W_ih, dx)")
         driver.matmul = _timed(driver.matmul, totals, "input GEMMs (x·W_ih, dx)")
         driver.weight_gradient = _timed(driver.weight_gradient, totals, "weight-gradient GEMMs")
         driver.forward_panels = _timed(driver.forward_panels, totals, "packing W_hh (forward)")
         driver.backward_panels = _timed(driver.backward_panels, totals, "packing W_hh (backward)")
+        driver.write_output = _timed(driver.write_output, totals, "writing y")
         # each compiled loop is timed where its segments run (driver._loop_runner's runs), named
         # by the method that gave it (instance attributes shadow the methods)
         labels = {}
@@ -130,7 +133,8 @@ def main():
                 call()
             total = (time.perf_counter() - start) / args.repeats
         finally:
-            driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels = saved
+            (driver.matmul, driver.weight_gradient, driver.forward_panels, driver.backward_panels,
+             driver.write_output) = saved
             driver.matmul_runner, driver._loop_runner = matmul_runner, loop_runner
             prepared._run_direction_for = run_direction_for
             prepared.Prepared.holds = holds
@@ -147,14 +151,16 @@ def main():
                      "projections + loop (prepared)": loop_flops * (1 + shape.input_size / shape.hidden_size)}
         packed = 4.0 * shape.gates * shape.hidden_size ** 2
         parameters = 4.0 * shape.gates * shape.hidden_size * (shape.input_size + shape.hidden_size + 2)
+        output = 4.0 * shape.steps * shape.batch * shape.hidden_size
         accounted = 0.0
         for name, seconds in totals.items():
             seconds /= args.repeats
             accounted += seconds
             if name in big_flops:
                 rate = f"{big_flops[name] / seconds / 1e9:6.0f} GFLOP/s"
-            else:   # bytes packed, or the parameters' bytes read by the check
-                rate = f"{(parameters if name == 'checking the parameters' else packed) / seconds / 1e9:6.1f} GB/s"
+            else:   # bytes packed, the parameters' bytes read by the check, or y's bytes written
+                moved = {"checking the parameters": parameters, "writing y": output}.get(name, packed)
+                rate = f"{moved / seconds / 1e9:6.1f} GB/s"
             print(f"    {name:<28}{1e3 * seconds:8.2f} ms  {rate}")
         rest = total - accounted
         print(f"    {'the rest (Python, NumPy)':<28}{1e3 * rest:8.2f} ms  {100 * rest / total:5.1f} % of the call")

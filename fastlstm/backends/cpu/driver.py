@@ -25,7 +25,7 @@ from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, compile_for, compiling_only_for, type_key
 from .gemm import matmul, matmul_runner, weight_gradient
-from .kept import kept
+from .kept import KeepsScratch, kept
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
 from .loops import (backward_units_block, backward_units_held_block, forward_units_block, forward_units_held_block,
@@ -292,60 +292,74 @@ class ForwardWork:
 
 @dataclass
 class _ForwardDirection:
-    """One direction's part of a :class:`_ForwardSetup`: its input projection's bias and packed
-    weights, its recurrent weights' panels (``None`` until first packed), its phases' addresses
-    and loop for one ``variant`` (the arrays' type key and the regularisers in the loop), and its
-    input projections' runners by number of rows."""
+    """One direction's part of a :class:`_ForwardSetup`: its input projection's bias, where its
+    recurrent weights' panels start, its phases' addresses and loop for one ``variant`` (the
+    arrays' type key and the regularisers in the loop)."""
 
     bias: np.ndarray
-    input_panels: np.ndarray
-    panels: np.ndarray = None
     panel_starts: np.ndarray = None
     phase_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     variant: tuple = None
     loop: object = None
     addresses: tuple = None
-    projections: dict = field(default_factory=dict)
 
 
 @dataclass
-class _ForwardSetup:
-    """What a layer's forward of one shape builds the same way every call (:mod:`.kept`): its
-    plan, the segment's input projections (``xproj``), each block's work, the segments and
-    the directions' :class:`_ForwardDirection`."""
+class _ForwardScratch:
+    """A forward's buffers (:class:`.kept.KeepsScratch`): the segment's input projections
+    (``xproj``), each block's work, the segments; per direction, ``weight_ih`` packed, the
+    recurrent weights' panels (``None`` until first packed) and the input projections' runners
+    by number of rows (bound to the packed ``weight_ih``)."""
 
-    plan: object
     xproj: np.ndarray
     work: np.ndarray
     segments: list
-    directions: list
+    input_panels: list
+    panels: list
+    projections: list
     nbytes: int
+
+
+@dataclass
+class _ForwardSetup(KeepsScratch):
+    """What a layer's forward of one shape builds the same way every call (:mod:`.kept`): its
+    plan, the directions' :class:`_ForwardDirection` and how to build its buffers."""
+
+    plan: object
+    directions: list
+    new_scratch: object
 
 
 def _forward_setup(kernels, directions, shape, hidden, dtype, keep_tape):
     spec = kernels.spec
+    gate_width = len(spec.gates) * hidden
+    plan = choose(spec, shape[1], hidden, directions, dtype.itemsize, keep_tape)
+    return _ForwardSetup(plan, [_ForwardDirection(np.empty(gate_width, dtype)) for _ in range(directions)],
+                         functools.partial(_forward_scratch, spec, plan, directions, shape, hidden, dtype))
+
+
+def _forward_scratch(spec, plan, directions, shape, hidden, dtype):
     steps, batch, inputs = shape
     gate_width = len(spec.gates) * hidden
     segment = _segment_steps(batch, gate_width, dtype)
-    plan = choose(spec, batch, hidden, directions, dtype.itemsize, keep_tape)
     xproj = buffers.empty((max(1, min(segment, steps)), batch, gate_width), dtype)
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
     segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
                 for t0 in range(0, steps, segment)]
-    setups = [_ForwardDirection(np.empty(gate_width, dtype),
-                                buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True))
-              for _ in range(directions)]
-    weights = gate_width * hidden * dtype.itemsize + setups[0].input_panels.nbytes + gate_width * dtype.itemsize
-    return _ForwardSetup(plan, xproj, work, segments, setups, xproj.nbytes + work.nbytes + directions * weights)
+    input_panels = [buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
+                    for _ in range(directions)]
+    weights = gate_width * hidden * dtype.itemsize + input_panels[0].nbytes + gate_width * dtype.itemsize
+    return _ForwardScratch(xproj, work, segments, input_panels, [None] * directions, [{} for _ in range(directions)],
+                           xproj.nbytes + work.nbytes + directions * weights)
 
 
 def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, keep=False):
     """The :class:`ForwardWork` of a layer call of ``shape`` (T, B, I): its buffers, the weights
     packed, every direction's arrays and loop; the caller sets the initial states (and, under
     recurrent dropout, the first recurrent inputs). With ``keep``, what every call of the shape
-    builds the same way (its plan, scratch and packing buffers, addresses) is kept for the
-    thread's next call (:mod:`.kept`): the work must then be run before the thread's next
-    forward_work, and kept nowhere (its scratch serves that call)."""
+    builds the same way (its plan and addresses; its scratch and packing buffers where they are
+    small) is kept for the thread's next call (:mod:`.kept`): the work must then be run before the
+    thread's next forward_work, and kept nowhere (its scratch serves that call)."""
     spec = kernels.spec
     steps, batch, inputs = shape
     hidden = params[0]["weight_hh"].shape[1]
@@ -353,6 +367,7 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
     build = functools.partial(_forward_setup, kernels, len(params), shape, hidden, dtype, keep_tape)
     setup = (kept(("forward", kernels, len(params), shape, hidden, keep_tape, tuning.state(), held_threads()), build)
              if keep else build())
+    scratch = setup.scratch() if keep else setup.new_scratch()
     plan = setup.plan
     # Padded steps never write the tape; after-loop GEMMs multiply it by zero gradients,
     # which must not meet uninitialised NaNs. Inference reuses one slot for every step.
@@ -367,10 +382,12 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         np.add(p["bias_ih"][:folded], p["bias_hh"][:folded], out=own.bias[:folded])
         own.bias[folded:] = p["bias_ih"][folded:]
-        pack_transposed(p["weight_ih"], own.input_panels)
-        own.panels, own.panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, phases, own.panels)
-        arrays = ForwardArrays(setup.xproj, states, planes, own.panels, own.panel_starts, p["bias_hh"],
-                               _vectors(spec, p, hidden, dtype), setup.work, active, plan.unit_bounds, loop.mask,
+        input_panels = scratch.input_panels[direction]
+        pack_transposed(p["weight_ih"], input_panels)
+        panels, own.panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, phases, scratch.panels[direction])
+        scratch.panels[direction] = panels
+        arrays = ForwardArrays(scratch.xproj, states, planes, panels, own.panel_starts, p["bias_hh"],
+                               _vectors(spec, p, hidden, dtype), scratch.work, active, plan.unit_bounds, loop.mask,
                                loop.inputs, loop.zone, loop.candidates, own.phase_code, walk_address(dtype))
         key = type_key(arrays)
         variant = (key, loop.recurrent_dropout, loop.zoneout)
@@ -380,11 +397,11 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
             own.loop = kernels.forward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, keep_tape)
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
-        directions.append(DirectionWork(loop, own.input_panels, own.bias, arrays,
+        directions.append(DirectionWork(loop, input_panels, own.bias, arrays,
                                         _loop_runner(plan, own.loop, arrays, key, own.addresses),
                                         functools.partial(loop_addresses, plan, own.loop, arrays, key),
-                                        own.projections))
-    return ForwardWork(plan, setup.xproj, active, directions, setup.segments)
+                                        scratch.projections[direction]))
+    return ForwardWork(plan, scratch.xproj, active, directions, scratch.segments)
 
 
 def _line_multiple(count, dtype):
@@ -541,13 +558,10 @@ def backward_layer(tape, dy, dstate, norms=None):
 
 @dataclass
 class _BackwardDirection:
-    """One direction's part of a :class:`_BackwardSetup`: its state gradients, ``weight_ih`` and
-    ``weight_hh`` packed (the latter ``None`` until first packed), and its phases' addresses
-    and loop for one ``variant`` (the arrays' type key, the regularisers, the norms' record)."""
+    """One direction's part of a :class:`_BackwardSetup`: where its recurrent weights' panels
+    start, its phases' addresses and loop for one ``variant`` (the arrays' type key, the
+    regularisers, the norms' record)."""
 
-    dstates: np.ndarray
-    input_panels: np.ndarray
-    panels: np.ndarray = None
     panel_starts: np.ndarray = None
     pointwise_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     projection_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
@@ -557,37 +571,53 @@ class _BackwardDirection:
 
 
 @dataclass
-class _BackwardSetup:
-    """What a layer's backward of one shape and plan builds the same way every call (:mod:`.kept`):
-    the segment's gate gradients (``dgx``, and ``dgh`` where they differ), each block's work, the
-    staged gradients, and the directions' :class:`_BackwardDirection`."""
+class _BackwardScratch:
+    """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
+    and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
+    state gradients, ``weight_ih`` packed and ``weight_hh``'s panels (``None`` until first packed)."""
 
-    plan: object
-    segment: int
     dgx: np.ndarray
     dgh: np.ndarray
     work: np.ndarray
     stage: np.ndarray
-    directions: list
+    dstates: list
+    input_panels: list
+    panels: list
     nbytes: int
 
 
+@dataclass
+class _BackwardSetup(KeepsScratch):
+    """What a layer's backward of one shape and plan builds the same way every call (:mod:`.kept`):
+    its steps per segment, the directions' :class:`_BackwardDirection` and how to build its buffers."""
+
+    plan: object
+    segment: int
+    directions: list
+    new_scratch: object
+
+
 def _backward_setup(spec, plan, directions, shape, hidden, dtype):
+    segment = _segment_steps(shape[1], len(spec.gates) * hidden, dtype)
+    return _BackwardSetup(plan, segment, [_BackwardDirection() for _ in range(directions)],
+                          functools.partial(_backward_scratch, spec, plan, directions, shape, hidden, dtype, segment))
+
+
+def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     steps, batch, inputs = shape
     gate_width = len(spec.gates) * hidden
-    segment = _segment_steps(batch, gate_width, dtype)
     segment_shape = (max(1, min(segment, steps)), batch, gate_width)
     dgx = buffers.empty(segment_shape, dtype)
     dgh = buffers.empty(segment_shape, dtype) if spec.recurrent_gradient_differs else dgx
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * hidden, dtype)), dtype, aligned=True)
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
-    setups = [_BackwardDirection(buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True),
-                                 buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True))
-              for _ in range(directions)]
-    own = setups[0].dstates.nbytes + setups[0].input_panels.nbytes + gate_width * hidden * dtype.itemsize
+    dstates = [buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True) for _ in range(directions)]
+    input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True)
+                    for _ in range(directions)]
+    own = dstates[0].nbytes + input_panels[0].nbytes + gate_width * hidden * dtype.itemsize
     nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own
-    return _BackwardSetup(plan, segment, dgx, dgh, work, stage, setups, nbytes)
+    return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, [None] * directions, nbytes)
 
 
 def _backward_layer(tape, dy, dstate, norms):
@@ -606,23 +636,26 @@ def _backward_layer(tape, dy, dstate, norms):
     # keyed by the plan's id: the setup holds the plan, so no other object takes that id while it is kept
     setup = kept(("backward", kernels, id(plan), len(tape.params), x.shape, hidden, tuning.state()),
                  functools.partial(_backward_setup, spec, plan, len(tape.params), x.shape, hidden, dtype))
-    segment, dgx, dgh, work, stage = setup.segment, setup.dgx, setup.dgh, setup.work, setup.stage
+    scratch = setup.scratch()
+    segment, dgx, dgh, work, stage = setup.segment, scratch.dgx, scratch.dgh, scratch.work, scratch.stage
     dx = buffers.empty((steps, batch, inputs), dtype)
     projects = tuple(phase.projects for phase in spec.backward)
     state_count = len(spec.states)
     dstates0, grads = [], []
     for direction, (p, own) in enumerate(zip(tape.params, setup.directions)):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
-        dstates = own.dstates
+        dstates, input_panels = scratch.dstates[direction], scratch.input_panels[direction]
         dstates[...] = 0
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
-        own.panels, own.panel_starts = backward_panels(p["weight_hh"], plan.unit_bounds, projects, own.panels)
+        panels, own.panel_starts = backward_panels(p["weight_hh"], plan.unit_bounds, projects,
+                                                   scratch.panels[direction])
+        scratch.panels[direction] = panels
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                own.panels, own.panel_starts, work, stage, loop_norms, own.pointwise_code,
+                                panels, own.panel_starts, work, stage, loop_norms, own.pointwise_code,
                                 own.projection_code, walk_address(dtype))
         key = type_key(arrays)
         variant = (key, loop.recurrent_dropout, loop.zoneout, norms is not None)
@@ -632,7 +665,7 @@ def _backward_layer(tape, dy, dstate, norms):
             own.loop = kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, norms is not None)
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
-        pack(p["weight_ih"], 0, inputs, own.input_panels)
+        pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -651,7 +684,7 @@ def _backward_layer(tape, dy, dstate, norms):
             run(t0, t1)
             _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps)
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
-            _input_gradients(dgx_segment, own.input_panels, x, dx, direction,
+            _input_gradients(dgx_segment, input_panels, x, dx, direction,
                              _segment_index(direction, tape.reverse, t0, t1), direction_grads, t1 < steps)
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
