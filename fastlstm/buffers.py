@@ -20,6 +20,7 @@ more free bytes than the most bytes ever leased at once (one call's working set,
 loop of similar calls) nor more than the ``pool_max_free_bytes`` tunable; beyond that it
 releases the blocks returned longest ago.
 """
+import ctypes
 import math
 import threading
 from collections import OrderedDict, deque
@@ -107,7 +108,7 @@ class _Pool:
                 self.reused += 1
             else:
                 memory = np.empty(capacity, np.uint8)
-                address = memory.ctypes.data
+                address = _address(memory)
                 block = memory, address + -address % ALIGNMENT
                 self.allocated += 1
             self.leased_bytes += block[0].nbytes
@@ -150,7 +151,12 @@ def aligned_empty(shape, dtype):
     rows of a small state array fight over the line between them at every step)."""
     dtype = np.dtype(dtype)
     raw = np.empty(math.prod(shape) * dtype.itemsize + ALIGNMENT, np.uint8)
-    return np.ndarray(shape, dtype, raw, -raw.ctypes.data % ALIGNMENT)
+    return np.ndarray(shape, dtype, raw, -_address(raw) % ALIGNMENT)
+
+
+def _address(array):
+    """The address of a writeable array's first byte (a third of the time ``array.ctypes.data`` takes)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(array))
 
 
 def zeros(shape, dtype, aligned=False):

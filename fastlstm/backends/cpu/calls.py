@@ -219,7 +219,11 @@ def _compiled_address(dispatcher, signature):
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
-_dry = threading.local()
+class _Dry(threading.local):
+    compiles = None      # outside a compiling_only block (a class default: no AttributeError per look-up)
+
+
+_dry = _Dry()
 
 
 @contextlib.contextmanager
@@ -232,7 +236,7 @@ def compiling_only(compiles):
     meaningless and must be dropped; nothing found in it is remembered (:class:`AddressBook`,
     :mod:`.kept`). :mod:`.warming` compiles a process's first call's code this way, in two
     processes at once."""
-    previous = getattr(_dry, "compiles", None)
+    previous = _dry.compiles
     _dry.compiles = compiles
     try:
         yield
@@ -242,7 +246,7 @@ def compiling_only(compiles):
 
 def compiling_only_for():
     """The ``compiles`` of the :func:`compiling_only` block this thread is in, or None (code runs)."""
-    return getattr(_dry, "compiles", None)
+    return _dry.compiles
 
 
 def compile_for(dispatcher, *arguments):
