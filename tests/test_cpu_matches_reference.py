@@ -57,17 +57,37 @@ def test_relu_overflow_becomes_inf_in_float32_without_raising():
 @pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
 @settings(max_examples=max(4, settings().max_examples // 4))
 @given(
-    steps=st.integers(1, 4), batch=st.integers(1, 40), hidden=st.integers(7, 40),
+    steps=st.integers(1, 4), batch=st.integers(1, 40), inputs=st.integers(1, 40), hidden=st.integers(7, 40),
     dtype=st.sampled_from([np.float32, np.float64]),
     x_scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**32 - 1), loop=st.sampled_from(LOOP_STRATEGIES),
 )
-def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, hidden, dtype, x_scale, seed, loop):
+def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, inputs, hidden, dtype, x_scale, seed, loop):
     """Hidden sizes that fill the vectorised gate loops and several panels of the projections'
-    tiles (and their remainders), batches of many tiles of rows."""
-    problem = make_problem(variant, steps, batch, 5, hidden, dtype, seed, x_scale=x_scale,
+    tiles (and their remainders), batches of many tiles of rows, inputs on both sides of one
+    SIMD vector (dx by BLAS, or by the tile kernel)."""
+    problem = make_problem(variant, steps, batch, inputs, hidden, dtype, seed, x_scale=x_scale,
                            with_state=True, with_dstate=True)
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
     with loop_strategy(loop):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), dtype, naive)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("past_one_vector", [False, True], ids=["dx-by-blas", "dx-by-tiles"])
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_dx_of_inputs_within_and_past_one_simd_vector(variant, past_one_vector, dtype):
+    """dx of a layer whose inputs fit one SIMD vector comes from BLAS on weight_ih as stored, of
+    a wider one from the tile kernel on weight_ih packed: both directions (the reverse one adds
+    its dx at each sequence's own reverse time), padded sequences, two segments."""
+    from fastlstm import tuning
+    from fastlstm.backends.cpu.tiles import lanes
+
+    inputs = lanes(dtype) + int(past_one_vector)
+    problem = make_problem(variant, 7, 4, inputs, 9, dtype, seed=inputs, bidirectional=True,
+                           lengths=np.array([7, 2, 0, 5]))
+    naive = run(problem, "reference-float32") if dtype == np.float32 else None
+    with tuning.override(segment_rows=16, segment_bytes=0, gemm_rows=4):   # segments of 4 steps, products of 4 blocks
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 

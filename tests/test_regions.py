@@ -74,6 +74,24 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel_flops", [1e30, 0.0], ids=["serial", "parallel"])
+@pytest.mark.parametrize("columns", [1, 5, 16])
+def test_the_blas_product_of_narrow_outputs_matches_numpy(dtype, parallel_flops, columns):
+    rng = np.random.default_rng(6)
+    wide = rng.standard_normal((37, 50)).astype(dtype)
+    a = wide[:, 3:48]                                         # rows 50 apart: a row stride not the width
+    weight = rng.standard_normal((45, columns)).astype(dtype)   # (K, N) as weight_ih is stored
+    out_wide = np.full((37, columns + 3), np.nan, dtype)
+    out = out_wide[:, 1:1 + columns]                          # written, never read
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    with tuning.override(parallel_flops=parallel_flops, gemm_rows=8):      # 4 blocks of rows
+        gemm.product(a, weight, out)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ weight.astype(np.float64), **tolerance)
+        assert np.isnan(out_wide[:, 0]).all() and np.isnan(out_wide[:, 1 + columns:]).all()
+        gemm.product(a[:0], weight, out[:0])                  # no rows: nothing to do
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_packing_in_parallel_gives_the_serial_panels(dtype, monkeypatch):
     rng = np.random.default_rng(6)
     weight = rng.standard_normal((77, 53)).astype(dtype)

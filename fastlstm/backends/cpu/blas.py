@@ -39,65 +39,84 @@ def gemm_address(dtype):
     return get_pointer(capsule, get_name(capsule))
 
 
-@intrinsic
-def gemm_at(typingctx, address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c,
-            c_start, c_stride):
-    """``c (+)= bᵀ a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[k, i]·a[k, j]`` for i < ``rows``,
-    j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
-    ``a_start`` with row stride ``a_stride`` (in values of the dtype), ``b`` as (``inner`` ×
-    ``rows``) and ``c`` as (``rows`` × ``columns``) alike; ``beta`` 0: ``c`` is not read.
+def _gemm_intrinsic(name, b_transposed):
+    """The typing and code of intrinsic ``name`` calling ``?gemm('N', 'T' if b_transposed else 'N', …)``:
+    :func:`gemm_at` or :func:`product_at`."""
+    def gemm(typingctx, address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c,
+             c_start, c_stride):
+        dtype = a.dtype
+        if not (b.dtype == dtype and c.dtype == dtype and dtype in (types.float32, types.float64)):
+            raise TypeError("gemm: a, b and c must be float32 or float64 alike")
+        signature = types.void(types.intp, types.intp, types.intp, types.intp, a, types.intp, types.intp, b,
+                               types.intp, types.intp, beta, c, types.intp, types.intp)
 
-    Column-major, that is BLAS's ``C = A·Bᵀ + beta·C`` with C (``columns`` × ``rows``), A
-    (``columns`` × ``inner``) and B (``rows`` × ``inner``): ``?gemm('N', 'T', …)`` at ``address``
-    (:func:`gemm_address` of the arrays' dtype).
-    """
-    dtype = a.dtype
-    if not (b.dtype == dtype and c.dtype == dtype and dtype in (types.float32, types.float64)):
-        raise TypeError("gemm_at: a, b and c must be float32 or float64 alike")
-    signature = types.void(types.intp, types.intp, types.intp, types.intp, a, types.intp, types.intp, b, types.intp,
-                           types.intp, beta, c, types.intp, types.intp)
+        def codegen(context, builder, signature, values):
+            (address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c, c_start,
+             c_stride) = values
+            value_type = context.get_value_type(dtype)
+            integer = ir.IntType(32)
+            character = ir.IntType(8)
 
-    def codegen(context, builder, signature, values):
-        (address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c, c_start,
-         c_stride) = values
-        value_type = context.get_value_type(dtype)
-        integer = ir.IntType(32)
-        character = ir.IntType(8)
+            def slot(value, value_ir_type):
+                pointer = cgutils.alloca_once(builder, value_ir_type)
+                builder.store(value, pointer)
+                return pointer
 
-        def slot(value, value_ir_type):
-            pointer = cgutils.alloca_once(builder, value_ir_type)
-            builder.store(value, pointer)
-            return pointer
+            def count(value):
+                return slot(builder.trunc(value, integer), integer)
 
-        def count(value):
-            return slot(builder.trunc(value, integer), integer)
+            def leading(value, least):
+                larger = builder.icmp_signed(">", value, least)
+                return count(builder.select(larger, value, least))
 
-        def leading(value, least):
-            larger = builder.icmp_signed(">", value, least)
-            return count(builder.select(larger, value, least))
+            def data(array_type, array, start):
+                return builder.gep(context.make_array(array_type)(context, builder, array).data, [start])
 
-        def data(array_type, array, start):
-            return builder.gep(context.make_array(array_type)(context, builder, array).data, [start])
+            one = context.get_constant(types.intp, 1)
 
-        one = context.get_constant(types.intp, 1)
+            def at_least_one(value):
+                return builder.select(builder.icmp_signed(">", value, one), value, one)
 
-        def at_least_one(value):
-            return builder.select(builder.icmp_signed(">", value, one), value, one)
+            # BLAS asks lda, ldc >= max(1, columns) (its m) and ldb >= max(1, rows) transposed (its n),
+            # else max(1, inner) (its k)
+            arguments = [
+                slot(ir.Constant(character, ord("N")), character),
+                slot(ir.Constant(character, ord("T" if b_transposed else "N")), character),
+                count(columns), count(rows), count(inner),
+                slot(ir.Constant(value_type, 1.0), value_type),
+                data(signature.args[4], a, a_start), leading(a_stride, at_least_one(columns)),
+                data(signature.args[7], b, b_start), leading(b_stride, at_least_one(rows if b_transposed else inner)),
+                slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
+                data(signature.args[11], c, c_start), leading(c_stride, at_least_one(columns)),
+            ]
+            pointer = ir.PointerType(value_type)
+            function_type = ir.FunctionType(ir.VoidType(), [character.as_pointer()] * 2 + [integer.as_pointer()] * 3 + [
+                pointer, pointer, integer.as_pointer(), pointer, integer.as_pointer(), pointer, pointer,
+                integer.as_pointer()])
+            builder.call(builder.inttoptr(address, function_type.as_pointer()), arguments)
+            return context.get_dummy_value()
+        return signature, codegen
+    gemm.__name__ = gemm.__qualname__ = name
+    return gemm
 
-        # BLAS asks lda, ldc >= max(1, columns) (its m) and ldb >= max(1, rows) (its n)
-        arguments = [
-            slot(ir.Constant(character, ord("N")), character), slot(ir.Constant(character, ord("T")), character),
-            count(columns), count(rows), count(inner),
-            slot(ir.Constant(value_type, 1.0), value_type),
-            data(signature.args[4], a, a_start), leading(a_stride, at_least_one(columns)),
-            data(signature.args[7], b, b_start), leading(b_stride, at_least_one(rows)),
-            slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
-            data(signature.args[11], c, c_start), leading(c_stride, at_least_one(columns)),
-        ]
-        pointer = ir.PointerType(value_type)
-        function_type = ir.FunctionType(ir.VoidType(), [character.as_pointer()] * 2 + [integer.as_pointer()] * 3 + [
-            pointer, pointer, integer.as_pointer(), pointer, integer.as_pointer(), pointer, pointer,
-            integer.as_pointer()])
-        builder.call(builder.inttoptr(address, function_type.as_pointer()), arguments)
-        return context.get_dummy_value()
-    return signature, codegen
+
+gemm_at = intrinsic(_gemm_intrinsic("gemm_at", True))
+gemm_at.__doc__ = """``c (+)= bᵀ a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[k, i]·a[k, j]`` for i < ``rows``,
+j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
+``a_start`` with row stride ``a_stride`` (in values of the dtype), ``b`` as (``inner`` ×
+``rows``) and ``c`` as (``rows`` × ``columns``) alike; ``beta`` 0: ``c`` is not read.
+
+Signature ``gemm_at(address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride,
+beta, c, c_start, c_stride)``. Column-major, that is BLAS's ``C = A·Bᵀ + beta·C`` with C
+(``columns`` × ``rows``), A (``columns`` × ``inner``) and B (``rows`` × ``inner``):
+``?gemm('N', 'T', …)`` at ``address`` (:func:`gemm_address` of the arrays' dtype).
+"""
+
+product_at = intrinsic(_gemm_intrinsic("product_at", False))
+product_at.__doc__ = """``c (+)= b a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[i, k]·a[k, j]`` for i < ``rows``,
+j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
+``a_start`` with row stride ``a_stride``, ``b`` as (``rows`` × ``inner``) and ``c`` as (``rows`` ×
+``columns``) alike; the arguments as :func:`gemm_at`'s. Column-major, BLAS's ``C = A·B + beta·C``
+with C (``columns`` × ``rows``), A (``columns`` × ``inner``), B (``inner`` × ``rows``):
+``?gemm('N', 'N', …)``.
+"""

@@ -24,7 +24,7 @@ from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, compile_for, compiling_only_for, type_key
-from .gemm import matmul, matmul_runner, weight_gradient
+from .gemm import matmul, matmul_runner, narrow, product, weight_gradient
 from .kept import KeepsScratch, kept
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
@@ -477,20 +477,21 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, input_panels, x, dx, direction, index, grads, accumulate):
+def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grads, accumulate):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
-    :func:`_segment_index`; ``input_panels``: ``weight_ih`` packed by :func:`.tiles.pack`) and
-    its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into
-    ``grads``."""
+    :func:`_segment_index`), from ``weight_ih`` by BLAS where dx is :func:`.gemm.narrow`, else
+    from ``input_panels`` (``weight_ih`` packed by :func:`.tiles.pack`) by the tile kernel; and
+    its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into ``grads``."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
-    if direction == 0:
-        matmul(rows, input_panels, dx[index].reshape(-1, inputs))
+    out = dx[index] if direction == 0 else buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
+    if input_panels is None:
+        product(rows, weight_ih, out.reshape(-1, inputs))
     else:
-        dx_segment = buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
-        matmul(rows, input_panels, dx_segment.reshape(-1, inputs))
-        dx[index] += dx_segment
+        matmul(rows, input_panels, out.reshape(-1, inputs))
+    if direction != 0:
+        dx[index] += out
     weight_gradient(rows, 0, x_rows, grads["weight_ih"], grads["bias_ih"], accumulate)
 
 
@@ -665,7 +666,10 @@ def _backward_layer(tape, dy, dstate, norms):
             own.loop = kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, norms is not None)
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
-        pack(p["weight_ih"], 0, inputs, input_panels)
+        if narrow(inputs, dtype):
+            input_panels = None        # dx by BLAS on weight_ih as it lies
+        else:
+            pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -684,7 +688,7 @@ def _backward_layer(tape, dy, dstate, norms):
             run(t0, t1)
             _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps)
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
-            _input_gradients(dgx_segment, input_panels, x, dx, direction,
+            _input_gradients(dgx_segment, p["weight_ih"], input_panels, x, dx, direction,
                              _segment_index(direction, tape.reverse, t0, t1), direction_grads, t1 < steps)
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))

@@ -10,11 +10,19 @@ import numpy as np
 from numba import njit
 
 from ... import tuning
-from .blas import gemm_address, gemm_at
+from .blas import gemm_address, gemm_at, product_at
 from .calls import value_at
 from .regions import VALUES, blocks_runner, run_blocks
-from .tiles import panel_columns, product_bias_at, walk_address
+from .tiles import lanes, panel_columns, product_bias_at, walk_address
 from .units import block_count
+
+
+def narrow(columns, dtype):
+    """Whether a product with ``columns`` output columns is too narrow for the tile kernel: at
+    most one SIMD vector of them (:func:`.tiles.lanes`), so that its register tile holds
+    ``TILE_ROWS`` sums, fewer than the FMA units need in flight, and they wait on one another.
+    BLAS (:func:`product`) runs such a ``dx`` 1.2–3× faster (``bench/projection_kernels.py --narrow``)."""
+    return columns <= lanes(dtype)
 
 
 def _parallel(flops):
@@ -152,3 +160,35 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
     blocks = block_count(width, tuning.get("gradient_columns"), tuning.get("gradient_blocks"))
     run_blocks(_columns_gradient, blocks, (dgates, inputs, weight, bias), gemm_code, col0, blocks, int(accumulate),
                parallel=parallel)
+
+
+def _rows_product(block, address, gemm_code, blocks, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`product`; its values (a, weight, out): rows
+    [r0, r1) of ``out`` = ``a[r0:r1] @ weight`` by one BLAS call."""
+    a, weight, out = value_at(address, VALUES)
+    rows = a.shape[0]
+    r0, r1 = block * rows // blocks, (block + 1) * rows // blocks
+    if r1 == r0:
+        return
+    inner, columns = weight.shape
+    a_stride, out_stride = a.strides[0] // a.itemsize, out.strides[0] // out.itemsize
+    product_at(gemm_code, columns, r1 - r0, inner, weight, 0, weight.strides[0] // weight.itemsize, a,
+               r0 * a_stride, a_stride, 0.0, out, r0 * out_stride, out_stride)
+
+
+def product(a, weight, out):
+    """``out = a @ weight`` by blocks of rows, at least ``gemm_rows`` and at most
+    ``gradient_blocks`` of them (fewer, larger calls pack their inputs fewer times), each one
+    single-threaded BLAS call (BLAS held to one thread, see ``threads``): for the products too
+    :func:`narrow` for the tile kernel (``dx`` of a layer with few inputs).
+
+    Parameters
+    ----------
+    a : ndarray, shape (M, K), rows contiguous
+    weight : ndarray, shape (K, N), C-contiguous
+    out : ndarray, shape (M, N), rows contiguous; written
+    """
+    rows, inner = a.shape
+    blocks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
+    run_blocks(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype), blocks,
+               parallel=_parallel(2.0 * rows * inner * weight.shape[1]))
