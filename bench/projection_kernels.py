@@ -1,6 +1,7 @@
 """The recurrent projection of one step on one core: BLAS against the library's tile kernel.
 
     python bench/projection_kernels.py
+    python bench/projection_kernels.py --narrow
 
 For per-step shapes (rows × H by H × G·H, the shapes a block of the time loops multiplies),
 times ``out = h @ W_hhᵀ`` single-threaded with Numba's BLAS call and with
@@ -13,7 +14,14 @@ Where PyPI's ``mkl`` is installed (``libmkl_rt`` beside the interpreter), a thir
 MKL's packed GEMM: ``W_hh`` packed once by ``cblas_sgemm_pack``, each product one
 ``cblas_sgemm_compute`` called from compiled code, which is what an MKL path of the time loops
 would run.
+
+With ``--narrow``: the backward's ``dx = dgates @ weight_ih`` of a segment (rows × G·H by G·H × I,
+on Numba's threads, BLAS held to one thread as in the backward) for few inputs I, by the tile
+kernel on ``weight_ih`` packed (``gemm.matmul``) and by single-threaded BLAS calls in blocks of
+rows on ``weight_ih`` as stored (``gemm.product``), interleaved, best of 15: where each is faster
+(``gemm.narrow`` chooses BLAS up to one SIMD vector of inputs).
 """
+import argparse
 import ctypes
 import glob
 import os
@@ -90,7 +98,44 @@ def _repeat_tiles(walk_code, h, panels, out, count):
         product_at(walk_code, h, panels, out)
 
 
+NARROW_SHAPES = tuple((rows, gates, inputs) for rows, gates in ((4096, 256), (4096, 1024), (1600, 2048))
+                      for inputs in (1, 4, 8, 16, 24, 32, 48, 64, 128))
+
+
+def narrow_products():
+    from fastlstm.backends.cpu.gemm import matmul, narrow, product
+    from fastlstm.backends.cpu.threads import single_threaded_blas
+    from fastlstm.backends.cpu.tiles import pack
+
+    print("dx = dgates @ weight_ih on Numba's threads, BLAS held to one thread; ms, best of 15")
+    print(f"{'rows':>5} {'G·H':>5} {'I':>4} {'tiles':>8} {'BLAS':>8} {'BLAS/tiles':>11} {'gemm.narrow':>12}")
+    rng = np.random.default_rng(0)
+    with single_threaded_blas():
+        for rows, gates, inputs in NARROW_SHAPES:
+            dgates = rng.standard_normal((rows, gates)).astype(np.float32)
+            weight = rng.standard_normal((gates, inputs)).astype(np.float32)
+            panels = buffers.aligned_empty((panels_size(gates, inputs, np.float32),), np.float32)
+            pack(weight, 0, inputs, panels)
+            out = np.empty((rows, inputs), np.float32)
+            exact = dgates.astype(np.float64) @ weight.astype(np.float64)
+            runs = {"tiles": lambda: matmul(dgates, panels, out), "blas": lambda: product(dgates, weight, out)}
+            best = {}
+            for _ in range(15):
+                for name, run in runs.items():
+                    start = time.perf_counter()
+                    run()
+                    best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
+                    assert np.allclose(out, exact, rtol=1e-3, atol=1e-2), name
+            print(f"{rows:5d} {gates:5d} {inputs:4d} {1e3 * best['tiles']:8.3f} {1e3 * best['blas']:8.3f}"
+                  f" {best['blas'] / best['tiles']:11.2f} {'BLAS' if narrow(inputs, np.float32) else 'tiles':>12}")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--narrow", action="store_true", help="dx of few inputs: tile kernel against BLAS blocks")
+    if parser.parse_args().narrow:
+        narrow_products()
+        return
     mkl = _mkl()
     pack, mkl_repeat = _mkl_packed_product(mkl) if mkl is not None else (None, None)
     print("one core; rows × K by K × N" + ("" if mkl else "; MKL not installed (pip install mkl): no packed-GEMM column"))

@@ -147,9 +147,10 @@ TUNABLES = {t.name: t for t in (
             "cpu: prepared inference calls each thread keeps (the most recently used), and as many setups of "
             "training calls (a shape's forward and its backward one each)"),
     Tunable("kept_setup_bytes", 1 << 20,
-            "cpu: the most bytes (scratch and packing buffers) of a training call's setup kept for the thread's "
-            "next call of its shape (fastlstm/backends/cpu/kept.py); a larger one is built every call: a kept "
-            "forward's buffers would live through the backward and raise a training step's peak memory (0: never)"),
+            "cpu: the most bytes of a training call's buffers (scratch and packed weights) its setup keeps for the "
+            "thread's next call of its shape (fastlstm/backends/cpu/kept.py); larger ones are leased for every call "
+            "(the plan and addresses are kept either way): a kept forward's buffers would live through the backward "
+            "and raise a training step's peak memory (0: never)"),
     Tunable("compile_helper", 1,
             "cpu: 1: a process's first call (training or inference) from a cold cache compiles the code every "
             "cell shares in a helper process while it compiles the cell's own (fastlstm/backends/cpu/warming.py); "

@@ -1,8 +1,8 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
 Every GEMM runs on Numba's threads (:mod:`.gemm`): the forward's and ``dx``'s on the tile kernel
-(:mod:`.tiles`), the weight gradients on BLAS held to one thread per Numba thread
-(:mod:`.threads`). Time is processed in segments of a few
+(:mod:`.tiles`), but a ``dx`` of few inputs and the weight gradients on BLAS held to one thread
+per Numba thread (:mod:`.threads`). Time is processed in segments of a few
 thousand (step, sequence) rows, so that no array of every step's gate values is held:
 forward, one GEMM projects a segment's inputs, then the compiled forward loop runs its
 steps; backward runs the segments from the last step back, and after each its rows' ``dx``,

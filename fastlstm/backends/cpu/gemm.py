@@ -1,8 +1,9 @@
 """The large products around the time loops, split into blocks across Numba's threads.
 
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
-row blocks; the weight gradients are single-threaded BLAS calls (:mod:`.blas`; BLAS held to one
-thread, see ``threads``) on blocks of rows or of gate columns. Inside a call Numba's threads own
+row blocks, but for a ``dx`` too :func:`narrow` for its register tile (few inputs), which runs
+single-threaded BLAS calls (:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks
+of rows, as the weight gradients do on blocks of rows or of gate columns. Inside a call Numba's threads own
 the cores, and every split depends on the shapes alone (:func:`.units.block_count`), so that
 results do not depend on the thread count.
 """
