@@ -19,7 +19,7 @@ With ``--narrow``: the backward's ``dx = dgates @ weight_ih`` of a segment (rows
 on Numba's threads, BLAS held to one thread as in the backward) for few inputs I, by the tile
 kernel on ``weight_ih`` packed (``gemm.matmul``) and by single-threaded BLAS calls in blocks of
 rows on ``weight_ih`` as stored (``gemm.product``), interleaved, best of 15: where each is faster
-(``gemm.narrow`` chooses BLAS up to one SIMD vector of inputs).
+(``gemm.narrow`` chooses BLAS for fewer inputs than one SIMD vector holds).
 """
 import argparse
 import ctypes

@@ -74,16 +74,16 @@ def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, inputs, hid
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("past_one_vector", [False, True], ids=["dx-by-blas", "dx-by-tiles"])
+@pytest.mark.parametrize("whole_vector", [False, True], ids=["dx-by-blas", "dx-by-tiles"])
 @pytest.mark.parametrize("variant", ["lstm", "gru"])
-def test_dx_of_inputs_within_and_past_one_simd_vector(variant, past_one_vector, dtype):
-    """dx of a layer whose inputs fit one SIMD vector comes from BLAS on weight_ih as stored, of
-    a wider one from the tile kernel on weight_ih packed: both directions (the reverse one adds
-    its dx at each sequence's own reverse time), padded sequences, two segments."""
+def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector, dtype):
+    """dx of a layer whose inputs fill less than one SIMD vector comes from BLAS on weight_ih as
+    stored, of a wider one from the tile kernel on weight_ih packed: both directions (the reverse
+    one adds its dx at each sequence's own reverse time), padded sequences, two segments."""
     from fastlstm import tuning
     from fastlstm.backends.cpu.tiles import lanes
 
-    inputs = lanes(dtype) + int(past_one_vector)
+    inputs = lanes(dtype) - 1 + int(whole_vector)
     problem = make_problem(variant, 7, 4, inputs, 9, dtype, seed=inputs, bidirectional=True,
                            lengths=np.array([7, 2, 0, 5]))
     naive = run(problem, "reference-float32") if dtype == np.float32 else None

@@ -19,11 +19,12 @@ from .units import block_count
 
 
 def narrow(columns, dtype):
-    """Whether a product with ``columns`` output columns is too narrow for the tile kernel: at
-    most one SIMD vector of them (:func:`.tiles.lanes`), so that its register tile holds
-    ``TILE_ROWS`` sums, fewer than the FMA units need in flight, and they wait on one another.
-    BLAS (:func:`product`) runs such a ``dx`` 1.2–3× faster (``bench/projection_kernels.py --narrow``)."""
-    return columns <= lanes(dtype)
+    """Whether a product with ``columns`` output columns is too narrow for the tile kernel: fewer
+    than one SIMD vector of them (:func:`.tiles.lanes`), so that its register tile holds
+    ``TILE_ROWS`` partly empty vectors of sums, fewer than the FMA units need in flight. BLAS
+    (:func:`product`) runs such a ``dx`` 1.1–3× faster; at one whole vector the two are even
+    (``bench/projection_kernels.py --narrow``)."""
+    return columns < lanes(dtype)
 
 
 def _parallel(flops):
