@@ -133,7 +133,12 @@ TUNABLES = {t.name: t for t in (
             "knobs only, never on the thread count, so that results do not either)"),
     Tunable("parallel_flops", 1 << 22,
             "cpu: fewest flops of a GEMM around the time loops that runs its blocks across threads (smaller ones "
-            "run them one after the other: the same blocks and bits, no parallel region to wait in)"),
+            "run them one after the other: the same blocks and bits, no parallel region to wait in), each byte of "
+            "its rows and output counted as parallel_byte_flops flops"),
+    Tunable("parallel_byte_flops", 6,
+            "cpu: flops a GEMM around the time loops counts for each byte of the rows it reads and the output it "
+            "writes: one thread writes a large output at ~16 bytes per ns and multiplies at ~100 flops per ns, so "
+            "a product of one or two inputs (a projection of a few million values) is worth two threads"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,

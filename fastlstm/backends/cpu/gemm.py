@@ -27,11 +27,13 @@ def narrow(columns, dtype):
     return columns < lanes(dtype)
 
 
-def _parallel(flops):
-    """Whether work of ``flops`` runs its blocks across threads (else one after the other, in the
-    calling thread: the same blocks, so the same bits). Small work gains less from the threads
-    than a parallel region costs, and beside a busy process a region waits for every thread."""
-    return flops >= tuning.get("parallel_flops")
+def _parallel(flops, nbytes):
+    """Whether work of ``flops`` that reads and writes ``nbytes`` of rows and output runs its
+    blocks across threads (else one after the other, in the calling thread: the same blocks, so
+    the same bits). Small work gains less from the threads than a parallel region costs, and
+    beside a busy process a region waits for every thread; a product of few inputs and many rows
+    is small in flops and large in bytes, which one thread writes at a fraction of two's rate."""
+    return flops + nbytes * tuning.get("parallel_byte_flops") >= tuning.get("parallel_flops")
 
 
 def matmul(a, panels, out, bias=None):
@@ -52,7 +54,8 @@ def matmul_split(rows, inner, columns, dtype):
     row_blocks = block_count(rows, tuning.get("gemm_rows"))
     panel = panel_columns(dtype)
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
-    return row_blocks, column_blocks, panel, _parallel(2.0 * rows * inner * columns)
+    return row_blocks, column_blocks, panel, _parallel(2.0 * rows * inner * columns,
+                                                      np.dtype(dtype).itemsize * rows * (inner + columns))
 
 
 def matmul_runner(a, panels, out, bias=None):
@@ -143,7 +146,7 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
         Add to ``weight`` and ``bias`` instead of overwriting them.
     """
     rows, (width, inner) = dgates.shape[0], weight.shape
-    parallel = _parallel(2.0 * rows * width * inner)
+    parallel = _parallel(2.0 * rows * width * inner, weight.itemsize * rows * (width + inner))
     gemm_code = gemm_address(weight.dtype)
     chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
     if 1 < chunks and chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
@@ -192,5 +195,6 @@ def product(a, weight, out):
     """
     rows, inner = a.shape
     blocks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
+    columns = weight.shape[1]
     run_blocks(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype), blocks,
-               parallel=_parallel(2.0 * rows * inner * weight.shape[1]))
+               parallel=_parallel(2.0 * rows * inner * columns, out.itemsize * rows * (inner + columns)))
