@@ -3,9 +3,9 @@
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
 row blocks, but for a ``dx`` too :func:`narrow` for its register tile (few inputs), which runs
 single-threaded BLAS calls (:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks
-of rows, as the weight gradients do on blocks of rows or of gate columns. Inside a call Numba's threads own
-the cores, and every split depends on the shapes alone (:func:`.units.block_count`), so that
-results do not depend on the thread count.
+of rows, as the weight gradients do on blocks of rows or of gate columns. Inside a call
+Numba's threads own the cores, and every split depends on the shapes alone
+(:func:`.units.block_count`), so that results do not depend on the thread count.
 """
 import numpy as np
 from numba import njit
