@@ -575,7 +575,8 @@ class _BackwardDirection:
 class _BackwardScratch:
     """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
     and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
-    state gradients, ``weight_ih`` packed and ``weight_hh``'s panels (``None`` until first packed)."""
+    state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow`: BLAS reads it
+    as stored) and ``weight_hh``'s panels (``None`` until first packed)."""
 
     dgx: np.ndarray
     dgh: np.ndarray
@@ -614,9 +615,10 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     dstates = [buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True) for _ in range(directions)]
-    input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True)
+    packed = not narrow(inputs, dtype)        # else dx by BLAS on weight_ih as stored
+    input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True) if packed else None
                     for _ in range(directions)]
-    own = dstates[0].nbytes + input_panels[0].nbytes + gate_width * hidden * dtype.itemsize
+    own = dstates[0].nbytes + (input_panels[0].nbytes if packed else 0) + gate_width * hidden * dtype.itemsize
     nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own
     return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, [None] * directions, nbytes)
 
@@ -666,9 +668,7 @@ def _backward_layer(tape, dy, dstate, norms):
             own.loop = kernels.backward_loop(plan.loop_kind, loop.recurrent_dropout, loop.zoneout, norms is not None)
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
-        if narrow(inputs, dtype):
-            input_panels = None        # dx by BLAS on weight_ih as it lies
-        else:
+        if input_panels is not None:
             pack(p["weight_ih"], 0, inputs, input_panels)
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
