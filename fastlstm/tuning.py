@@ -139,6 +139,12 @@ TUNABLES = {t.name: t for t in (
             "cpu: flops a GEMM around the time loops counts for each byte of the rows it reads and the output it "
             "writes: one thread writes a large output at ~16 bytes per ns and multiplies at ~100 flops per ns, so "
             "a product of one or two inputs (a projection of a few million values) is worth two threads"),
+    Tunable("cpu_blas", "auto",
+            "cpu: the BLAS of the weight gradients and of a dx of few inputs (fastlstm/backends/cpu/blas.py): "
+            "'auto' (Intel MKL where PyPI's mkl is installed beside the interpreter and no other library of the "
+            "process loaded it first, set to its sequential layer; else SciPy's), 'mkl' (an error where it cannot "
+            "be used) or 'scipy' (the BLAS of scipy.linalg.cython_blas, OpenBLAS in SciPy's wheels)",
+            environment="FASTLSTM_CPU_BLAS", choices=("auto", "mkl", "scipy")),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,

@@ -2,8 +2,10 @@
 import threading
 
 import numpy as np
+import pytest
 
 from fastlstm import functional, tuning
+from fastlstm.backends.cpu.blas import mkl_library
 from fastlstm.cells import VARIANTS, make_cell
 from fastlstm.config import make_config
 from fastlstm.initialisation import init_parameters
@@ -62,6 +64,11 @@ def with_backend(config, backend):
 # threads at a barrier (two blocks, where Numba has two threads), "units-regions" a parallel
 # region per phase (up to 16 blocks).
 LOOP_STRATEGIES = ("auto", "sequences", "single", "units", "units-regions")
+
+# the BLAS libraries the cpu backend's products can call (tuning's cpu_blas); MKL where PyPI's mkl
+# is installed beside the interpreter (.ci/run installs it)
+BLAS_LIBRARIES = ("scipy", pytest.param("mkl", marks=pytest.mark.skipif(
+    mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")))
 
 
 def loop_strategy(name):

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from support import (CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference, loop_strategy,
-                     make_problem, run)
+from support import (BLAS_LIBRARIES, CELL_VARIANTS, LOOP_STRATEGIES, assert_matches_reference,
+                     loop_strategy, make_problem, run)
 
 sizes = st.integers(1, 6)
 
@@ -73,13 +73,15 @@ def test_cpu_matches_reference_on_wide_layers(variant, steps, batch, inputs, hid
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
 
+@pytest.mark.parametrize("library", BLAS_LIBRARIES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("whole_vector", [False, True], ids=["dx-by-blas", "dx-by-tiles"])
 @pytest.mark.parametrize("variant", ["lstm", "gru"])
-def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector, dtype):
+def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector, dtype, library):
     """dx of a layer whose inputs fill less than one SIMD vector comes from BLAS on weight_ih as
     stored, of a wider one from the tile kernel on weight_ih packed: both directions (the reverse
-    one adds its dx at each sequence's own reverse time), padded sequences, two segments."""
+    one adds its dx at each sequence's own reverse time), padded sequences, two segments; the
+    weight gradients from BLAS too, either library (tuning's ``cpu_blas``)."""
     from fastlstm import tuning
     from fastlstm.backends.cpu.tiles import lanes
 
@@ -87,7 +89,8 @@ def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector
     problem = make_problem(variant, 7, 4, inputs, 9, dtype, seed=inputs, bidirectional=True,
                            lengths=np.array([7, 2, 0, 5]))
     naive = run(problem, "reference-float32") if dtype == np.float32 else None
-    with tuning.override(segment_rows=16, segment_bytes=0, gemm_rows=4):   # segments of 4 steps, products of 4 blocks
+    # segments of 4 steps, products of 4 blocks
+    with tuning.override(segment_rows=16, segment_bytes=0, gemm_rows=4, cpu_blas=library):
         result = run(problem, "cpu")
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from fastlstm import tuning
-from fastlstm.backends.cpu import gemm, tiles
+from fastlstm.backends.cpu import blas, gemm, tiles
 from fastlstm.backends.cpu.calls import value_at
 from fastlstm.backends.cpu.regions import VALUES, run_blocks
+from support import BLAS_LIBRARIES
 
 
 def _count_and_record(block, address, i0, i1, i2, i3, i4, i5, i6):
@@ -37,7 +38,8 @@ def test_no_block_runs_for_a_count_of_zero():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parallel_flops", [1e30, 0.0], ids=["serial", "parallel"])
 @pytest.mark.parametrize("partial_bytes", [1 << 30, 0], ids=["row-blocks", "column-blocks"])
-def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes):
+@pytest.mark.parametrize("library", BLAS_LIBRARIES)
+def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes, library):
     rng = np.random.default_rng(5)
     a = rng.standard_normal((37, 19)).astype(dtype)
     weight = rng.standard_normal((45, 19)).astype(dtype)      # (N, K) as stored
@@ -49,7 +51,7 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     # weight gradients in 2–4 blocks, of rows or of columns
     with tuning.override(parallel_flops=parallel_flops, gradient_columns=8, gemm_rows=8,
-                         gradient_partial_bytes=partial_bytes):
+                         gradient_partial_bytes=partial_bytes, cpu_blas=library):
         gemm.matmul(a, panels, out, bias)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
         w, b = np.full((45, 19), np.nan, dtype), np.full(45, np.nan, dtype)   # written, never read
@@ -76,7 +78,8 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parallel_flops", [1e30, 0.0], ids=["serial", "parallel"])
 @pytest.mark.parametrize("columns", [1, 5, 16])
-def test_the_blas_product_of_narrow_outputs_matches_numpy(dtype, parallel_flops, columns):
+@pytest.mark.parametrize("library", BLAS_LIBRARIES)
+def test_the_blas_product_of_narrow_outputs_matches_numpy(dtype, parallel_flops, columns, library):
     rng = np.random.default_rng(6)
     wide = rng.standard_normal((37, 50)).astype(dtype)
     a = wide[:, 3:48]                                         # rows 50 apart: a row stride not the width
@@ -84,7 +87,7 @@ def test_the_blas_product_of_narrow_outputs_matches_numpy(dtype, parallel_flops,
     out_wide = np.full((37, columns + 3), np.nan, dtype)
     out = out_wide[:, 1:1 + columns]                          # written, never read
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    with tuning.override(parallel_flops=parallel_flops, gemm_rows=8):      # 4 blocks of rows
+    with tuning.override(parallel_flops=parallel_flops, gemm_rows=8, cpu_blas=library):      # 4 blocks of rows
         gemm.product(a, weight, out)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.astype(np.float64), **tolerance)
         assert np.isnan(out_wide[:, 0]).all() and np.isnan(out_wide[:, 1 + columns:]).all()
@@ -106,3 +109,23 @@ def test_packing_in_parallel_gives_the_serial_panels(dtype, monkeypatch):
     np.testing.assert_array_equal(direct, serial)
     tiles.pack(np.ascontiguousarray(weight.T), 0, 77, parallel)
     np.testing.assert_array_equal(parallel, serial)
+
+
+def test_forcing_mkl_where_it_cannot_be_used_raises_and_auto_takes_scipys_blas(monkeypatch):
+    monkeypatch.setattr(blas, "mkl_library", lambda: None)
+    blas._gemm_address.cache_clear()
+    try:
+        with tuning.override(cpu_blas="mkl"), pytest.raises(RuntimeError, match="pip install mkl"):
+            blas.gemm_address(np.float32)
+        assert blas.gemm_address(np.float64) == blas._scipy_gemm_address("dgemm")
+    finally:
+        blas._gemm_address.cache_clear()
+
+
+@pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")
+def test_mkl_runs_sequential_where_it_is_used():
+    """Each ?gemm call runs on one Numba thread's block: MKL's own threads would compete with them."""
+    library = blas.mkl_library()
+    assert library.MKL_Get_Max_Threads() == 1
+    with tuning.override(cpu_blas="mkl"):
+        assert blas.gemm_address(np.float32) != blas._scipy_gemm_address("sgemm")

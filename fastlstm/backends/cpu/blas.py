@@ -1,14 +1,23 @@
-"""The BLAS GEMM of ``scipy.linalg.cython_blas`` (the one Numba's ``np.dot`` calls), called from
-compiled code on views with leading dimensions.
+"""The BLAS GEMM the kernels call, called from compiled code on views with leading dimensions.
 
 Numba's ``np.dot`` takes contiguous arrays only, so a product of a slice of columns copies the
 slice first, and it cannot add into its output. :func:`gemm_at` passes a row-major view (its
 start and row stride) straight to ``?gemm`` and accumulates (``beta`` 1), as BLAS itself allows.
-The function's address comes from SciPy's capsule at run time and reaches the kernels as an
-integer, so that their cached machine code holds no address of this process.
+The function's address is found at run time and reaches the kernels as an integer, so that
+their cached machine code holds no address of this process.
+
+Which ``?gemm``: the ``cpu_blas`` knob. ``'auto'`` takes Intel MKL where PyPI's ``mkl`` is
+installed beside the interpreter (its ``libmkl_rt``, :func:`mkl_library`), else the one of
+``scipy.linalg.cython_blas`` (the BLAS SciPy ships, OpenBLAS in its wheels, which Numba's
+``np.dot`` calls too). Single-threaded, at the shapes of the weight gradients and of a ``dx`` of
+few inputs, MKL's ``sgemm`` ran 1.1–1.9× OpenBLAS's on this project's machines (1.35× at row 3's
+512 × 512 blocks over 1024 rows; ``bench/blas_gemm.py``).
 """
 import ctypes
 import functools
+import glob
+import os
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -16,10 +25,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ... import tuning
 
-@functools.lru_cache(maxsize=None)
+# MKL's service functions' values (mkl_service.h)
+_MKL_INTERFACE_LP64 = 0       # 32-bit integers, as SciPy's cython_blas and the intrinsics below pass
+_MKL_THREADING_SEQUENTIAL = 1
+
+
 def gemm_address(dtype):
-    """The address of SciPy's ``sgemm`` (float32) or ``dgemm`` (float64).
+    """The address of the ``?gemm`` (Fortran interface, 32-bit integers) the kernels call:
+    ``sgemm`` (float32) or ``dgemm`` (float64) of the library the ``cpu_blas`` knob chooses.
 
     Parameters
     ----------
@@ -28,15 +43,72 @@ def gemm_address(dtype):
     Returns
     -------
     int
+
+    Raises
+    ------
+    RuntimeError
+        With ``cpu_blas='mkl'`` where MKL cannot be used (:func:`mkl_library`).
     """
+    return _gemm_address(np.dtype(dtype), tuning.get("cpu_blas"))
+
+
+@functools.lru_cache(maxsize=None)
+def _gemm_address(dtype, choice):
+    name = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}[dtype]
+    if choice != "scipy":
+        library = mkl_library()
+        if library is not None:
+            return ctypes.cast(getattr(library, name + "_"), ctypes.c_void_p).value
+        if choice == "mkl":
+            raise RuntimeError("cpu_blas='mkl': no usable MKL: expected PyPI's mkl (pip install mkl) installed "
+                               f"beside this interpreter ({sys.prefix}) and not yet loaded by another library of "
+                               "this process")
+    return _scipy_gemm_address(name)
+
+
+def _scipy_gemm_address(name):
     from scipy.linalg import cython_blas
 
-    capsule = cython_blas.__pyx_capi__[{np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}[np.dtype(dtype)]]
+    capsule = cython_blas.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
     return get_pointer(capsule, get_name(capsule))
+
+
+@functools.lru_cache(maxsize=None)
+def mkl_library():
+    """PyPI's MKL (``libmkl_rt`` in the interpreter's ``lib``), loaded for the kernels and made
+    sequential, or None where there is none or another library of the process loaded it first.
+
+    Each ``?gemm`` the kernels call runs on one Numba thread's block, so MKL's own threads
+    would only compete with Numba's: the runtime library is set to MKL's sequential layer, and to
+    32-bit integers, before its first call. Those settings are the process's: a library loaded
+    first that uses the same ``libmkl_rt`` (a NumPy built on it) keeps its own, and this returns
+    None; one loading it later gets them (set ``FASTLSTM_CPU_BLAS=scipy`` to leave MKL alone).
+
+    Returns
+    -------
+    ctypes.CDLL or None
+    """
+    paths = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    if not paths:
+        return None
+    try:
+        ctypes.CDLL(paths[-1], mode=getattr(os, "RTLD_NOLOAD", 4))
+        return None                                   # loaded before: another library's MKL
+    except OSError:
+        pass
+    try:
+        library = ctypes.CDLL(paths[-1])
+        interface = library.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
+        threading = library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
+    except (OSError, AttributeError):
+        return None
+    if interface != _MKL_INTERFACE_LP64 or threading != _MKL_THREADING_SEQUENTIAL:
+        return None
+    return library
 
 
 def _gemm_intrinsic(name, b_transposed):
