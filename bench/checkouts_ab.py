@@ -1,6 +1,10 @@
 """Two checkouts of fastlstm timed on the same shape, taking turns in one machine phase.
 
     python bench/checkouts_ab.py BEFORE_DIR AFTER_DIR lstm,8,64,32,200,training [--rounds 20] [--calls 5]
+    python bench/checkouts_ab.py . . lstm,512,512,64,25,training --before-env FASTLSTM_CPU_BLAS=scipy \
+        --after-env FASTLSTM_CPU_BLAS=mkl
+
+(the second: one checkout against itself with another environment variable: a knob's two values).
 
 This machine's CPUs change speed second by second (``bench/cpu_speeds.py``), so two checkouts
 timed one after the other in separate runs differ by more than most changes do. Here each
@@ -53,12 +57,18 @@ def main():
     parser.add_argument("shape", help="cell,I,H,B,T,mode (float32), e.g. lstm,8,64,32,200,training")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable of the BEFORE process (repeatable)")
+    parser.add_argument("--after-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable of the AFTER process (repeatable)")
     args = parser.parse_args()
+    environments = [dict(item.split("=", 1) for item in args.before_env),
+                    dict(item.split("=", 1) for item in args.after_env)]
     checkouts = [os.path.abspath(args.before), os.path.abspath(args.after)]
     processes = []
-    for checkout in checkouts:
+    for checkout, environment in zip(checkouts, environments):
         process = subprocess.Popen([sys.executable, "-c", _CHILD, args.shape, str(args.calls)], cwd=checkout,
-                                   env=dict(os.environ, PYTHONPATH=checkout), stdin=subprocess.PIPE,
+                                   env=dict(os.environ, PYTHONPATH=checkout, **environment), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if process.stdout.readline().strip() != "ready":
             raise SystemExit(f"{checkout}: the shape did not run")

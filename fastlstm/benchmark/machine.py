@@ -9,7 +9,7 @@ from importlib import metadata
 
 import numpy as np
 
-PACKAGES = ("numpy", "numba", "torch", "onnxruntime")
+PACKAGES = ("numpy", "numba", "torch", "onnxruntime", "mkl")
 
 
 def cpu_model() -> str:
@@ -84,14 +84,18 @@ def machine_info(threads: int, sgemm_sizes=(1024,)) -> dict:
     Returns
     -------
     dict with keys ``cpu``, ``threads``, ``load_average`` (1 minute, before the run, or
-    None), ``versions`` (dict), ``sgemm_gflops`` (dict size -> float)
+    None), ``versions`` (dict), ``sgemm_gflops`` (dict size -> float), ``kernel_blas`` (the
+    library of the cpu backend's BLAS calls, :func:`fastlstm.backends.cpu.blas.library_name`)
     """
+    from ..backends.cpu.blas import library_name
+
     return {
         "cpu": cpu_model(),
         "load_average": load_average(),
         "threads": threads,
         "versions": package_versions(),
         "sgemm_gflops": {int(n): gemm_gflops(n, threads) for n in sgemm_sizes},
+        "kernel_blas": library_name(),
     }
 
 

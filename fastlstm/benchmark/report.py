@@ -54,7 +54,8 @@ def header_lines(machine: dict, settings: dict) -> list[str]:
         f"after {SETTLE_S:g} s of untimed calls",
         f"machine: {machine['cpu']}; {machine['threads']} threads for every contender "
         f"(Numba, BLAS, torch intra-op, onnxruntime intra-op); "
-        f"NumPy sgemm GFLOP/s {sgemm}" + ("" if load is None else f"; load average {load:.2f}"),
+        f"NumPy sgemm GFLOP/s {sgemm}" + ("" if load is None else f"; load average {load:.2f}")
+        + (f"; fastlstm's BLAS: {machine['kernel_blas']}" if "kernel_blas" in machine else ""),
         f"versions: {versions}",
     ]
     others = machine.get("other_load_cores")

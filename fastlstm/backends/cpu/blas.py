@@ -77,6 +77,12 @@ def _scipy_gemm_address(name):
     return get_pointer(capsule, get_name(capsule))
 
 
+def library_name():
+    """Which library :func:`gemm_address` takes now: ``'MKL'`` or ``"SciPy's"`` (for reports)."""
+    choice = tuning.get("cpu_blas")
+    return "MKL" if choice == "mkl" or (choice == "auto" and mkl_library() is not None) else "SciPy's"
+
+
 @functools.lru_cache(maxsize=None)
 def mkl_library():
     """PyPI's MKL (``libmkl_rt`` in the interpreter's ``lib``), loaded for the kernels and made

@@ -6,6 +6,8 @@ an LSTM forward at T=100, B=32, H=128 took 32 ms with one pool and 114 ms with b
 The forward calls no BLAS (its products are the tile kernel's, :mod:`.tiles`); the backward's
 weight gradients are BLAS GEMMs, so during a backward the BLAS the kernels use is held to one
 thread: each runs single-threaded on its Numba thread's block of rows or columns (``gemm``).
+Where that BLAS is MKL (:mod:`.blas`), fastlstm loads it on its sequential layer: one thread
+always, nothing to hold.
 
 Numba's threads wait at the end of each parallel region, and the loops that split a step's
 units over the threads (``strategy``) end a region every step. GNU OpenMP, Numba's ``omp``

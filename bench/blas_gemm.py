@@ -1,0 +1,95 @@
+"""The cpu backend's BLAS calls, one thread, by library: SciPy's (OpenBLAS in its wheels) against MKL.
+
+    python bench/blas_gemm.py [--rounds 5]
+
+Times one ``?gemm`` call as the kernels make it (:func:`fastlstm.backends.cpu.blas.gemm_at`,
+from compiled code, on views with leading dimensions) at the shapes of the backward's blocks:
+a weight gradient's block (W gate columns of ``dgates`` over K rows, by N inputs) and a narrow
+``dx`` (rows × G·H by G·H × I, I under one SIMD vector). The libraries take turns, round after
+round, in one process; the best time of each round's block of calls is kept, and the median
+over rounds reported. SciPy's BLAS is held to one thread, as in a backward. MKL's column needs PyPI's ``mkl`` (``pip install mkl``).
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+from numba import njit
+
+from fastlstm import tuning
+from fastlstm.backends.cpu.blas import gemm_address, gemm_at, mkl_library, product_at
+from fastlstm.backends.cpu.threads import single_threaded_blas
+
+# (label, kind, rows K, gate columns W or inner G·H, inputs N)
+SHAPES = (
+    ("row 3 weight gradient block (H 512, 1024 rows)", "gradient", 1024, 512, 512),
+    ("row 3 weight gradient block, second segment (576 rows)", "gradient", 576, 512, 512),
+    ("LSTM 8 -> 64, B 32: weight_hh gradient block (1024 rows)", "gradient", 1024, 64, 64),
+    ("LSTM 8 -> 64, B 32: weight_ih gradient (1024 rows)", "gradient", 1024, 256, 8),
+    ("LSTM 16 -> 64, B 1, T 50: weight_hh gradient block (50 rows)", "gradient", 50, 64, 64),
+    ("LSTM 32 -> 32, B 1, T 500: weight_hh gradient block (500 rows)", "gradient", 500, 32, 32),
+    ("narrow dx, I 1, H 64 (1024 rows)", "dx", 1024, 256, 1),
+    ("narrow dx, I 8, H 64 (1024 rows)", "dx", 1024, 256, 8),
+)
+
+
+@njit(cache=True)
+def _gradients(code, count, dgates, inputs, weight):
+    rows, width, inner = dgates.shape[0], weight.shape[0], weight.shape[1]
+    for _ in range(count):
+        gemm_at(code, inner, width, rows, inputs, 0, inner, dgates, 0, dgates.shape[1], 0.0, weight, 0, inner)
+
+
+@njit(cache=True)
+def _products(code, count, a, weight, out):
+    rows, inner, columns = a.shape[0], a.shape[1], weight.shape[1]
+    for _ in range(count):
+        product_at(code, columns, rows, inner, weight, 0, columns, a, 0, inner, 0.0, out, 0, columns)
+
+
+def main():
+    with single_threaded_blas():
+        _compare()
+
+
+def _compare():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    libraries = ["scipy"] + (["mkl"] if mkl_library() is not None else [])
+    if len(libraries) == 1:
+        print("MKL not installed beside this interpreter (pip install mkl): SciPy's column only")
+    rng = np.random.default_rng(0)
+    print(f"{'shape':<62} " + " ".join(f"{name + ' GFLOP/s':>15}" for name in libraries)
+          + ("   mkl/scipy time" if len(libraries) == 2 else ""))
+    for label, kind, rows, width, inner in SHAPES:
+        if kind == "gradient":     # weight (W, N) = dgates[:, :W]ᵀ inputs, dgates 4 gates wide
+            arrays = (rng.standard_normal((rows, 4 * width), dtype=np.float32),
+                      rng.standard_normal((rows, inner), dtype=np.float32), np.empty((width, inner), np.float32))
+            run, flops = _gradients, 2.0 * rows * width * inner
+        else:                      # out (rows, I) = dgates (rows, G·H) @ weight_ih (G·H, I)
+            arrays = (rng.standard_normal((rows, width), dtype=np.float32),
+                      rng.standard_normal((width, inner), dtype=np.float32), np.empty((rows, inner), np.float32))
+            run, flops = _products, 2.0 * rows * width * inner
+        codes = {}
+        for name in libraries:
+            with tuning.override(cpu_blas=name):
+                codes[name] = gemm_address(np.float32)
+            run(codes[name], 2, *arrays)
+        count = max(1, int(2e8 / flops))
+        best = {name: [] for name in libraries}
+        for round_ in range(args.rounds):
+            for name in (libraries if round_ % 2 == 0 else libraries[::-1]):
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    run(codes[name], count, *arrays)
+                    times.append((time.perf_counter() - start) / count)
+                best[name].append(min(times))
+        medians = {name: statistics.median(values) for name, values in best.items()}
+        ratio = f"   {medians['mkl'] / medians['scipy']:14.2f}" if len(libraries) == 2 else ""
+        print(f"{label:<62} " + " ".join(f"{flops / medians[name] / 1e9:15.1f}" for name in libraries) + ratio)
+
+
+if __name__ == "__main__":
+    main()
