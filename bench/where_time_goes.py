@@ -90,15 +90,22 @@ def main():
         call()
         kernels = kernels_for(layer.config.cell, layer.config.dtype)
         totals = defaultdict(float)
-        saved = (driver.matmul, driver.product, driver.weight_gradient, driver.forward_panels, driver.backward_panels,
-                 driver.write_output)
-        matmul_runner = driver.matmul_runner
-        driver.matmul_runner = lambda *arguments: _timed(matmul_runner(*arguments), totals, "input GEMMs (x·W_ih, dx)")
-        driver.matmul = _timed(driver.matmul, totals, "input GEMMs (x·W_ih, dx)")
-        driver.product = _timed(driver.product, totals, "input GEMMs (x·W_ih, dx)")     # a narrow dx, by BLAS
-        driver.weight_gradient = _timed(driver.weight_gradient, totals, "weight-gradient GEMMs")
-        driver.forward_panels = _timed(driver.forward_panels, totals, "packing W_hh (forward)")
-        driver.backward_panels = _timed(driver.backward_panels, totals, "packing W_hh (backward)")
+        saved = (driver.matmul_runner, driver.product_runner, driver.gradient_runner, driver.forward_packer,
+                 driver.backward_packer, driver.write_output)
+
+        def timed_runner(factory, name):
+            """A runner factory whose runners are timed under ``name``."""
+            return lambda *arguments: _timed(factory(*arguments), totals, name)
+
+        def timed_packer(factory, name):
+            return lambda *arguments: (lambda packer: packer._replace(run=_timed(packer.run, totals, name)))(
+                factory(*arguments))
+
+        driver.matmul_runner = timed_runner(driver.matmul_runner, "input GEMMs (x·W_ih, dx)")
+        driver.product_runner = timed_runner(driver.product_runner, "input GEMMs (x·W_ih, dx)")   # a narrow dx, by BLAS
+        driver.gradient_runner = timed_runner(driver.gradient_runner, "weight-gradient GEMMs")
+        driver.forward_packer = timed_packer(driver.forward_packer, "packing W_hh (forward)")
+        driver.backward_packer = timed_packer(driver.backward_packer, "packing W_hh (backward)")
         driver.write_output = _timed(driver.write_output, totals, "writing y")
         # each compiled loop is timed where its segments run (driver._loop_runner's runs), named
         # by the method that gave it (instance attributes shadow the methods)
@@ -134,9 +141,9 @@ def main():
                 call()
             total = (time.perf_counter() - start) / args.repeats
         finally:
-            (driver.matmul, driver.product, driver.weight_gradient, driver.forward_panels, driver.backward_panels,
-             driver.write_output) = saved
-            driver.matmul_runner, driver._loop_runner = matmul_runner, loop_runner
+            (driver.matmul_runner, driver.product_runner, driver.gradient_runner, driver.forward_packer,
+             driver.backward_packer, driver.write_output) = saved
+            driver._loop_runner = loop_runner
             prepared._run_direction_for = run_direction_for
             prepared.Prepared.holds = holds
             prepared.clear()

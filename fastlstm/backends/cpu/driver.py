@@ -24,7 +24,7 @@ from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, compile_for, compiling_only_for, type_key
-from .gemm import matmul, matmul_runner, narrow, product, weight_gradient
+from .gemm import gradient_runner, matmul_runner, narrow, product_runner
 from .kept import KeepsScratch, kept
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
@@ -33,8 +33,8 @@ from .loops import (backward_units_block, backward_units_held_block, forward_uni
 from .outputs import write_output
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
-from .tiles import pack, pack_transposed, panels_size, walk_address
-from .units import backward_panels, forward_panels
+from .tiles import pack_runner, pack_transposed_runner, panels_size, walk_address
+from .units import backward_packer, forward_packer
 from .warming import warm_training_call
 
 
@@ -307,15 +307,16 @@ class _ForwardDirection:
 @dataclass
 class _ForwardScratch:
     """A forward's buffers (:class:`.kept.KeepsScratch`): the segment's input projections
-    (``xproj``), each block's work, the segments; per direction, ``weight_ih`` packed, the
-    recurrent weights' panels (``None`` until first packed) and the input projections' runners
-    by number of rows (bound to the packed ``weight_ih``)."""
+    (``xproj``), each block's work, the segments; per direction, ``weight_ih`` packed, what packs
+    the weights (``None`` until first packed: ``weight_ih``'s runner, :func:`.tiles.pack_transposed_runner`,
+    and the recurrent weights' :class:`.units.Packer`, which holds their panels) and the input
+    projections' runners by number of rows (bound to the packed ``weight_ih``)."""
 
     xproj: np.ndarray
     work: np.ndarray
     segments: list
     input_panels: list
-    panels: list
+    packers: list
     projections: list
     nbytes: int
 
@@ -382,10 +383,13 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         np.add(p["bias_ih"][:folded], p["bias_hh"][:folded], out=own.bias[:folded])
         own.bias[folded:] = p["bias_ih"][folded:]
-        input_panels = scratch.input_panels[direction]
-        pack_transposed(p["weight_ih"], input_panels)
-        panels, own.panel_starts = forward_panels(p["weight_hh"], plan.unit_bounds, phases, scratch.panels[direction])
-        scratch.panels[direction] = panels
+        input_panels, packers = scratch.input_panels[direction], scratch.packers[direction]
+        if packers is None:
+            packers = scratch.packers[direction] = (pack_transposed_runner(p["weight_ih"], input_panels),
+                                                    forward_packer(p["weight_hh"], plan.unit_bounds, phases))
+        packers[0](p["weight_ih"], input_panels)
+        packers[1].run(p["weight_hh"])
+        panels, own.panel_starts = packers[1].panels, packers[1].starts
         arrays = ForwardArrays(scratch.xproj, states, planes, panels, own.panel_starts, p["bias_hh"],
                                _vectors(spec, p, hidden, dtype), scratch.work, active, plan.unit_bounds, loop.mask,
                                loop.inputs, loop.zone, loop.candidates, own.phase_code, walk_address(dtype))
@@ -477,35 +481,52 @@ def _accumulate(total, part):
             total[name] = value
 
 
-def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grads, accumulate):
+def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grads, accumulate, runners):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
     :func:`_segment_index`), from ``weight_ih`` by BLAS where dx is :func:`.gemm.narrow`, else
     from ``input_panels`` (``weight_ih`` packed by :func:`.tiles.pack`) by the tile kernel; and
-    its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into ``grads``."""
+    its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into ``grads``.
+    ``runners``: the direction's products' runners, found on first use (by segment rows)."""
     inputs, rows = x.shape[2], dgx.reshape(-1, dgx.shape[-1])
     x_rows = x[index].reshape(-1, inputs)
     out = dx[index] if direction == 0 else buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
-    if input_panels is None:
-        product(rows, weight_ih, out.reshape(-1, inputs))
-    else:
-        matmul(rows, input_panels, out.reshape(-1, inputs))
+    out_rows = out.reshape(-1, inputs)
+    key = ("dx", rows.shape[0])
+    run = runners.get(key)
+    if run is None:
+        if input_panels is None:
+            run = runners[key] = product_runner(rows, weight_ih, out_rows)
+        else:
+            run_panels = matmul_runner(rows, input_panels, out_rows)
+            run = runners[key] = lambda rows, weight_ih, out_rows: run_panels(rows, out_rows)
+    run(rows, weight_ih, out_rows)
     if direction != 0:
         dx[index] += out
-    weight_gradient(rows, 0, x_rows, grads["weight_ih"], grads["bias_ih"], accumulate)
+    weight, bias = grads["weight_ih"], grads["bias_ih"]
+    key = ("weight_ih", rows.shape[0], accumulate)
+    run = runners.get(key)
+    if run is None:
+        run = runners[key] = gradient_runner(rows, 0, x_rows, weight, bias, accumulate)
+    run(rows, x_rows, weight, bias)
 
 
-def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumulate):
+def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumulate, runners):
     """Steps t0 … t1 − 1's ``weight_hh`` and ``bias_hh`` gradients, written (or, if
     ``accumulate``, added) into ``grads``: per forward phase, its gates' Σ_t dah_tᵀ source_t as
-    one GEMM (the source: h ⊙ m, or a tape plane)."""
+    one GEMM (the source: h ⊙ m, or a tape plane). ``runners``: as :func:`_input_gradients`'s."""
     hidden = planes.shape[3]
     rows = dgh.reshape(-1, dgh.shape[-1])
-    for phase in spec.forward:
-        source = weight_hh_saw if phase.source == RECURRENT_INPUT else planes[phase.source]
+    for number, phase in enumerate(spec.forward):
+        source = (weight_hh_saw if phase.source == RECURRENT_INPUT else planes[phase.source])[t0:t1]
+        source = source.reshape(-1, hidden)
         gates = slice(phase.gates[0] * hidden, phase.gates[1] * hidden)
-        weight_gradient(rows, gates.start, source[t0:t1].reshape(-1, hidden), grads["weight_hh"][gates],
-                        grads["bias_hh"][gates], accumulate)
+        weight, bias = grads["weight_hh"][gates], grads["bias_hh"][gates]
+        key = ("weight_hh", number, rows.shape[0], accumulate)
+        run = runners.get(key)
+        if run is None:
+            run = runners[key] = gradient_runner(rows, gates.start, source, weight, bias, accumulate)
+        run(rows, source, weight, bias)
 
 
 def _vector_gradients(spec, dgx, states, new_states, t0, t1):
@@ -576,7 +597,10 @@ class _BackwardScratch:
     """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
     and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
     state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow`: BLAS reads it
-    as stored) and ``weight_hh``'s panels (``None`` until first packed)."""
+    as stored) and what packs the weights (``None`` until first packed: ``weight_ih``'s runner,
+    :func:`.tiles.pack_runner`, or ``None`` where it is not packed, and ``weight_hh``'s
+    :class:`.units.Packer`, which holds its panels), and the runners of its products on these
+    buffers (:func:`_input_gradients`)."""
 
     dgx: np.ndarray
     dgh: np.ndarray
@@ -584,7 +608,8 @@ class _BackwardScratch:
     stage: np.ndarray
     dstates: list
     input_panels: list
-    panels: list
+    packers: list
+    runners: list
     nbytes: int
 
 
@@ -620,7 +645,8 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
                     for _ in range(directions)]
     own = dstates[0].nbytes + (input_panels[0].nbytes if packed else 0) + gate_width * hidden * dtype.itemsize
     nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own
-    return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, [None] * directions, nbytes)
+    return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, [None] * directions,
+                            [{} for _ in range(directions)], nbytes)
 
 
 def _backward_layer(tape, dy, dstate, norms):
@@ -648,14 +674,19 @@ def _backward_layer(tape, dy, dstate, norms):
     for direction, (p, own) in enumerate(zip(tape.params, setup.directions)):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
         dstates, input_panels = scratch.dstates[direction], scratch.input_panels[direction]
+        runners = scratch.runners[direction]
         dstates[...] = 0
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
-        panels, own.panel_starts = backward_panels(p["weight_hh"], plan.unit_bounds, projects,
-                                                   scratch.panels[direction])
-        scratch.panels[direction] = panels
+        packers = scratch.packers[direction]
+        if packers is None:
+            packers = scratch.packers[direction] = (
+                None if input_panels is None else pack_runner(p["weight_ih"], 0, inputs, input_panels),
+                backward_packer(p["weight_hh"], plan.unit_bounds, projects))
+        packers[1].run(p["weight_hh"])
+        panels, own.panel_starts = packers[1].panels, packers[1].starts
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
                                 panels, own.panel_starts, work, stage, loop_norms, own.pointwise_code,
@@ -669,7 +700,7 @@ def _backward_layer(tape, dy, dstate, norms):
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
         if input_panels is not None:
-            pack(p["weight_ih"], 0, inputs, input_panels)
+            packers[0](p["weight_ih"], input_panels)
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients
@@ -686,10 +717,11 @@ def _backward_layer(tape, dy, dstate, norms):
                 dgx_segment[...] = 0
                 dgh_segment[...] = 0
             run(t0, t1)
-            _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps)
+            _recurrent_gradients(spec, dgh_segment, weight_hh_saw, planes, t0, t1, direction_grads, t1 < steps,
+                                 runners)
             _accumulate(direction_grads, _vector_gradients(spec, dgx_segment, states, new_states, t0, t1))
             _input_gradients(dgx_segment, p["weight_ih"], input_panels, x, dx, direction,
-                             _segment_index(direction, tape.reverse, t0, t1), direction_grads, t1 < steps)
+                             _segment_index(direction, tape.reverse, t0, t1), direction_grads, t1 < steps, runners)
         grads.append(direction_grads)
         dstates0.append(tuple(dstates[0, k] for k in range(state_count)))
         if norms is not None:

@@ -13,7 +13,7 @@ from numba import njit
 from ... import tuning
 from .blas import gemm_address, gemm_at, product_at
 from .calls import value_at
-from .regions import VALUES, blocks_runner, run_blocks
+from .regions import VALUES, blocks_runner
 from .tiles import lanes, panel_columns, product_bias_at, walk_address
 from .units import block_count
 
@@ -145,26 +145,39 @@ def weight_gradient(dgates, col0, inputs, weight, bias, accumulate=False):
     accumulate : bool
         Add to ``weight`` and ``bias`` instead of overwriting them.
     """
+    gradient_runner(dgates, col0, inputs, weight, bias, accumulate)(dgates, inputs, weight, bias)
+
+
+def gradient_runner(dgates, col0, inputs, weight, bias, accumulate=False):
+    """``run(dgates, inputs, weight, bias)``: :func:`weight_gradient` with these ``col0`` and
+    ``accumulate`` on any arrays of the shapes and types of these, its split, BLAS and compiled
+    code found once."""
     rows, (width, inner) = dgates.shape[0], weight.shape
     parallel = _parallel(2.0 * rows * width * inner, weight.itemsize * rows * (width + inner))
     gemm_code = gemm_address(weight.dtype)
     chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
     if 1 < chunks and chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
-        weight_parts = np.empty((chunks, width, inner), weight.dtype)
-        bias_parts = np.empty((chunks, width), weight.dtype)
-        run_blocks(_rows_gradient, chunks, (dgates, inputs, weight_parts, bias_parts), gemm_code, col0, chunks,
-                   parallel=parallel)
-        # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
-        if accumulate:
-            weight += np.add.reduce(weight_parts, axis=0)
-            bias += np.add.reduce(bias_parts, axis=0)
-        else:
-            np.add.reduce(weight_parts, axis=0, out=weight)
-            np.add.reduce(bias_parts, axis=0, out=bias)
-        return
+        def partials():    # each call's own: a kept runner holds no memory between calls
+            return np.empty((chunks, width, inner), weight.dtype), np.empty((chunks, width), weight.dtype)
+
+        run_parts = blocks_runner(_rows_gradient, chunks, (dgates, inputs) + partials(), gemm_code, col0, chunks,
+                                  parallel=parallel)
+
+        def run(dgates, inputs, weight, bias):
+            weight_parts, bias_parts = partials()
+            run_parts((dgates, inputs, weight_parts, bias_parts))
+            # the partials added in the order of the blocks (NumPy reduces a leading axis in order)
+            if accumulate:
+                weight += np.add.reduce(weight_parts, axis=0)
+                bias += np.add.reduce(bias_parts, axis=0)
+            else:
+                np.add.reduce(weight_parts, axis=0, out=weight)
+                np.add.reduce(bias_parts, axis=0, out=bias)
+        return run
     blocks = block_count(width, tuning.get("gradient_columns"), tuning.get("gradient_blocks"))
-    run_blocks(_columns_gradient, blocks, (dgates, inputs, weight, bias), gemm_code, col0, blocks, int(accumulate),
-               parallel=parallel)
+    run_columns = blocks_runner(_columns_gradient, blocks, (dgates, inputs, weight, bias), gemm_code, col0, blocks,
+                                int(accumulate), parallel=parallel)
+    return lambda dgates, inputs, weight, bias: run_columns((dgates, inputs, weight, bias))
 
 
 def _rows_product(block, address, gemm_code, blocks, i2, i3, i4, i5, i6):
@@ -193,8 +206,15 @@ def product(a, weight, out):
     weight : ndarray, shape (K, N), C-contiguous
     out : ndarray, shape (M, N), rows contiguous; written
     """
+    product_runner(a, weight, out)(a, weight, out)
+
+
+def product_runner(a, weight, out):
+    """``run(a, weight, out)``: :func:`product` on any arrays of the shapes and types of these,
+    its split, BLAS and compiled code found once."""
     rows, inner = a.shape
     blocks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
     columns = weight.shape[1]
-    run_blocks(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype), blocks,
-               parallel=_parallel(2.0 * rows * inner * columns, out.itemsize * rows * (inner + columns)))
+    run = blocks_runner(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype), blocks,
+                        parallel=_parallel(2.0 * rows * inner * columns, out.itemsize * rows * (inner + columns)))
+    return lambda a, weight, out: run((a, weight, out))

@@ -35,7 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .calls import COMPILED_CALLERS_ONLY, AddressBook, address_of, compiled_call, compiling_only_for, value_at
-from .regions import VALUES, run_blocks
+from .regions import VALUES, blocks_runner
 from .unit_values import at
 
 
@@ -348,8 +348,16 @@ def pack(matrix, c0, c1, panels):
     c0, c1 : int, the columns packed
     panels : ndarray, flat, at least :func:`panels_size` (K, c1 − c0) values; written
     """
+    pack_runner(matrix, c0, c1, panels)(matrix, panels)
+
+
+def pack_runner(matrix, c0, c1, panels):
+    """``run(matrix, panels)``: :func:`pack` of columns [c0, c1) on any ``matrix`` and ``panels``
+    of the shapes and types of these, its blocks and compiled code found once."""
     count = -(-(c1 - c0) // panel_columns(matrix.dtype))
-    run_blocks(_panel, count, (matrix, panels), c0, c1, parallel=matrix.shape[0] * (c1 - c0) >= PARALLEL_PACK_VALUES)
+    run = blocks_runner(_panel, count, (matrix, panels), c0, c1,
+                        parallel=matrix.shape[0] * (c1 - c0) >= PARALLEL_PACK_VALUES)
+    return lambda matrix, panels: run((matrix, panels))
 
 
 def _panel(block, address, c0, c1, i2, i3, i4, i5, i6):
@@ -478,11 +486,18 @@ def pack_transposed(weight, panels, rows=None):
         chunks ``chunk_stride`` rows apart from row ``first`` on (a block of units of some gates:
         ``(g0·H + u0, u1 − u0, H, (g1 − g0)·(u1 − u0))``); every row when None.
     """
+    pack_transposed_runner(weight, panels, rows)(weight, panels)
+
+
+def pack_transposed_runner(weight, panels, rows=None):
+    """``run(weight, panels)``: :func:`pack_transposed` of ``rows`` on any ``weight`` and ``panels``
+    of the shapes and types of these, its blocks and compiled code found once."""
     every = max(1, weight.shape[0])
     first, chunk, chunk_stride, count = (0, every, every, weight.shape[0]) if rows is None else rows
     panel_count = -(-count // panel_columns(weight.dtype))
-    run_blocks(_transposed_panel, panel_count, (weight, panels), first, chunk, chunk_stride, count,
-               parallel=count * weight.shape[1] >= PARALLEL_PACK_VALUES)
+    run = blocks_runner(_transposed_panel, panel_count, (weight, panels), first, chunk, chunk_stride, count,
+                        parallel=count * weight.shape[1] >= PARALLEL_PACK_VALUES)
+    return lambda weight, panels: run((weight, panels))
 
 
 # The kernels call the walk through its address (:mod:`.calls`): each kernel that multiplies

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ... import buffers, tuning
-from .tiles import pack, pack_transposed, panels_size
+from .tiles import pack_runner, pack_transposed_runner, panels_size
 
 
 def block_count(extent, smallest, largest=None):
@@ -53,58 +53,103 @@ def unit_bounds(hidden, blocks):
     return (np.arange(blocks + 1) * hidden) // blocks
 
 
-def forward_panels(weight, bounds, phases, panels=None):
-    """Each unit block's recurrent weights for its forward projections, per phase, packed once
-    per call for :func:`.tiles.product`: ``weight_hhᵀ``'s columns of the phase's gates and the
-    block's units, in (gate, unit) order.
+class Packer(NamedTuple):
+    """Where and how a layer's recurrent weights are packed for its loops: ``run(weight)`` packs a
+    ``weight`` (of the shape and type it was built for) into ``panels`` (:func:`forward_packer`,
+    :func:`backward_packer`), its blocks and compiled code found once."""
+
+    panels: np.ndarray     # flat
+    starts: np.ndarray     # (blocks, phases) int64: where block b's panels of phase p start
+    run: object
+
+
+def forward_packer(weight, bounds, phases, panels=None):
+    """The :class:`Packer` of each unit block's recurrent weights for its forward projections, per
+    phase, packed once per call for :func:`.tiles.product`: ``weight_hhᵀ``'s columns of the
+    phase's gates and the block's units, in (gate, unit) order.
 
     Parameters
     ----------
     weight : ndarray, shape (G·H, H), C-contiguous: gate g, unit j in row g·H + j
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each forward phase projects
-    panels : ndarray, flat, optional: where to pack them (what an earlier call of the same
-        weight shape, bounds and phases returned); new if None
+    panels : ndarray, flat, optional: where to pack them (a packer's of the same weight shape,
+        bounds and phases); new if None
 
     Returns
     -------
-    panels : ndarray, flat
-    starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
+    Packer
     """
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
     if panels is None:
         panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
+    pieces = []
     for (block, phase), rows in layout.pieces.items():
-        pack_transposed(weight, panels[layout.starts[block, phase]:], rows)
-    return panels, layout.starts
+        view = panels[layout.starts[block, phase]:]
+        pieces.append((pack_transposed_runner(weight, view, rows), view))
+    return Packer(panels, layout.starts, _run_pieces(pieces, lambda weight: weight))
 
 
-def backward_panels(weight, bounds, phases, panels=None):
-    """Each unit block's recurrent weights for its backward projections, per phase, packed once
-    per call for :func:`.tiles.product`: ``weight_hh``'s rows of the phase's gates, the block's
-    units' columns.
+def backward_packer(weight, bounds, phases, panels=None):
+    """The :class:`Packer` of each unit block's recurrent weights for its backward projections,
+    per phase, packed once per call for :func:`.tiles.product`: ``weight_hh``'s rows of the
+    phase's gates, the block's units' columns.
 
     Parameters
     ----------
     weight : ndarray, shape (G·H, H), C-contiguous
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each backward phase sends back
-    panels : ndarray, flat, optional: where to pack them, as :func:`forward_panels`'s
+    panels : ndarray, flat, optional: where to pack them, as :func:`forward_packer`'s
 
     Returns
     -------
-    panels : ndarray, flat
-    starts : ndarray, shape (blocks, phases) int64: where block b's panels of phase p start
+    Packer
     """
     hidden = weight.shape[1]
     bounds = tuple(int(b) for b in bounds)
     layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
     if panels is None:
         panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
-    for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
-        for phase, (g0, g1) in enumerate(phases):
-            pack(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:])
-    return panels, layout.starts
+    by_phase = []
+    for phase, (g0, g1) in enumerate(phases):
+        pieces = []
+        for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
+            view = panels[layout.starts[block, phase]:]
+            pieces.append((pack_runner(weight[g0 * hidden:g1 * hidden], u0, u1, view), view))
+        by_phase.append(_run_pieces(pieces, lambda weight, rows=slice(g0 * hidden, g1 * hidden): weight[rows]))
+
+    def run(weight):
+        for run_phase in by_phase:
+            run_phase(weight)
+    return Packer(panels, layout.starts, by_phase[0] if len(by_phase) == 1 else run)
+
+
+def _run_pieces(pieces, source):
+    """``run(weight)``: each piece's packing runner on ``source(weight)`` and its panels."""
+    if len(pieces) == 1:
+        (pack_piece, view), = pieces
+        return lambda weight: pack_piece(source(weight), view)
+
+    def run(weight):
+        matrix = source(weight)
+        for pack_piece, view in pieces:
+            pack_piece(matrix, view)
+    return run
+
+
+def forward_panels(weight, bounds, phases, panels=None):
+    """:func:`forward_packer`'s panels with ``weight`` packed: ``(panels, starts)``."""
+    packer = forward_packer(weight, bounds, phases, panels)
+    packer.run(weight)
+    return packer.panels, packer.starts
+
+
+def backward_panels(weight, bounds, phases, panels=None):
+    """:func:`backward_packer`'s panels with ``weight`` packed: ``(panels, starts)``."""
+    packer = backward_packer(weight, bounds, phases, panels)
+    packer.run(weight)
+    return packer.panels, packer.starts
 
 
 class _Layout(NamedTuple):
