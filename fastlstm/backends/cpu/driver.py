@@ -34,7 +34,7 @@ from .outputs import write_output
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack_runner, pack_transposed_runner, panels_size, walk_address
-from .units import backward_packer, forward_packer
+from .units import backward_packer, forward_packer, panels_layout
 from .warming import warm_training_call
 
 
@@ -269,11 +269,11 @@ class DirectionWork:
 
     def project(self, x_rows, out):
         """out = x_rows @ weight_ihᵀ + bias: a segment's input projection (M, I) -> (M, G·H), its
-        split found once per number of rows (:func:`.gemm.matmul_runner`)."""
+        split found once per number of rows (:func:`.gemm.matmul_runner`, kept with the setup)."""
         run = self.projections.get(x_rows.shape[0])
         if run is None:
             run = self.projections[x_rows.shape[0]] = matmul_runner(x_rows, self.input_panels, out, self.bias)
-        run(x_rows, out)
+        run(x_rows, self.input_panels, out, self.bias)
 
 
 @dataclass
@@ -292,12 +292,16 @@ class ForwardWork:
 
 @dataclass
 class _ForwardDirection:
-    """One direction's part of a :class:`_ForwardSetup`: its input projection's bias, where its
-    recurrent weights' panels start, its phases' addresses and loop for one ``variant`` (the
-    arrays' type key and the regularisers in the loop)."""
+    """One direction's part of a :class:`_ForwardSetup`: its input projection's bias, what packs
+    its weights (``None`` until first packed: ``weight_ih``'s runner,
+    :func:`.tiles.pack_transposed_runner`, and the recurrent weights' :class:`.units.Packer`), its
+    input projections' runners by number of rows, its phases' addresses and loop for one
+    ``variant`` (the arrays' type key and the regularisers in the loop). Every runner takes the
+    call's arrays and buffers as arguments: the setup's buffers may be leased anew every call."""
 
     bias: np.ndarray
-    panel_starts: np.ndarray = None
+    packers: tuple = None
+    projections: dict = field(default_factory=dict)
     phase_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     variant: tuple = None
     loop: object = None
@@ -307,17 +311,14 @@ class _ForwardDirection:
 @dataclass
 class _ForwardScratch:
     """A forward's buffers (:class:`.kept.KeepsScratch`): the segment's input projections
-    (``xproj``), each block's work, the segments; per direction, ``weight_ih`` packed, what packs
-    the weights (``None`` until first packed: ``weight_ih``'s runner, :func:`.tiles.pack_transposed_runner`,
-    and the recurrent weights' :class:`.units.Packer`, which holds their panels) and the input
-    projections' runners by number of rows (bound to the packed ``weight_ih``)."""
+    (``xproj``), each block's work, the segments; per direction, ``weight_ih`` packed and the
+    recurrent weights' panels."""
 
     xproj: np.ndarray
     work: np.ndarray
     segments: list
     input_panels: list
-    packers: list
-    projections: list
+    panels: list
     nbytes: int
 
 
@@ -349,9 +350,11 @@ def _forward_scratch(spec, plan, directions, shape, hidden, dtype):
                 for t0 in range(0, steps, segment)]
     input_panels = [buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
                     for _ in range(directions)]
-    weights = gate_width * hidden * dtype.itemsize + input_panels[0].nbytes + gate_width * dtype.itemsize
-    return _ForwardScratch(xproj, work, segments, input_panels, [None] * directions, [{} for _ in range(directions)],
-                           xproj.nbytes + work.nbytes + directions * weights)
+    size, _ = panels_layout("forward", (gate_width, hidden), plan.unit_bounds, tuple(f.gates for f in spec.forward),
+                            dtype)
+    panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
+    weights = panels[0].nbytes + input_panels[0].nbytes + gate_width * dtype.itemsize
+    return _ForwardScratch(xproj, work, segments, input_panels, panels, xproj.nbytes + work.nbytes + directions * weights)
 
 
 def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, keep=False):
@@ -383,14 +386,13 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         planes = allocate((len(spec.planes), steps if keep_tape else 1, batch, hidden), dtype, aligned=True)
         np.add(p["bias_ih"][:folded], p["bias_hh"][:folded], out=own.bias[:folded])
         own.bias[folded:] = p["bias_ih"][folded:]
-        input_panels, packers = scratch.input_panels[direction], scratch.packers[direction]
-        if packers is None:
-            packers = scratch.packers[direction] = (pack_transposed_runner(p["weight_ih"], input_panels),
-                                                    forward_packer(p["weight_hh"], plan.unit_bounds, phases))
-        packers[0](p["weight_ih"], input_panels)
-        packers[1].run(p["weight_hh"])
-        panels, own.panel_starts = packers[1].panels, packers[1].starts
-        arrays = ForwardArrays(scratch.xproj, states, planes, panels, own.panel_starts, p["bias_hh"],
+        input_panels, panels = scratch.input_panels[direction], scratch.panels[direction]
+        if own.packers is None:
+            own.packers = (pack_transposed_runner(p["weight_ih"], input_panels),
+                           forward_packer(p["weight_hh"], plan.unit_bounds, phases))
+        own.packers[0](p["weight_ih"], input_panels)
+        own.packers[1].run(p["weight_hh"], panels)
+        arrays = ForwardArrays(scratch.xproj, states, planes, panels, own.packers[1].starts, p["bias_hh"],
                                _vectors(spec, p, hidden, dtype), scratch.work, active, plan.unit_bounds, loop.mask,
                                loop.inputs, loop.zone, loop.candidates, own.phase_code, walk_address(dtype))
         key = type_key(arrays)
@@ -404,7 +406,7 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         directions.append(DirectionWork(loop, input_panels, own.bias, arrays,
                                         _loop_runner(plan, own.loop, arrays, key, own.addresses),
                                         functools.partial(loop_addresses, plan, own.loop, arrays, key),
-                                        scratch.projections[direction]))
+                                        own.projections))
     return ForwardWork(plan, scratch.xproj, active, directions, scratch.segments)
 
 
@@ -496,11 +498,13 @@ def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grad
     run = runners.get(key)
     if run is None:
         if input_panels is None:
-            run = runners[key] = product_runner(rows, weight_ih, out_rows)
+            run_product = product_runner(rows, weight_ih, out_rows)
+            run = runners[key] = lambda rows, weight_ih, input_panels, out: run_product(rows, weight_ih, out)
         else:
-            run_panels = matmul_runner(rows, input_panels, out_rows)
-            run = runners[key] = lambda rows, weight_ih, out_rows: run_panels(rows, out_rows)
-    run(rows, weight_ih, out_rows)
+            no_bias = np.empty(0, x.dtype)
+            run_panels = matmul_runner(rows, input_panels, out_rows, no_bias)
+            run = runners[key] = lambda rows, weight_ih, input_panels, out: run_panels(rows, input_panels, out, no_bias)
+    run(rows, weight_ih, input_panels, out_rows)
     if direction != 0:
         dx[index] += out
     weight, bias = grads["weight_ih"], grads["bias_ih"]
@@ -580,11 +584,15 @@ def backward_layer(tape, dy, dstate, norms=None):
 
 @dataclass
 class _BackwardDirection:
-    """One direction's part of a :class:`_BackwardSetup`: where its recurrent weights' panels
-    start, its phases' addresses and loop for one ``variant`` (the arrays' type key, the
-    regularisers, the norms' record)."""
+    """One direction's part of a :class:`_BackwardSetup`: what packs its weights (``None`` until
+    first packed: ``weight_ih``'s runner, :func:`.tiles.pack_runner`, or ``None`` where it is not
+    packed, and ``weight_hh``'s :class:`.units.Packer`), the runners of its products
+    (:func:`_input_gradients`), its phases' addresses and loop for one ``variant`` (the arrays'
+    type key, the regularisers, the norms' record). Every runner takes the call's arrays and
+    buffers as arguments: the setup's buffers may be leased anew every call."""
 
-    panel_starts: np.ndarray = None
+    packers: tuple = None
+    runners: dict = field(default_factory=dict)
     pointwise_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     projection_code: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
     variant: tuple = None
@@ -597,10 +605,7 @@ class _BackwardScratch:
     """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
     and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
     state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow`: BLAS reads it
-    as stored) and what packs the weights (``None`` until first packed: ``weight_ih``'s runner,
-    :func:`.tiles.pack_runner`, or ``None`` where it is not packed, and ``weight_hh``'s
-    :class:`.units.Packer`, which holds its panels), and the runners of its products on these
-    buffers (:func:`_input_gradients`)."""
+    as stored) and ``weight_hh``'s panels."""
 
     dgx: np.ndarray
     dgh: np.ndarray
@@ -608,8 +613,7 @@ class _BackwardScratch:
     stage: np.ndarray
     dstates: list
     input_panels: list
-    packers: list
-    runners: list
+    panels: list
     nbytes: int
 
 
@@ -643,10 +647,12 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     packed = not narrow(inputs, dtype)        # else dx by BLAS on weight_ih as stored
     input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True) if packed else None
                     for _ in range(directions)]
-    own = dstates[0].nbytes + (input_panels[0].nbytes if packed else 0) + gate_width * hidden * dtype.itemsize
+    size, _ = panels_layout("backward", (gate_width, hidden), plan.unit_bounds,
+                            tuple(phase.projects for phase in spec.backward), dtype)
+    panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
+    own = dstates[0].nbytes + (input_panels[0].nbytes if packed else 0) + panels[0].nbytes
     nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own
-    return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, [None] * directions,
-                            [{} for _ in range(directions)], nbytes)
+    return _BackwardScratch(dgx, dgh, work, stage, dstates, input_panels, panels, nbytes)
 
 
 def _backward_layer(tape, dy, dstate, norms):
@@ -674,22 +680,20 @@ def _backward_layer(tape, dy, dstate, norms):
     for direction, (p, own) in enumerate(zip(tape.params, setup.directions)):
         states, planes, loop = tape.states[direction], tape.planes[direction], tape.loops[direction]
         dstates, input_panels = scratch.dstates[direction], scratch.input_panels[direction]
-        runners = scratch.runners[direction]
+        runners = own.runners
         dstates[...] = 0
         dy_direction = _in_direction(dy[..., direction * hidden:(direction + 1) * hidden], direction, tape.reverse)
         new_states = loop.candidates if loop.candidates.shape[0] else states
         weight_hh_saw = loop.inputs if loop.recurrent_dropout else states[0]
         loop_norms = np.full((steps, batch), np.nan) if norms is not None else np.empty((0, 0))
-        packers = scratch.packers[direction]
-        if packers is None:
-            packers = scratch.packers[direction] = (
-                None if input_panels is None else pack_runner(p["weight_ih"], 0, inputs, input_panels),
-                backward_packer(p["weight_hh"], plan.unit_bounds, projects))
-        packers[1].run(p["weight_hh"])
-        panels, own.panel_starts = packers[1].panels, packers[1].starts
+        panels = scratch.panels[direction]
+        if own.packers is None:
+            own.packers = (None if input_panels is None else pack_runner(p["weight_ih"], 0, inputs, input_panels),
+                           backward_packer(p["weight_hh"], plan.unit_bounds, projects))
+        own.packers[1].run(p["weight_hh"], panels)
         arrays = BackwardArrays(dy_direction, states, planes, loop.candidates, loop.mask, loop.inputs, loop.zone,
                                 _vectors(spec, p, hidden, dtype), tape.active, plan.unit_bounds, dstates, dgx, dgh,
-                                panels, own.panel_starts, work, stage, loop_norms, own.pointwise_code,
+                                panels, own.packers[1].starts, work, stage, loop_norms, own.pointwise_code,
                                 own.projection_code, walk_address(dtype))
         key = type_key(arrays)
         variant = (key, loop.recurrent_dropout, loop.zoneout, norms is not None)
@@ -700,7 +704,7 @@ def _backward_layer(tape, dy, dstate, norms):
             own.addresses = _runner_addresses(plan, own.loop, arrays, key)
             own.variant = variant
         if input_panels is not None:
-            packers[0](p["weight_ih"], input_panels)
+            own.packers[0](p["weight_ih"], input_panels)
         run = _loop_runner(plan, own.loop, arrays, key, own.addresses)
         direction_grads = {name: np.empty_like(p[name]) for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
         for t1 in range(steps, 0, -segment) if steps else [0]:  # T = 0: one empty segment, zero gradients

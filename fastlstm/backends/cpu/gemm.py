@@ -45,7 +45,8 @@ def matmul(a, panels, out, bias=None):
     short call with a small batch) is split by whole panels of columns as well, so that it
     still has ``gemm_blocks`` blocks to share among the threads.
     """
-    matmul_runner(a, panels, out, bias)(a, out)
+    bias = np.empty(0, out.dtype) if bias is None else bias
+    matmul_runner(a, panels, out, bias)(a, panels, out, bias)
 
 
 def matmul_split(rows, inner, columns, dtype):
@@ -58,14 +59,13 @@ def matmul_split(rows, inner, columns, dtype):
                                                       np.dtype(dtype).itemsize * rows * (inner + columns))
 
 
-def matmul_runner(a, panels, out, bias=None):
-    """``run(a, out)``: :func:`matmul` of ``panels`` and ``bias`` on any ``a`` and ``out`` of the
-    shapes and types of these, its split and compiled blocks found once."""
+def matmul_runner(a, panels, out, bias):
+    """``run(a, panels, out, bias)``: :func:`matmul` on any arrays of the shapes and types of
+    these (``bias`` empty: none), its split and compiled blocks found once."""
     row_blocks, column_blocks, panel, parallel = matmul_split(out.shape[0], a.shape[1], out.shape[1], out.dtype)
-    bias = np.empty(0, out.dtype) if bias is None else bias
     run = blocks_runner(matmul_block, row_blocks * column_blocks, (a, panels, out, bias), walk_address(out.dtype),
                         row_blocks, column_blocks, panel, parallel=parallel)
-    return lambda a, out: run((a, panels, out, bias))
+    return lambda a, panels, out, bias: run((a, panels, out, bias))
 
 
 def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):

@@ -54,16 +54,17 @@ def unit_bounds(hidden, blocks):
 
 
 class Packer(NamedTuple):
-    """Where and how a layer's recurrent weights are packed for its loops: ``run(weight)`` packs a
-    ``weight`` (of the shape and type it was built for) into ``panels`` (:func:`forward_packer`,
-    :func:`backward_packer`), its blocks and compiled code found once."""
+    """How a layer's recurrent weights are packed for its loops: ``run(weight, panels)`` packs a
+    ``weight`` into ``panels`` (flat, ``size`` values), each block's panels of each phase from
+    ``starts[block, phase]`` on, on any arrays of the shapes and types it was built for
+    (:func:`forward_packer`, :func:`backward_packer`), its blocks and compiled code found once."""
 
-    panels: np.ndarray     # flat
-    starts: np.ndarray     # (blocks, phases) int64: where block b's panels of phase p start
+    size: int
+    starts: np.ndarray     # (blocks, phases) int64
     run: object
 
 
-def forward_packer(weight, bounds, phases, panels=None):
+def forward_packer(weight, bounds, phases):
     """The :class:`Packer` of each unit block's recurrent weights for its forward projections, per
     phase, packed once per call for :func:`.tiles.product`: ``weight_hhᵀ``'s columns of the
     phase's gates and the block's units, in (gate, unit) order.
@@ -73,24 +74,19 @@ def forward_packer(weight, bounds, phases, panels=None):
     weight : ndarray, shape (G·H, H), C-contiguous: gate g, unit j in row g·H + j
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each forward phase projects
-    panels : ndarray, flat, optional: where to pack them (a packer's of the same weight shape,
-        bounds and phases); new if None
 
     Returns
     -------
     Packer
     """
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
-    if panels is None:
-        panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
-    pieces = []
-    for (block, phase), rows in layout.pieces.items():
-        view = panels[layout.starts[block, phase]:]
-        pieces.append((pack_transposed_runner(weight, view, rows), view))
-    return Packer(panels, layout.starts, _run_pieces(pieces, lambda weight: weight))
+    panels = np.empty(0, weight.dtype)         # of the type of the panels it packs into
+    pieces = [(pack_transposed_runner(weight, panels[layout.starts[block, phase]:], rows), layout.starts[block, phase])
+              for (block, phase), rows in layout.pieces.items()]
+    return Packer(layout.size, layout.starts, _run_pieces(pieces, lambda weight: weight))
 
 
-def backward_packer(weight, bounds, phases, panels=None):
+def backward_packer(weight, bounds, phases):
     """The :class:`Packer` of each unit block's recurrent weights for its backward projections,
     per phase, packed once per call for :func:`.tiles.product`: ``weight_hh``'s rows of the
     phase's gates, the block's units' columns.
@@ -100,7 +96,6 @@ def backward_packer(weight, bounds, phases, panels=None):
     weight : ndarray, shape (G·H, H), C-contiguous
     bounds : ndarray, shape (blocks + 1,), the unit blocks
     phases : tuple of (g0, g1), the gates each backward phase sends back
-    panels : ndarray, flat, optional: where to pack them, as :func:`forward_packer`'s
 
     Returns
     -------
@@ -109,47 +104,53 @@ def backward_packer(weight, bounds, phases, panels=None):
     hidden = weight.shape[1]
     bounds = tuple(int(b) for b in bounds)
     layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
-    if panels is None:
-        panels = buffers.empty((layout.size,), weight.dtype, aligned=True)
+    panels = np.empty(0, weight.dtype)         # of the type of the panels it packs into
     by_phase = []
     for phase, (g0, g1) in enumerate(phases):
-        pieces = []
-        for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
-            view = panels[layout.starts[block, phase]:]
-            pieces.append((pack_runner(weight[g0 * hidden:g1 * hidden], u0, u1, view), view))
+        pieces = [(pack_runner(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:]),
+                   layout.starts[block, phase]) for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:]))]
         by_phase.append(_run_pieces(pieces, lambda weight, rows=slice(g0 * hidden, g1 * hidden): weight[rows]))
 
-    def run(weight):
+    def run(weight, panels):
         for run_phase in by_phase:
-            run_phase(weight)
-    return Packer(panels, layout.starts, by_phase[0] if len(by_phase) == 1 else run)
+            run_phase(weight, panels)
+    return Packer(layout.size, layout.starts, by_phase[0] if len(by_phase) == 1 else run)
 
 
 def _run_pieces(pieces, source):
-    """``run(weight)``: each piece's packing runner on ``source(weight)`` and its panels."""
+    """``run(weight, panels)``: each piece's packing runner on ``source(weight)`` and its panels."""
     if len(pieces) == 1:
-        (pack_piece, view), = pieces
-        return lambda weight: pack_piece(source(weight), view)
+        (pack_piece, start), = pieces
+        return lambda weight, panels: pack_piece(source(weight), panels[start:])
 
-    def run(weight):
+    def run(weight, panels):
         matrix = source(weight)
-        for pack_piece, view in pieces:
-            pack_piece(matrix, view)
+        for pack_piece, start in pieces:
+            pack_piece(matrix, panels[start:])
     return run
 
 
-def forward_panels(weight, bounds, phases, panels=None):
-    """:func:`forward_packer`'s panels with ``weight`` packed: ``(panels, starts)``."""
-    packer = forward_packer(weight, bounds, phases, panels)
-    packer.run(weight)
-    return packer.panels, packer.starts
+def forward_panels(weight, bounds, phases):
+    """``weight`` packed by its :func:`forward_packer` into new panels: ``(panels, starts)``."""
+    packer = forward_packer(weight, bounds, phases)
+    panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
+    packer.run(weight, panels)
+    return panels, packer.starts
 
 
-def backward_panels(weight, bounds, phases, panels=None):
-    """:func:`backward_packer`'s panels with ``weight`` packed: ``(panels, starts)``."""
-    packer = backward_packer(weight, bounds, phases, panels)
-    packer.run(weight)
-    return packer.panels, packer.starts
+def backward_panels(weight, bounds, phases):
+    """``weight`` packed by its :func:`backward_packer` into new panels: ``(panels, starts)``."""
+    packer = backward_packer(weight, bounds, phases)
+    panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
+    packer.run(weight, panels)
+    return panels, packer.starts
+
+
+def panels_layout(direction, weight_shape, bounds, phases, dtype):
+    """``(size, starts)`` of the panels of a ``weight_hh`` of ``weight_shape`` (G·H, H) packed by
+    :func:`forward_packer` (``direction`` "forward") or :func:`backward_packer` ("backward")."""
+    layout = _layout(direction, weight_shape[1], tuple(int(b) for b in bounds), phases, np.dtype(dtype).str)
+    return layout.size, layout.starts
 
 
 class _Layout(NamedTuple):
