@@ -34,7 +34,7 @@ from .outputs import write_output
 from .regions import block_code, each_block_code
 from .threads import single_threaded_blas
 from .tiles import pack_runner, pack_transposed_runner, panels_size, walk_address
-from .units import backward_packer, forward_packer, panels_layout
+from .units import backward_packer, forward_packer, packed_size
 from .warming import warm_training_call
 
 
@@ -350,8 +350,7 @@ def _forward_scratch(spec, plan, directions, shape, hidden, dtype):
                 for t0 in range(0, steps, segment)]
     input_panels = [buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
                     for _ in range(directions)]
-    size, _ = panels_layout("forward", (gate_width, hidden), plan.unit_bounds, tuple(f.gates for f in spec.forward),
-                            dtype)
+    size = packed_size("forward", hidden, plan.unit_bounds, tuple(f.gates for f in spec.forward), dtype)
     panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
     weights = panels[0].nbytes + input_panels[0].nbytes + gate_width * dtype.itemsize
     return _ForwardScratch(xproj, work, segments, input_panels, panels, xproj.nbytes + work.nbytes + directions * weights)
@@ -647,8 +646,7 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     packed = not narrow(inputs, dtype)        # else dx by BLAS on weight_ih as stored
     input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True) if packed else None
                     for _ in range(directions)]
-    size, _ = panels_layout("backward", (gate_width, hidden), plan.unit_bounds,
-                            tuple(phase.projects for phase in spec.backward), dtype)
+    size = packed_size("backward", hidden, plan.unit_bounds, tuple(phase.projects for phase in spec.backward), dtype)
     panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
     own = dstates[0].nbytes + (input_panels[0].nbytes if packed else 0) + panels[0].nbytes
     nbytes = dgx.nbytes + (dgh.nbytes if dgh is not dgx else 0) + work.nbytes + stage.nbytes + directions * own

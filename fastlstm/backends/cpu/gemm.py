@@ -157,8 +157,10 @@ def gradient_runner(dgates, col0, inputs, weight, bias, accumulate=False):
     gemm_code = gemm_address(weight.dtype)
     chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
     if 1 < chunks and chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
-        def partials():    # each call's own: a kept runner holds no memory between calls
-            return np.empty((chunks, width, inner), weight.dtype), np.empty((chunks, width), weight.dtype)
+        dtype = weight.dtype
+
+        def partials():    # each call's own: a kept runner holds no array between calls
+            return np.empty((chunks, width, inner), dtype), np.empty((chunks, width), dtype)
 
         run_parts = blocks_runner(_rows_gradient, chunks, (dgates, inputs) + partials(), gemm_code, col0, chunks,
                                   parallel=parallel)

@@ -1,8 +1,10 @@
 """What a layer call of one shape builds the same way every time, kept per thread for the next call.
 
 A training call's forward and backward each choose a plan, lease scratch buffers (a segment's
-projections or gate gradients, each block's work), lease buffers for the packed weights and
-look up the addresses of the compiled code they run: the same for every call of a shape. At
+projections or gate gradients, each block's work), lease buffers for the packed weights, look
+up the addresses of the compiled code they run and split each packing and product into blocks
+(its *runner*, which takes the call's arrays and buffers as arguments): the same for every call
+of a shape. At
 small shapes that costs a good part of the call (an LSTM 16 → 64, B 1, T 50 training call, one
 thread: ~65 µs of its 440), and at larger ones building it again costs more than the buffers'
 leases (an LSTM 8 → 64, B 32, T 200 training call: ~0.3 ms of its 8). A *setup* holds them,

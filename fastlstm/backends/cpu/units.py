@@ -131,7 +131,7 @@ def _run_pieces(pieces, source):
 
 
 def forward_panels(weight, bounds, phases):
-    """``weight`` packed by its :func:`forward_packer` into new panels: ``(panels, starts)``."""
+    """``weight`` packed by its :func:`forward_packer` into new panels: ``(panels, starts)`` (tests)."""
     packer = forward_packer(weight, bounds, phases)
     panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
     packer.run(weight, panels)
@@ -139,18 +139,17 @@ def forward_panels(weight, bounds, phases):
 
 
 def backward_panels(weight, bounds, phases):
-    """``weight`` packed by its :func:`backward_packer` into new panels: ``(panels, starts)``."""
+    """``weight`` packed by its :func:`backward_packer` into new panels: ``(panels, starts)`` (tests)."""
     packer = backward_packer(weight, bounds, phases)
     panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
     packer.run(weight, panels)
     return panels, packer.starts
 
 
-def panels_layout(direction, weight_shape, bounds, phases, dtype):
-    """``(size, starts)`` of the panels of a ``weight_hh`` of ``weight_shape`` (G·H, H) packed by
-    :func:`forward_packer` (``direction`` "forward") or :func:`backward_packer` ("backward")."""
-    layout = _layout(direction, weight_shape[1], tuple(int(b) for b in bounds), phases, np.dtype(dtype).str)
-    return layout.size, layout.starts
+def packed_size(direction, hidden, bounds, phases, dtype):
+    """Values of the panels of a ``weight_hh`` of ``hidden`` units packed by :func:`forward_packer`
+    (``direction`` "forward") or :func:`backward_packer` ("backward")."""
+    return _layout(direction, hidden, tuple(int(b) for b in bounds), phases, np.dtype(dtype).str).size
 
 
 class _Layout(NamedTuple):
