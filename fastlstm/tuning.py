@@ -146,6 +146,10 @@ TUNABLES = {t.name: t for t in (
             "process loaded it first, set to its sequential layer; else SciPy's), 'mkl' (an error where it cannot "
             "be used) or 'scipy' (the BLAS of scipy.linalg.cython_blas, OpenBLAS in SciPy's wheels)",
             environment="FASTLSTM_CPU_BLAS", choices=("auto", "mkl", "scipy")),
+    Tunable("mkl_min_flops", 1 << 20,
+            "cpu: with cpu_blas 'auto', the fewest flops of one BLAS call that MKL runs; smaller ones SciPy's BLAS "
+            "(one thread: MKL took 1.07-1.17 of OpenBLAS's time below 1 Mflop, its small-matrix path, and 0.39-0.73 "
+            "from 2 Mflop; bench/blas_gemm.py)"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,

@@ -128,4 +128,11 @@ def test_mkl_runs_sequential_where_it_is_used():
     library = blas.mkl_library()
     assert library.MKL_Get_Max_Threads() == 1
     with tuning.override(cpu_blas="mkl"):
-        assert blas.gemm_address(np.float32) != blas._scipy_gemm_address("sgemm")
+        mkl = blas.gemm_address(np.float32)
+        assert mkl != blas._scipy_gemm_address("sgemm")
+        assert blas.gemm_address(np.float32, flops=10.0) == mkl            # forced: whatever the size
+    # 'auto': MKL for calls of at least mkl_min_flops, SciPy's BLAS (its small-matrix path) below
+    with tuning.override(cpu_blas="auto", mkl_min_flops=1000):
+        assert blas.gemm_address(np.float32, flops=1000.0) == mkl
+        assert blas.gemm_address(np.float32) == mkl
+        assert blas.gemm_address(np.float32, flops=999.0) == blas._scipy_gemm_address("sgemm")

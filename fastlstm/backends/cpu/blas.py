@@ -10,8 +10,9 @@ Which ``?gemm``: the ``cpu_blas`` knob. ``'auto'`` takes Intel MKL where PyPI's 
 installed beside the interpreter (its ``libmkl_rt``, :func:`mkl_library`), else the one of
 ``scipy.linalg.cython_blas`` (the BLAS SciPy ships, OpenBLAS in its wheels, which Numba's
 ``np.dot`` calls too). Single-threaded, at the shapes of the weight gradients and of a ``dx`` of
-few inputs, MKL's ``sgemm`` ran 1.1–1.9× OpenBLAS's on this project's machines (1.35× at row 3's
-512 × 512 blocks over 1024 rows; ``bench/blas_gemm.py``).
+few inputs, MKL's ``sgemm`` took 0.39–0.73 of OpenBLAS's time from 2 Mflop a call on this
+project's machines, but 1.07–1.17 of it below 1 Mflop (OpenBLAS's small-matrix path), so
+``'auto'`` leaves calls under ``mkl_min_flops`` to SciPy's (``bench/blas_gemm.py``).
 """
 import ctypes
 import functools
@@ -32,13 +33,16 @@ _MKL_INTERFACE_LP64 = 0       # 32-bit integers, as SciPy's cython_blas and the 
 _MKL_THREADING_SEQUENTIAL = 1
 
 
-def gemm_address(dtype):
-    """The address of the ``?gemm`` (Fortran interface, 32-bit integers) the kernels call:
-    ``sgemm`` (float32) or ``dgemm`` (float64) of the library the ``cpu_blas`` knob chooses.
+def gemm_address(dtype, flops=None):
+    """The address of the ``?gemm`` (Fortran interface, 32-bit integers) the kernels call for
+    products of ``flops`` each: ``sgemm`` (float32) or ``dgemm`` (float64) of the library the
+    ``cpu_blas`` knob chooses; with ``'auto'``, MKL's for calls of at least ``mkl_min_flops``
+    (or of unknown size) where it can be used, else SciPy's.
 
     Parameters
     ----------
     dtype : numpy.dtype, float32 or float64
+    flops : float, optional, the flops of each call
 
     Returns
     -------
@@ -49,7 +53,10 @@ def gemm_address(dtype):
     RuntimeError
         With ``cpu_blas='mkl'`` where MKL cannot be used (:func:`mkl_library`).
     """
-    return _gemm_address(np.dtype(dtype), tuning.get("cpu_blas"))
+    choice = tuning.get("cpu_blas")
+    if choice == "auto" and flops is not None and flops < tuning.get("mkl_min_flops"):
+        choice = "scipy"
+    return _gemm_address(np.dtype(dtype), choice)
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,7 +85,7 @@ def _scipy_gemm_address(name):
 
 
 def library_name():
-    """Which library :func:`gemm_address` takes now: ``'MKL'`` or ``"SciPy's"`` (for reports)."""
+    """Which library :func:`gemm_address` takes now for a large call: ``'MKL'`` or ``"SciPy's"`` (reports)."""
     choice = tuning.get("cpu_blas")
     return "MKL" if choice == "mkl" or (choice == "auto" and mkl_library() is not None) else "SciPy's"
 

@@ -153,10 +153,11 @@ def gradient_runner(dgates, col0, inputs, weight, bias, accumulate=False):
     ``accumulate`` on any arrays of the shapes and types of these, its split, BLAS and compiled
     code found once."""
     rows, (width, inner) = dgates.shape[0], weight.shape
-    parallel = _parallel(2.0 * rows * width * inner, weight.itemsize * rows * (width + inner))
-    gemm_code = gemm_address(weight.dtype)
+    flops = 2.0 * rows * width * inner
+    parallel = _parallel(flops, weight.itemsize * rows * (width + inner))
     chunks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_partials"))
     if 1 < chunks and chunks * weight.nbytes <= tuning.get("gradient_partial_bytes"):
+        gemm_code = gemm_address(weight.dtype, flops / chunks)
         dtype = weight.dtype
 
         def partials():    # each call's own: a kept runner holds no array between calls
@@ -177,6 +178,7 @@ def gradient_runner(dgates, col0, inputs, weight, bias, accumulate=False):
                 np.add.reduce(bias_parts, axis=0, out=bias)
         return run
     blocks = block_count(width, tuning.get("gradient_columns"), tuning.get("gradient_blocks"))
+    gemm_code = gemm_address(weight.dtype, flops / blocks)
     run_columns = blocks_runner(_columns_gradient, blocks, (dgates, inputs, weight, bias), gemm_code, col0, blocks,
                                 int(accumulate), parallel=parallel)
     return lambda dgates, inputs, weight, bias: run_columns((dgates, inputs, weight, bias))
@@ -217,6 +219,7 @@ def product_runner(a, weight, out):
     rows, inner = a.shape
     blocks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
     columns = weight.shape[1]
-    run = blocks_runner(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype), blocks,
-                        parallel=_parallel(2.0 * rows * inner * columns, out.itemsize * rows * (inner + columns)))
+    flops = 2.0 * rows * inner * columns
+    run = blocks_runner(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype, flops / blocks), blocks,
+                        parallel=_parallel(flops, out.itemsize * rows * (inner + columns)))
     return lambda a, weight, out: run((a, weight, out))
