@@ -4,10 +4,12 @@
 
 Times one ``?gemm`` call as the kernels make it (:func:`fastlstm.backends.cpu.blas.gemm_at`,
 from compiled code, on views with leading dimensions) at the shapes of the backward's blocks:
-a weight gradient's block (W gate columns of ``dgates`` over K rows, by N inputs) and a narrow
-``dx`` (rows × G·H by G·H × I, I under one SIMD vector). The libraries take turns, round after
-round, in one process; the best time of each round's block of calls is kept, and the median
-over rounds reported. SciPy's BLAS is held to one thread, as in a backward. MKL's column needs PyPI's ``mkl`` (``pip install mkl``).
+a weight gradient's block (W gate columns of ``dgates`` over K rows, by N inputs), a narrow
+``dx`` (rows × G·H by G·H × I, I under one SIMD vector), and blocks of growing size (where MKL's
+fixed cost per call outweighs its rate: the ``mkl_min_flops`` knob). The libraries take turns,
+round after round, in one process; the best time of each round's block of calls is kept, and the
+median over rounds reported. SciPy's BLAS is held to one thread, as in a backward. MKL's column
+needs PyPI's ``mkl`` (``pip install mkl``).
 """
 import argparse
 import statistics
@@ -30,7 +32,10 @@ SHAPES = (
     ("LSTM 32 -> 32, B 1, T 500: weight_hh gradient block (500 rows)", "gradient", 500, 32, 32),
     ("narrow dx, I 1, H 64 (1024 rows)", "dx", 1024, 256, 1),
     ("narrow dx, I 8, H 64 (1024 rows)", "dx", 1024, 256, 8),
-)
+) + tuple(  # by size: where MKL's fixed cost per call outweighs its rate (the mkl_min_flops knob)
+    (f"gradient block W {width}, N {inner}, {rows} rows ({2 * rows * width * inner / 1e6:.2f} Mflop)", "gradient",
+     rows, width, inner)
+    for width, inner in ((64, 64), (256, 16), (32, 32), (128, 128)) for rows in (32, 64, 128, 256, 512, 1024))
 
 
 @njit(cache=True)

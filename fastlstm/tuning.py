@@ -148,7 +148,7 @@ TUNABLES = {t.name: t for t in (
             environment="FASTLSTM_CPU_BLAS", choices=("auto", "mkl", "scipy")),
     Tunable("mkl_min_flops", 1 << 20,
             "cpu: with cpu_blas 'auto', the fewest flops of one BLAS call that MKL runs; smaller ones SciPy's BLAS "
-            "(one thread: MKL took 1.07-1.17 of OpenBLAS's time below 1 Mflop, its small-matrix path, and 0.39-0.73 "
+            "(one thread: MKL took 0.94-1.15 of OpenBLAS's time below 1 Mflop, its small-matrix path, and 0.38-0.93 "
             "from 2 Mflop; bench/blas_gemm.py)"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),

@@ -10,8 +10,8 @@ Which ``?gemm``: the ``cpu_blas`` knob. ``'auto'`` takes Intel MKL where PyPI's 
 installed beside the interpreter (its ``libmkl_rt``, :func:`mkl_library`), else the one of
 ``scipy.linalg.cython_blas`` (the BLAS SciPy ships, OpenBLAS in its wheels, which Numba's
 ``np.dot`` calls too). Single-threaded, at the shapes of the weight gradients and of a ``dx`` of
-few inputs, MKL's ``sgemm`` took 0.39–0.73 of OpenBLAS's time from 2 Mflop a call on this
-project's machines, but 1.07–1.17 of it below 1 Mflop (OpenBLAS's small-matrix path), so
+few inputs, MKL's ``sgemm`` took 0.38–0.93 of OpenBLAS's time from 2 Mflop a call on this
+project's machines, but 0.94–1.15 of it below 1 Mflop (OpenBLAS's small-matrix path), so
 ``'auto'`` leaves calls under ``mkl_min_flops`` to SciPy's (``bench/blas_gemm.py``).
 """
 import ctypes
