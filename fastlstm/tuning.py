@@ -142,9 +142,10 @@ TUNABLES = {t.name: t for t in (
             "a product of one or two inputs (a projection of a few million values) is worth two threads"),
     Tunable("cpu_blas", "auto",
             "cpu: the BLAS of the weight gradients and of a dx of few inputs (fastlstm/backends/cpu/blas.py): "
-            "'auto' (Intel MKL where PyPI's mkl is installed beside the interpreter and no other library of the "
-            "process loaded it first, set to its sequential layer; else SciPy's), 'mkl' (an error where it cannot "
-            "be used) or 'scipy' (the BLAS of scipy.linalg.cython_blas, OpenBLAS in SciPy's wheels)",
+            "'auto' (Intel MKL for float32 calls of at least mkl_min_flops where PyPI's mkl is installed beside the "
+            "interpreter and no other library of the process loaded it first, set to its sequential layer; else "
+            "SciPy's), 'mkl' (every call; an error where it cannot be used) or 'scipy' (the BLAS of "
+            "scipy.linalg.cython_blas, OpenBLAS in SciPy's wheels)",
             environment="FASTLSTM_CPU_BLAS", choices=("auto", "mkl", "scipy")),
     Tunable("mkl_min_flops", 1 << 20,
             "cpu: with cpu_blas 'auto', the fewest flops of one BLAS call that MKL runs; smaller ones SciPy's BLAS "

@@ -136,3 +136,4 @@ def test_mkl_runs_sequential_where_it_is_used():
         assert blas.gemm_address(np.float32, flops=1000.0) == mkl
         assert blas.gemm_address(np.float32) == mkl
         assert blas.gemm_address(np.float32, flops=999.0) == blas._scipy_gemm_address("sgemm")
+        assert blas.gemm_address(np.float64) == blas._scipy_gemm_address("dgemm")   # its workspace: memory

@@ -12,7 +12,9 @@ installed beside the interpreter (its ``libmkl_rt``, :func:`mkl_library`), else 
 ``np.dot`` calls too). Single-threaded, at the shapes of the weight gradients and of a ``dx`` of
 few inputs, MKL's ``sgemm`` took 0.38–0.93 of OpenBLAS's time from 2 Mflop a call on this
 project's machines, but 0.94–1.15 of it below 1 Mflop (OpenBLAS's small-matrix path), so
-``'auto'`` leaves calls under ``mkl_min_flops`` to SciPy's (``bench/blas_gemm.py``).
+``'auto'`` leaves calls under ``mkl_min_flops`` to SciPy's (``bench/blas_gemm.py``); and float64
+too: MKL's ``dgemm`` workspace raised a float64 training step's peak memory by 2.4–3.4 MiB
+(table rows 2 and 5, ``python -m fastlstm.benchmark.memory``), where ``sgemm``'s is offset.
 """
 import ctypes
 import functools
@@ -36,8 +38,8 @@ _MKL_THREADING_SEQUENTIAL = 1
 def gemm_address(dtype, flops=None):
     """The address of the ``?gemm`` (Fortran interface, 32-bit integers) the kernels call for
     products of ``flops`` each: ``sgemm`` (float32) or ``dgemm`` (float64) of the library the
-    ``cpu_blas`` knob chooses; with ``'auto'``, MKL's for calls of at least ``mkl_min_flops``
-    (or of unknown size) where it can be used, else SciPy's.
+    ``cpu_blas`` knob chooses; with ``'auto'``, MKL's ``sgemm`` for calls of at least
+    ``mkl_min_flops`` (or of unknown size) where it can be used, else SciPy's.
 
     Parameters
     ----------
@@ -53,10 +55,10 @@ def gemm_address(dtype, flops=None):
     RuntimeError
         With ``cpu_blas='mkl'`` where MKL cannot be used (:func:`mkl_library`).
     """
-    choice = tuning.get("cpu_blas")
-    if choice == "auto" and flops is not None and flops < tuning.get("mkl_min_flops"):
+    choice, dtype = tuning.get("cpu_blas"), np.dtype(dtype)
+    if choice == "auto" and (dtype == np.float64 or (flops is not None and flops < tuning.get("mkl_min_flops"))):
         choice = "scipy"
-    return _gemm_address(np.dtype(dtype), choice)
+    return _gemm_address(dtype, choice)
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,9 +87,12 @@ def _scipy_gemm_address(name):
 
 
 def library_name():
-    """Which library :func:`gemm_address` takes now for a large call: ``'MKL'`` or ``"SciPy's"`` (reports)."""
+    """Which library :func:`gemm_address` takes now for a large call: ``'MKL'`` (``'MKL (float32)'``
+    under ``'auto'``) or ``"SciPy's"`` (reports)."""
     choice = tuning.get("cpu_blas")
-    return "MKL" if choice == "mkl" or (choice == "auto" and mkl_library() is not None) else "SciPy's"
+    if choice == "mkl":
+        return "MKL"
+    return "MKL (float32)" if choice == "auto" and mkl_library() is not None else "SciPy's"
 
 
 @functools.lru_cache(maxsize=None)
