@@ -137,3 +137,28 @@ def test_mkl_runs_sequential_where_it_is_used():
         assert blas.gemm_address(np.float32) == mkl
         assert blas.gemm_address(np.float32, flops=999.0) == blas._scipy_gemm_address("sgemm")
         assert blas.gemm_address(np.float64) == blas._scipy_gemm_address("dgemm")   # its workspace: memory
+
+
+@pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")
+def test_threads_loading_mkl_at_once_all_get_it():
+    """The first load sets MKL's layers; a second would find the library loaded (another's, as far
+    as it can tell) and refuse it: the load happens once, whichever threads ask at once."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import threading
+        from fastlstm.backends.cpu import blas
+        start, found = threading.Barrier(4), []
+        def load():
+            start.wait()
+            found.append(blas.mkl_library())
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(found) == 4 and found[0] is not None and all(f is found[0] for f in found), found
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -21,6 +21,7 @@ import functools
 import glob
 import os
 import sys
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -95,7 +96,6 @@ def library_name():
     return "MKL (float32)" if choice == "auto" and mkl_library() is not None else "SciPy's"
 
 
-@functools.lru_cache(maxsize=None)
 def mkl_library():
     """PyPI's MKL (``libmkl_rt`` in the interpreter's ``lib``), loaded for the kernels and made
     sequential, or None where there is none or another library of the process loaded it first.
@@ -110,6 +110,17 @@ def mkl_library():
     -------
     ctypes.CDLL or None
     """
+    if not _mkl:
+        with _mkl_lock:          # once per process: a second load would find the first's library
+            if not _mkl:
+                _mkl.append(_load_mkl())
+    return _mkl[0]
+
+
+_mkl, _mkl_lock = [], threading.Lock()
+
+
+def _load_mkl():
     paths = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
     if not paths:
         return None
@@ -121,10 +132,10 @@ def mkl_library():
     try:
         library = ctypes.CDLL(paths[-1])
         interface = library.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
-        threading = library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
+        layer = library.MKL_Set_Threading_Layer(_MKL_THREADING_SEQUENTIAL)
     except (OSError, AttributeError):
         return None
-    if interface != _MKL_INTERFACE_LP64 or threading != _MKL_THREADING_SEQUENTIAL:
+    if interface != _MKL_INTERFACE_LP64 or layer != _MKL_THREADING_SEQUENTIAL:
         return None
     return library
 
