@@ -270,9 +270,8 @@ class DirectionWork:
     def project(self, x_rows, out):
         """out = x_rows @ weight_ihᵀ + bias: a segment's input projection (M, I) -> (M, G·H), its
         split found once per number of rows (:func:`.gemm.matmul_runner`, kept with the setup)."""
-        run = self.projections.get(x_rows.shape[0])
-        if run is None:
-            run = self.projections[x_rows.shape[0]] = matmul_runner(x_rows, self.input_panels, out, self.bias)
+        run = _runner(self.projections, x_rows.shape[0],
+                      lambda: matmul_runner(x_rows, self.input_panels, out, self.bias))
         run(x_rows, self.input_panels, out, self.bias)
 
 
@@ -493,25 +492,33 @@ def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grad
     x_rows = x[index].reshape(-1, inputs)
     out = dx[index] if direction == 0 else buffers.empty(dgx.shape[:2] + (inputs,), x.dtype)
     out_rows = out.reshape(-1, inputs)
-    key = ("dx", rows.shape[0])
-    run = runners.get(key)
-    if run is None:
-        if input_panels is None:
-            run_product = product_runner(rows, weight_ih, out_rows)
-            run = runners[key] = lambda rows, weight_ih, input_panels, out: run_product(rows, weight_ih, out)
-        else:
-            no_bias = np.empty(0, x.dtype)
-            run_panels = matmul_runner(rows, input_panels, out_rows, no_bias)
-            run = runners[key] = lambda rows, weight_ih, input_panels, out: run_panels(rows, input_panels, out, no_bias)
-    run(rows, weight_ih, input_panels, out_rows)
+    _runner(runners, ("dx", rows.shape[0]), lambda: _dx_runner(rows, weight_ih, input_panels, out_rows))(
+        rows, weight_ih, input_panels, out_rows)
     if direction != 0:
         dx[index] += out
     weight, bias = grads["weight_ih"], grads["bias_ih"]
-    key = ("weight_ih", rows.shape[0], accumulate)
+    run = _runner(runners, ("weight_ih", rows.shape[0], accumulate),
+                  lambda: gradient_runner(rows, 0, x_rows, weight, bias, accumulate))
+    run(rows, x_rows, weight, bias)
+
+
+def _dx_runner(rows, weight_ih, input_panels, out):
+    """``run(rows, weight_ih, input_panels, out)``: out = rows @ weight_ih, by BLAS on ``weight_ih``
+    as stored where ``input_panels`` is None (a narrow dx), else by the tile kernel on the panels."""
+    if input_panels is None:
+        run_product = product_runner(rows, weight_ih, out)
+        return lambda rows, weight_ih, input_panels, out: run_product(rows, weight_ih, out)
+    no_bias = np.empty(0, out.dtype)
+    run_panels = matmul_runner(rows, input_panels, out, no_bias)
+    return lambda rows, weight_ih, input_panels, out: run_panels(rows, input_panels, out, no_bias)
+
+
+def _runner(runners, key, build):
+    """The runner ``runners`` keeps under ``key``, or ``build()``'s, kept."""
     run = runners.get(key)
     if run is None:
-        run = runners[key] = gradient_runner(rows, 0, x_rows, weight, bias, accumulate)
-    run(rows, x_rows, weight, bias)
+        run = runners[key] = build()
+    return run
 
 
 def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumulate, runners):
@@ -525,10 +532,8 @@ def _recurrent_gradients(spec, dgh, weight_hh_saw, planes, t0, t1, grads, accumu
         source = source.reshape(-1, hidden)
         gates = slice(phase.gates[0] * hidden, phase.gates[1] * hidden)
         weight, bias = grads["weight_hh"][gates], grads["bias_hh"][gates]
-        key = ("weight_hh", number, rows.shape[0], accumulate)
-        run = runners.get(key)
-        if run is None:
-            run = runners[key] = gradient_runner(rows, gates.start, source, weight, bias, accumulate)
+        run = _runner(runners, ("weight_hh", number, rows.shape[0], accumulate),
+                      lambda: gradient_runner(rows, gates.start, source, weight, bias, accumulate))
         run(rows, source, weight, bias)
 
 

@@ -81,9 +81,9 @@ def forward_packer(weight, bounds, phases):
     """
     layout = _layout("forward", weight.shape[1], tuple(int(b) for b in bounds), phases, weight.dtype.str)
     panels = np.empty(0, weight.dtype)         # of the type of the panels it packs into
-    pieces = [(pack_transposed_runner(weight, panels[layout.starts[block, phase]:], rows), layout.starts[block, phase])
-              for (block, phase), rows in layout.pieces.items()]
-    return Packer(layout.size, layout.starts, _run_pieces(pieces, lambda weight: weight))
+    every_row = slice(None)
+    return _packer(layout, [(pack_transposed_runner(weight, panels, rows), every_row, layout.starts[block, phase])
+                            for (block, phase), rows in layout.pieces.items()])
 
 
 def backward_packer(weight, bounds, phases):
@@ -105,42 +105,34 @@ def backward_packer(weight, bounds, phases):
     bounds = tuple(int(b) for b in bounds)
     layout = _layout("backward", hidden, bounds, phases, weight.dtype.str)
     panels = np.empty(0, weight.dtype)         # of the type of the panels it packs into
-    by_phase = []
-    for phase, (g0, g1) in enumerate(phases):
-        pieces = [(pack_runner(weight[g0 * hidden:g1 * hidden], u0, u1, panels[layout.starts[block, phase]:]),
-                   layout.starts[block, phase]) for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:]))]
-        by_phase.append(_run_pieces(pieces, lambda weight, rows=slice(g0 * hidden, g1 * hidden): weight[rows]))
+    pieces = []
+    for block, (u0, u1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for phase, (g0, g1) in enumerate(phases):
+            rows = slice(g0 * hidden, g1 * hidden)
+            pieces.append((pack_runner(weight[rows], u0, u1, panels), rows, layout.starts[block, phase]))
+    return _packer(layout, pieces)
 
+
+def _packer(layout, pieces):
+    """The :class:`Packer` of ``layout`` whose ``run`` packs each piece: (its packing runner, the
+    rows of the weight it reads, where its panels start)."""
     def run(weight, panels):
-        for run_phase in by_phase:
-            run_phase(weight, panels)
-    return Packer(layout.size, layout.starts, by_phase[0] if len(by_phase) == 1 else run)
-
-
-def _run_pieces(pieces, source):
-    """``run(weight, panels)``: each piece's packing runner on ``source(weight)`` and its panels."""
-    if len(pieces) == 1:
-        (pack_piece, start), = pieces
-        return lambda weight, panels: pack_piece(source(weight), panels[start:])
-
-    def run(weight, panels):
-        matrix = source(weight)
-        for pack_piece, start in pieces:
-            pack_piece(matrix, panels[start:])
-    return run
+        for pack_piece, rows, start in pieces:
+            pack_piece(weight[rows], panels[start:])
+    return Packer(layout.size, layout.starts, run)
 
 
 def forward_panels(weight, bounds, phases):
     """``weight`` packed by its :func:`forward_packer` into new panels: ``(panels, starts)`` (tests)."""
-    packer = forward_packer(weight, bounds, phases)
-    panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
-    packer.run(weight, panels)
-    return panels, packer.starts
+    return _packed(forward_packer(weight, bounds, phases), weight)
 
 
 def backward_panels(weight, bounds, phases):
     """``weight`` packed by its :func:`backward_packer` into new panels: ``(panels, starts)`` (tests)."""
-    packer = backward_packer(weight, bounds, phases)
+    return _packed(backward_packer(weight, bounds, phases), weight)
+
+
+def _packed(packer, weight):
     panels = buffers.empty((packer.size,), weight.dtype, aligned=True)
     packer.run(weight, panels)
     return panels, packer.starts
