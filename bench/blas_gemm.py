@@ -1,6 +1,7 @@
 """The cpu backend's BLAS calls, one thread, by library: SciPy's (OpenBLAS in its wheels) against MKL.
 
     python bench/blas_gemm.py [--rounds 5]
+    python bench/blas_gemm.py --products [--rounds 5]
 
 Times one ``?gemm`` call as the kernels make it (:func:`fastlstm.backends.cpu.blas.gemm_at`,
 from compiled code, on views with leading dimensions) at the shapes of the backward's blocks:
@@ -10,16 +11,24 @@ fixed cost per call outweighs its rate: the ``mkl_min_flops`` knob). The librari
 round after round, in one process; the best time of each round's block of calls is kept, and the
 median over rounds reported. SciPy's BLAS is held to one thread, as in a backward. MKL's column
 needs PyPI's ``mkl`` (``pip install mkl``).
+
+With ``--products``: the products around the loops (an input projection with its bias, a ``dx``),
+on Numba's threads as a call runs them (:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile
+kernel against MKL's GEMM (``on_blas``), over rows × weight shapes: where ``mkl_product_rows`` and
+``mkl_product_values`` send them to MKL. Median over rounds of the ratio of the two's best times.
 """
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
 from numba import njit
 
 from fastlstm import tuning
+from fastlstm.backends.cpu import tiles
 from fastlstm.backends.cpu.blas import gemm_address, gemm_at, mkl_library, product_at
+from fastlstm.backends.cpu.gemm import matmul_runner
 from fastlstm.backends.cpu.threads import single_threaded_blas
 
 # (label, kind, rows K, gate columns W or inner G·H, inputs N)
@@ -54,7 +63,55 @@ def _products(code, count, a, weight, out):
 
 def main():
     with single_threaded_blas():
-        _compare()
+        if "--products" in sys.argv[1:]:
+            _compare_products()
+        else:
+            _compare()
+
+
+# (rows, inner K, columns N): weights of LSTMs of H 32 … 512 (N = 4H forward, K = 4H in a dx)
+PRODUCT_ROWS = (256, 512, 576, 768, 1024, 2048, 4096)
+PRODUCT_WEIGHTS = ((8, 256), (64, 256), (128, 512), (512, 128), (256, 1024), (1024, 256), (300, 1200), (512, 2048),
+                   (2048, 512))
+
+
+def _compare_products():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    if mkl_library() is None:
+        print("MKL not installed beside this interpreter (pip install mkl): nothing to compare")
+        return
+    rng = np.random.default_rng(0)
+    print(f"{'rows':>6} {'K':>5} {'N':>5}  {'tile GFLOP/s':>12} {'MKL GFLOP/s':>12}  MKL/tile time (median of rounds)")
+    for inner, columns in PRODUCT_WEIGHTS:
+        weight = rng.standard_normal((columns, inner), dtype=np.float32)
+        panels = np.empty(tiles.panels_size(inner, columns, np.float32), np.float32)
+        tiles.pack_transposed(weight, panels)
+        bias = rng.standard_normal(columns, dtype=np.float32)
+        for rows in PRODUCT_ROWS:
+            a = rng.standard_normal((rows, inner), dtype=np.float32)
+            out = np.empty((rows, columns), np.float32)
+            with tuning.override(cpu_blas="mkl"):
+                runs = {"tile": (matmul_runner(a, panels, out, bias), panels),
+                        "mkl": (matmul_runner(a, weight.reshape(-1), out, bias, on_blas=True), weight.reshape(-1))}
+            flops = 2.0 * rows * inner * columns
+            count = max(5, int(1e8 / flops))
+            best = {name: [] for name in runs}
+            for round_ in range(args.rounds):
+                for name in (("tile", "mkl") if round_ % 2 == 0 else ("mkl", "tile")):
+                    run, b = runs[name]
+                    run(a, b, out, bias)
+                    times = []
+                    for _ in range(count):
+                        start = time.perf_counter()
+                        run(a, b, out, bias)
+                        times.append(time.perf_counter() - start)
+                    best[name].append(min(times))
+            ratios = [m / t for m, t in zip(best["mkl"], best["tile"])]
+            print(f"{rows:6d} {inner:5d} {columns:5d}  {flops / statistics.median(best['tile']) / 1e9:12.1f} "
+                  f"{flops / statistics.median(best['mkl']) / 1e9:12.1f}  {statistics.median(ratios):.2f}")
 
 
 def _compare():

@@ -95,6 +95,32 @@ def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector
     assert_matches_reference(result, run(problem, "reference"), dtype, naive)
 
 
+@pytest.mark.parametrize("library", BLAS_LIBRARIES[1:])      # MKL (skipped where it is not installed)
+@pytest.mark.parametrize("variant", ["lstm", "lstm_peephole", "gru_reset_before", "rnn_tanh"])
+def test_input_projections_and_dx_on_mkl(variant, library):
+    """Input projections (with their bias) and dx of a wide layer on MKL's GEMM instead of the
+    tile kernel (:func:`fastlstm.backends.cpu.gemm.on_blas`, here for every product): a training
+    call, both directions, padded sequences, two segments of products in 4 blocks of rows; and a
+    prepared inference call (its projections run by the compiled direction), against the reference."""
+    from fastlstm import functional, tuning
+    from support import with_backend
+
+    problem = make_problem(variant, 7, 4, 33, 19, np.float32, seed=3, bidirectional=True,
+                           lengths=np.array([7, 2, 0, 5]))
+    naive = run(problem, "reference-float32")
+    blas_everywhere = dict(cpu_blas=library, mkl_product_rows=1, mkl_product_values=1, segment_rows=16,
+                           segment_bytes=0, gemm_rows=4)
+    with tuning.override(**blas_everywhere):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), np.float32, naive)
+    config, params, x = problem["config"], problem["params"], problem["x"]
+    expected, _, _ = functional.forward(with_backend(config, "reference"), params, x, problem["state"], tape=False)
+    with tuning.override(**blas_everywhere):
+        for _ in range(2):          # the second call served by the prepared entry
+            y, _, _ = functional.forward(config, params, x, problem["state"], tape=False)
+            np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("loop", ["single", "units", "units-regions"])
 @pytest.mark.parametrize("hidden", [23, 37])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

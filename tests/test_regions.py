@@ -54,6 +54,13 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes
                          gradient_partial_bytes=partial_bytes, cpu_blas=library):
         gemm.matmul(a, panels, out, bias)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
+        # on BLAS: weight as stored, onto the bias, and without one
+        out[...] = np.nan
+        gemm.matmul(a, weight.reshape(-1), out, bias, on_blas=True)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
+        out[...] = np.nan
+        gemm.matmul(a, weight.reshape(-1), out, on_blas=True)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64), **tolerance)
         w, b = np.full((45, 19), np.nan, dtype), np.full(45, np.nan, dtype)   # written, never read
         gemm.weight_gradient(dgates, 0, a, w, b)
         np.testing.assert_allclose(w, dgates.T.astype(np.float64) @ a, **tolerance)
@@ -137,6 +144,21 @@ def test_mkl_runs_sequential_where_it_is_used():
         assert blas.gemm_address(np.float32) == mkl
         assert blas.gemm_address(np.float32, flops=999.0) == blas._scipy_gemm_address("sgemm")
         assert blas.gemm_address(np.float64) == blas._scipy_gemm_address("dgemm")   # its workspace: memory
+
+
+@pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")
+def test_large_products_around_the_loops_go_to_mkl_only():
+    """An input projection or dx runs on MKL's GEMM only where MKL runs and it is large both ways
+    (rows, and the weight's values); never on SciPy's BLAS, which the tile kernel outruns."""
+    with tuning.override(mkl_product_rows=1000, mkl_product_values=1 << 16):
+        assert gemm.on_blas(1000, 256, 256, np.float32)
+        assert not gemm.on_blas(999, 256, 256, np.float32)
+        assert not gemm.on_blas(4096, 255, 256, np.float32)
+        assert not gemm.on_blas(4096, 256, 256, np.float64)          # 'auto': MKL for float32 only
+        with tuning.override(cpu_blas="mkl"):
+            assert gemm.on_blas(4096, 256, 256, np.float64)
+        with tuning.override(cpu_blas="scipy"):
+            assert not gemm.on_blas(4096, 256, 256, np.float32)
 
 
 @pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")

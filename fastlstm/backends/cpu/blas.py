@@ -38,9 +38,8 @@ _MKL_THREADING_SEQUENTIAL = 1
 
 def gemm_address(dtype, flops=None):
     """The address of the ``?gemm`` (Fortran interface, 32-bit integers) the kernels call for
-    products of ``flops`` each: ``sgemm`` (float32) or ``dgemm`` (float64) of the library the
-    ``cpu_blas`` knob chooses; with ``'auto'``, MKL's ``sgemm`` for calls of at least
-    ``mkl_min_flops`` (or of unknown size) where it can be used, else SciPy's.
+    products of ``flops`` each: ``sgemm`` (float32) or ``dgemm`` (float64), MKL's where
+    :func:`runs_mkl`, else SciPy's.
 
     Parameters
     ----------
@@ -56,23 +55,37 @@ def gemm_address(dtype, flops=None):
     RuntimeError
         With ``cpu_blas='mkl'`` where MKL cannot be used (:func:`mkl_library`).
     """
+    return _gemm_address(np.dtype(dtype), runs_mkl(dtype, flops))
+
+
+def runs_mkl(dtype, flops=None):
+    """Whether the kernels' ``?gemm`` for calls of ``flops`` each (None: unknown) is MKL's: as the
+    ``cpu_blas`` knob chooses; with ``'auto'``, for float32 calls of at least ``mkl_min_flops`` (or
+    of unknown size) where MKL can be used (:func:`mkl_library`).
+
+    Raises
+    ------
+    RuntimeError
+        With ``cpu_blas='mkl'`` where MKL cannot be used.
+    """
     choice, dtype = tuning.get("cpu_blas"), np.dtype(dtype)
-    if choice == "auto" and (dtype == np.float64 or (flops is not None and flops < tuning.get("mkl_min_flops"))):
-        choice = "scipy"
-    return _gemm_address(dtype, choice)
+    if choice == "scipy" or (choice == "auto" and (dtype == np.float64 or (
+            flops is not None and flops < tuning.get("mkl_min_flops")))):
+        return False
+    if mkl_library() is not None:
+        return True
+    if choice == "mkl":
+        raise RuntimeError("cpu_blas='mkl': no usable MKL: expected PyPI's mkl (pip install mkl) installed "
+                           f"beside this interpreter ({sys.prefix}) and not yet loaded by another library of "
+                           "this process")
+    return False
 
 
 @functools.lru_cache(maxsize=None)
-def _gemm_address(dtype, choice):
+def _gemm_address(dtype, mkl):
     name = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}[dtype]
-    if choice != "scipy":
-        library = mkl_library()
-        if library is not None:
-            return ctypes.cast(getattr(library, name + "_"), ctypes.c_void_p).value
-        if choice == "mkl":
-            raise RuntimeError("cpu_blas='mkl': no usable MKL: expected PyPI's mkl (pip install mkl) installed "
-                               f"beside this interpreter ({sys.prefix}) and not yet loaded by another library of "
-                               "this process")
+    if mkl:
+        return ctypes.cast(getattr(mkl_library(), name + "_"), ctypes.c_void_p).value
     return _scipy_gemm_address(name)
 
 
@@ -140,9 +153,9 @@ def _load_mkl():
     return library
 
 
-def _gemm_intrinsic(name, b_transposed):
-    """The typing and code of intrinsic ``name`` calling ``?gemm('N', 'T' if b_transposed else 'N', …)``:
-    :func:`gemm_at` or :func:`product_at`."""
+def _gemm_intrinsic(name, a_transposed, b_transposed):
+    """The typing and code of intrinsic ``name`` calling ``?gemm('T' if a_transposed else 'N', 'T' if
+    b_transposed else 'N', …)``: :func:`gemm_at`, :func:`product_at` or :func:`product_transposed_at`."""
     def gemm(typingctx, address, columns, rows, inner, a, a_start, a_stride, b, b_start, b_stride, beta, c,
              c_start, c_stride):
         dtype = a.dtype
@@ -178,14 +191,14 @@ def _gemm_intrinsic(name, b_transposed):
             def at_least_one(value):
                 return builder.select(builder.icmp_signed(">", value, one), value, one)
 
-            # BLAS asks lda, ldc >= max(1, columns) (its m) and ldb >= max(1, rows) transposed (its n),
-            # else max(1, inner) (its k)
+            # BLAS asks ldc >= max(1, columns) (its m); lda >= max(1, inner) (its k) transposed, else
+            # max(1, columns); ldb >= max(1, rows) (its n) transposed, else max(1, inner)
             arguments = [
-                slot(ir.Constant(character, ord("N")), character),
+                slot(ir.Constant(character, ord("T" if a_transposed else "N")), character),
                 slot(ir.Constant(character, ord("T" if b_transposed else "N")), character),
                 count(columns), count(rows), count(inner),
                 slot(ir.Constant(value_type, 1.0), value_type),
-                data(signature.args[4], a, a_start), leading(a_stride, at_least_one(columns)),
+                data(signature.args[4], a, a_start), leading(a_stride, at_least_one(inner if a_transposed else columns)),
                 data(signature.args[7], b, b_start), leading(b_stride, at_least_one(rows if b_transposed else inner)),
                 slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
                 data(signature.args[11], c, c_start), leading(c_stride, at_least_one(columns)),
@@ -201,7 +214,7 @@ def _gemm_intrinsic(name, b_transposed):
     return gemm
 
 
-gemm_at = intrinsic(_gemm_intrinsic("gemm_at", True))
+gemm_at = intrinsic(_gemm_intrinsic("gemm_at", False, True))
 gemm_at.__doc__ = """``c (+)= bᵀ a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[k, i]·a[k, j]`` for i < ``rows``,
 j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
 ``a_start`` with row stride ``a_stride`` (in values of the dtype), ``b`` as (``inner`` ×
@@ -213,11 +226,20 @@ beta, c, c_start, c_stride)``. Column-major, that is BLAS's ``C = A·Bᵀ + beta
 ``?gemm('N', 'T', …)`` at ``address`` (:func:`gemm_address` of the arrays' dtype).
 """
 
-product_at = intrinsic(_gemm_intrinsic("product_at", False))
+product_at = intrinsic(_gemm_intrinsic("product_at", False, False))
 product_at.__doc__ = """``c (+)= b a``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[i, k]·a[k, j]`` for i < ``rows``,
 j < ``columns``, k < ``inner``, with ``a`` viewed as (``inner`` × ``columns``) from flat offset
 ``a_start`` with row stride ``a_stride``, ``b`` as (``rows`` × ``inner``) and ``c`` as (``rows`` ×
 ``columns``) alike; the arguments as :func:`gemm_at`'s. Column-major, BLAS's ``C = A·B + beta·C``
 with C (``columns`` × ``rows``), A (``columns`` × ``inner``), B (``inner`` × ``rows``):
 ``?gemm('N', 'N', …)``.
+"""
+
+product_transposed_at = intrinsic(_gemm_intrinsic("product_transposed_at", True, False))
+product_transposed_at.__doc__ = """``c (+)= b aᵀ``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[i, k]·a[j, k]`` for i < ``rows``,
+j < ``columns``, k < ``inner``, with ``a`` viewed as (``columns`` × ``inner``) from flat offset
+``a_start`` with row stride ``a_stride`` (a weight as stored, (N, K)), ``b`` as (``rows`` ×
+``inner``) and ``c`` as (``rows`` × ``columns``); the arguments as :func:`gemm_at`'s. Column-major,
+BLAS's ``C = Aᵀ·B + beta·C`` with C (``columns`` × ``rows``), A (``inner`` × ``columns``) and B
+(``inner`` × ``rows``): ``?gemm('T', 'N', …)``.
 """

@@ -1,8 +1,8 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
 Every GEMM runs on Numba's threads (:mod:`.gemm`): the forward's and ``dx``'s on the tile kernel
-(:mod:`.tiles`), but a ``dx`` of few inputs and the weight gradients on BLAS held to one thread
-per Numba thread (:mod:`.threads`). Time is processed in segments of a few
+(:mod:`.tiles`), but a ``dx`` of few inputs, the large ones where MKL runs (:func:`.gemm.on_blas`)
+and the weight gradients on BLAS held to one thread per Numba thread (:mod:`.threads`). Time is processed in segments of a few
 thousand (step, sequence) rows, so that no array of every step's gate values is held:
 forward, one GEMM projects a segment's inputs, then the compiled forward loop runs its
 steps; backward runs the segments from the last step back, and after each its rows' ``dx``,
@@ -24,7 +24,7 @@ from ... import buffers, tuning
 from ...cells.spec import NEW_STATE, RECURRENT_INPUT
 from ..protocol import LayerBackward, LayerForward
 from .calls import AddressBook, address_of, compile_for, compiling_only_for, type_key
-from .gemm import gradient_runner, matmul_runner, narrow, product_runner
+from .gemm import gradient_runner, matmul_runner, narrow, on_blas, product_runner
 from .kept import KeepsScratch, kept
 from .steps import BackwardArrays, ForwardArrays
 from .strategy import choose, held_threads
@@ -252,11 +252,14 @@ class DirectionWork:
     Attributes
     ----------
     loop : DirectionLoop
-    input_panels : flat ndarray, ``weight_ih`` packed for the input projection (:func:`.tiles.pack_transposed`)
+    input_panels : flat ndarray, ``weight_ih`` packed for the input projection (:func:`.tiles.pack_transposed`),
+        or, ``input_blas``, ``weight_ih`` as stored, flattened
     bias : (G·H,), the input projection's bias: ``bias_ih`` plus the folded gates' ``bias_hh``
     arrays : .steps.ForwardArrays, states[:, 0] to be set
     run : callable ``run(t0, t1)``, the loop over a segment (:func:`_loop_runner`)
     addresses : callable, the loop's addresses for a compiled caller (:func:`loop_addresses`)
+    input_blas : bool, whether the input projection runs on BLAS (:func:`.gemm.on_blas`)
+    projections : dict, the input projection's runners by number of rows
     """
 
     loop: DirectionLoop
@@ -265,13 +268,14 @@ class DirectionWork:
     arrays: ForwardArrays
     run: object
     addresses: object
-    projections: dict = field(default_factory=dict)
+    input_blas: bool
+    projections: dict
 
     def project(self, x_rows, out):
         """out = x_rows @ weight_ihᵀ + bias: a segment's input projection (M, I) -> (M, G·H), its
         split found once per number of rows (:func:`.gemm.matmul_runner`, kept with the setup)."""
         run = _runner(self.projections, x_rows.shape[0],
-                      lambda: matmul_runner(x_rows, self.input_panels, out, self.bias))
+                      lambda: matmul_runner(x_rows, self.input_panels, out, self.bias, self.input_blas))
         run(x_rows, self.input_panels, out, self.bias)
 
 
@@ -324,9 +328,11 @@ class _ForwardScratch:
 @dataclass
 class _ForwardSetup(KeepsScratch):
     """What a layer's forward of one shape builds the same way every call (:mod:`.kept`): its
-    plan, the directions' :class:`_ForwardDirection` and how to build its buffers."""
+    plan, whether its input projections run on BLAS (:func:`.gemm.on_blas`, decided by a full
+    segment's), the directions' :class:`_ForwardDirection` and how to build its buffers."""
 
     plan: object
+    input_blas: bool
     directions: list
     new_scratch: object
 
@@ -335,11 +341,13 @@ def _forward_setup(kernels, directions, shape, hidden, dtype, keep_tape):
     spec = kernels.spec
     gate_width = len(spec.gates) * hidden
     plan = choose(spec, shape[1], hidden, directions, dtype.itemsize, keep_tape)
-    return _ForwardSetup(plan, [_ForwardDirection(np.empty(gate_width, dtype)) for _ in range(directions)],
-                         functools.partial(_forward_scratch, spec, plan, directions, shape, hidden, dtype))
+    steps, batch, inputs = shape
+    input_blas = on_blas(min(steps, _segment_steps(batch, gate_width, dtype)) * batch, inputs, gate_width, dtype)
+    return _ForwardSetup(plan, input_blas, [_ForwardDirection(np.empty(gate_width, dtype)) for _ in range(directions)],
+                         functools.partial(_forward_scratch, spec, plan, directions, shape, hidden, dtype, input_blas))
 
 
-def _forward_scratch(spec, plan, directions, shape, hidden, dtype):
+def _forward_scratch(spec, plan, directions, shape, hidden, dtype, input_blas):
     steps, batch, inputs = shape
     gate_width = len(spec.gates) * hidden
     segment = _segment_steps(batch, gate_width, dtype)
@@ -347,11 +355,11 @@ def _forward_scratch(spec, plan, directions, shape, hidden, dtype):
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
     segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
                 for t0 in range(0, steps, segment)]
-    input_panels = [buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
+    input_panels = [None if input_blas else buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
                     for _ in range(directions)]
     size = packed_size("forward", hidden, plan.unit_bounds, tuple(f.gates for f in spec.forward), dtype)
     panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
-    weights = panels[0].nbytes + input_panels[0].nbytes + gate_width * dtype.itemsize
+    weights = panels[0].nbytes + (0 if input_blas else input_panels[0].nbytes) + gate_width * dtype.itemsize
     return _ForwardScratch(xproj, work, segments, input_panels, panels, xproj.nbytes + work.nbytes + directions * weights)
 
 
@@ -386,9 +394,12 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         own.bias[folded:] = p["bias_ih"][folded:]
         input_panels, panels = scratch.input_panels[direction], scratch.panels[direction]
         if own.packers is None:
-            own.packers = (pack_transposed_runner(p["weight_ih"], input_panels),
+            own.packers = (None if setup.input_blas else pack_transposed_runner(p["weight_ih"], input_panels),
                            forward_packer(p["weight_hh"], plan.unit_bounds, phases))
-        own.packers[0](p["weight_ih"], input_panels)
+        if setup.input_blas:
+            input_panels = p["weight_ih"].reshape(-1)     # BLAS reads it as stored
+        else:
+            own.packers[0](p["weight_ih"], input_panels)
         own.packers[1].run(p["weight_hh"], panels)
         arrays = ForwardArrays(scratch.xproj, states, planes, panels, own.packers[1].starts, p["bias_hh"],
                                _vectors(spec, p, hidden, dtype), scratch.work, active, plan.unit_bounds, loop.mask,
@@ -404,7 +415,7 @@ def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the
         directions.append(DirectionWork(loop, input_panels, own.bias, arrays,
                                         _loop_runner(plan, own.loop, arrays, key, own.addresses),
                                         functools.partial(loop_addresses, plan, own.loop, arrays, key),
-                                        own.projections))
+                                        setup.input_blas, own.projections))
     return ForwardWork(plan, scratch.xproj, active, directions, scratch.segments)
 
 
@@ -484,7 +495,7 @@ def _accumulate(total, part):
 def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grads, accumulate, runners):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
-    :func:`_segment_index`), from ``weight_ih`` by BLAS where dx is :func:`.gemm.narrow`, else
+    :func:`_segment_index`), from ``weight_ih`` by BLAS where ``input_panels`` is None, else
     from ``input_panels`` (``weight_ih`` packed by :func:`.tiles.pack`) by the tile kernel; and
     its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into ``grads``.
     ``runners``: the direction's products' runners, found on first use (by segment rows)."""
@@ -504,7 +515,8 @@ def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grad
 
 def _dx_runner(rows, weight_ih, input_panels, out):
     """``run(rows, weight_ih, input_panels, out)``: out = rows @ weight_ih, by BLAS on ``weight_ih``
-    as stored where ``input_panels`` is None (a narrow dx), else by the tile kernel on the panels."""
+    as stored where ``input_panels`` is None (a :func:`.gemm.narrow` dx, or one
+    :func:`.gemm.on_blas`), else by the tile kernel on the panels."""
     if input_panels is None:
         run_product = product_runner(rows, weight_ih, out)
         return lambda rows, weight_ih, input_panels, out: run_product(rows, weight_ih, out)
@@ -608,8 +620,8 @@ class _BackwardDirection:
 class _BackwardScratch:
     """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
     and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
-    state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow`: BLAS reads it
-    as stored) and ``weight_hh``'s panels."""
+    state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow` or
+    :func:`.gemm.on_blas`: BLAS reads it as stored) and ``weight_hh``'s panels."""
 
     dgx: np.ndarray
     dgh: np.ndarray
@@ -648,7 +660,8 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     dstates = [buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True) for _ in range(directions)]
-    packed = not narrow(inputs, dtype)        # else dx by BLAS on weight_ih as stored
+    # else dx by BLAS on weight_ih as stored
+    packed = not (narrow(inputs, dtype) or on_blas(segment_shape[0] * batch, gate_width, inputs, dtype))
     input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True) if packed else None
                     for _ in range(directions)]
     size = packed_size("backward", hidden, plan.unit_bounds, tuple(phase.projects for phase in spec.backward), dtype)

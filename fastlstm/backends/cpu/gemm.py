@@ -1,9 +1,10 @@
 """The large products around the time loops, split into blocks across Numba's threads.
 
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
-row blocks, but for a ``dx`` too :func:`narrow` for its register tile (few inputs), which runs
-single-threaded BLAS calls (:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks
-of rows, as the weight gradients do on blocks of rows or of gate columns. Inside a call
+row blocks, but for a ``dx`` too :func:`narrow` for its register tile (few inputs), and, where
+MKL runs, the products large both ways (:func:`on_blas`), which run single-threaded BLAS calls
+(:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks of rows, on the weight as
+stored, as the weight gradients do on blocks of rows or of gate columns. Inside a call
 Numba's threads own the cores, and every split depends on the shapes alone
 (:func:`.units.block_count`), so that results do not depend on the thread count.
 """
@@ -11,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from ... import tuning
-from .blas import gemm_address, gemm_at, product_at
+from .blas import gemm_address, gemm_at, product_at, product_transposed_at, runs_mkl
 from .calls import value_at
 from .regions import VALUES, blocks_runner
 from .tiles import lanes, panel_columns, product_bias_at, walk_address
@@ -36,41 +37,68 @@ def _parallel(flops, nbytes):
     return flops + nbytes * tuning.get("parallel_byte_flops") >= tuning.get("parallel_flops")
 
 
-def matmul(a, panels, out, bias=None):
-    """out = a @ b (+ bias), with a (M, K) rows contiguous, b (K, N) packed by :func:`.tiles.pack`
-    or :func:`.tiles.pack_transposed`, out (M, N), bias (N,) or None; each block's product the
-    tile kernel's (no BLAS: the forward calls none).
+def on_blas(rows, inner, columns, dtype):
+    """Whether a product around the loops of (``rows`` × ``inner``) by (``inner`` × ``columns``) (an
+    input projection, or a ``dx`` that is not :func:`narrow`) runs on MKL's GEMM (:func:`matmul` with
+    ``on_blas``) rather than on the tile kernel: where MKL runs (:func:`.blas.runs_mkl`) and the
+    product is large both ways, at least ``mkl_product_rows`` rows by a weight of at least
+    ``mkl_product_values`` values. There MKL, its blocks of rows on Numba's threads as the tile
+    kernel's, took 0.80–0.92 of the tile kernel's time; with fewer rows, or a smaller weight, it
+    was as fast or slower, at some shapes much slower (``bench/blas_gemm.py --products``)."""
+    if rows < tuning.get("mkl_product_rows") or inner * columns < tuning.get("mkl_product_values"):
+        return False
+    return runs_mkl(dtype, 2.0 * rows * inner * columns / _row_blocks(rows))
 
-    Blocks of at least ``gemm_rows`` rows; a product of few rows (the input projection of a
-    short call with a small batch) is split by whole panels of columns as well, so that it
-    still has ``gemm_blocks`` blocks to share among the threads.
+
+def _row_blocks(rows):
+    """The blocks of rows of a product on BLAS: at least ``gemm_rows`` rows each, at most
+    ``gradient_blocks`` of them (fewer, larger calls pack their inputs fewer times)."""
+    return block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
+
+
+def matmul(a, weight, out, bias=None, on_blas=False):
+    """out = a @ b (+ bias), with a (M, K) rows contiguous, out (M, N), bias (N,) or None, and
+    ``weight`` b: packed by :func:`.tiles.pack` or :func:`.tiles.pack_transposed` for the tile
+    kernel; or, ``on_blas`` (see :func:`on_blas`), bᵀ as stored, (N, K) C-contiguous, flattened.
+
+    On the tile kernel, blocks of at least ``gemm_rows`` rows; a product of few rows (the input
+    projection of a short call with a small batch) is split by whole panels of columns as well,
+    so that it still has ``gemm_blocks`` blocks to share among the threads. On BLAS, blocks of
+    rows (:func:`_row_blocks`), each one single-threaded call.
     """
     bias = np.empty(0, out.dtype) if bias is None else bias
-    matmul_runner(a, panels, out, bias)(a, panels, out, bias)
+    matmul_runner(a, weight, out, bias, on_blas)(a, weight, out, bias)
 
 
-def matmul_split(rows, inner, columns, dtype):
-    """How :func:`matmul` splits an (M, K) by (K, N) product: ``(row_blocks, column_blocks,
-    panel, parallel)``, its blocks :func:`matmul_block`'s, run across threads if ``parallel``."""
-    row_blocks = block_count(rows, tuning.get("gemm_rows"))
+def matmul_split(rows, inner, columns, dtype, on_blas=False):
+    """How :func:`matmul` splits an (M, K) by (K, N) product: ``(block function, its code, row_blocks,
+    column_blocks, panel, parallel)``: the blocks of :func:`matmul_block` (the tile kernel's walk at
+    ``code``) or, ``on_blas``, of :func:`blas_matmul_block` (the ``?gemm`` at ``code``), run across
+    threads if ``parallel``."""
     panel = panel_columns(dtype)
+    flops = 2.0 * rows * inner * columns
+    parallel = _parallel(flops, np.dtype(dtype).itemsize * rows * (inner + columns))
+    if on_blas:
+        row_blocks = _row_blocks(rows)
+        return blas_matmul_block, gemm_address(dtype, flops / row_blocks), row_blocks, 1, panel, parallel
+    row_blocks = block_count(rows, tuning.get("gemm_rows"))
     column_blocks = block_count(-(-columns // panel), 1, max(1, tuning.get("gemm_blocks") // row_blocks))
-    return row_blocks, column_blocks, panel, _parallel(2.0 * rows * inner * columns,
-                                                      np.dtype(dtype).itemsize * rows * (inner + columns))
+    return matmul_block, walk_address(dtype), row_blocks, column_blocks, panel, parallel
 
 
-def matmul_runner(a, panels, out, bias):
-    """``run(a, panels, out, bias)``: :func:`matmul` on any arrays of the shapes and types of
+def matmul_runner(a, weight, out, bias, on_blas=False):
+    """``run(a, weight, out, bias)``: :func:`matmul` on any arrays of the shapes and types of
     these (``bias`` empty: none), its split and compiled blocks found once."""
-    row_blocks, column_blocks, panel, parallel = matmul_split(out.shape[0], a.shape[1], out.shape[1], out.dtype)
-    run = blocks_runner(matmul_block, row_blocks * column_blocks, (a, panels, out, bias), walk_address(out.dtype),
-                        row_blocks, column_blocks, panel, parallel=parallel)
-    return lambda a, panels, out, bias: run((a, panels, out, bias))
+    block, code, row_blocks, column_blocks, panel, parallel = matmul_split(out.shape[0], a.shape[1], out.shape[1],
+                                                                          out.dtype, on_blas)
+    run = blocks_runner(block, row_blocks * column_blocks, (a, weight, out, bias), code, row_blocks, column_blocks,
+                        panel, parallel=parallel)
+    return lambda a, weight, out, bias: run((a, weight, out, bias))
 
 
 def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4, i5, i6):
-    """Block function (:mod:`.regions`) of :func:`matmul`; its values (a, panels, out, bias),
-    ``bias`` empty: none."""
+    """Block function (:mod:`.regions`) of :func:`matmul` on the tile kernel; its values (a, panels,
+    out, bias), ``bias`` empty: none."""
     a, panels, out, bias = value_at(address, VALUES)
     rows, columns = out.shape
     inner = a.shape[1]
@@ -80,6 +108,28 @@ def matmul_block(block, address, walk_code, row_blocks, column_blocks, panel, i4
     c0 = cb * column_panels // column_blocks * panel
     c1 = min(columns, (cb + 1) * column_panels // column_blocks * panel)
     product_bias_at(walk_code, a[r0:r1], panels[c0 * inner:], bias[c0:c1], out[r0:r1, c0:c1])
+
+
+def blas_matmul_block(block, address, gemm_code, row_blocks, i2, i3, i4, i5, i6):
+    """Block function (:mod:`.regions`) of :func:`matmul` on BLAS; its values (a, weight, out,
+    bias), ``weight`` (N, K) as stored, flattened, ``bias`` empty: none: rows [r0, r1) of ``out`` =
+    ``a[r0:r1] @ weightᵀ + bias`` by one ``?gemm`` call, onto the bias written first."""
+    a, weight, out, bias = value_at(address, VALUES)
+    rows, columns = out.shape
+    inner = a.shape[1]
+    r0, r1 = block * rows // row_blocks, (block + 1) * rows // row_blocks
+    if r1 == r0:
+        return
+    beta = 0.0
+    if bias.shape[0]:
+        for r in range(r0, r1):
+            row = out[r]
+            for c in range(columns):
+                row[c] = bias[c]
+        beta = 1.0
+    a_stride, out_stride = a.strides[0] // a.itemsize, out.strides[0] // out.itemsize
+    product_transposed_at(gemm_code, columns, r1 - r0, inner, weight, 0, inner, a, r0 * a_stride, a_stride, beta,
+                          out, r0 * out_stride, out_stride)
 
 
 @njit(inline="always", error_model="numpy")
@@ -199,10 +249,9 @@ def _rows_product(block, address, gemm_code, blocks, i2, i3, i4, i5, i6):
 
 
 def product(a, weight, out):
-    """``out = a @ weight`` by blocks of rows, at least ``gemm_rows`` and at most
-    ``gradient_blocks`` of them (fewer, larger calls pack their inputs fewer times), each one
-    single-threaded BLAS call (BLAS held to one thread, see ``threads``): for the products too
-    :func:`narrow` for the tile kernel (``dx`` of a layer with few inputs).
+    """``out = a @ weight`` by blocks of rows (:func:`_row_blocks`), each one single-threaded BLAS
+    call (BLAS held to one thread, see ``threads``): for the products too :func:`narrow` for the
+    tile kernel (``dx`` of a layer with few inputs), and those :func:`on_blas`.
 
     Parameters
     ----------
@@ -217,7 +266,7 @@ def product_runner(a, weight, out):
     """``run(a, weight, out)``: :func:`product` on any arrays of the shapes and types of these,
     its split, BLAS and compiled code found once."""
     rows, inner = a.shape
-    blocks = block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
+    blocks = _row_blocks(rows)
     columns = weight.shape[1]
     flops = 2.0 * rows * inner * columns
     run = blocks_runner(_rows_product, blocks, (a, weight, out), gemm_address(out.dtype, flops / blocks), blocks,

@@ -41,7 +41,7 @@ from ...placement import HostArrays, is_converted
 from .calls import Stored, address_of_value, compile_for, compiled_call, compiling_only_for, value_at
 from .digest import Digest
 from .driver import forward_work
-from .gemm import matmul_block, matmul_split
+from .gemm import matmul_split
 from .loops import rows
 from .outputs import EVERY_STEP, NATURAL_TIME, output_split, output_steps
 from .regions import VALUES, all_blocks, block_code, each_block_code, stamped, type_name
@@ -270,8 +270,9 @@ def _build(config, kernels, params, names, shape):
 # the integers of a direction's run (``codes`` of :func:`_direction_values`)
 DIRECTION, ROWS_LOOP, LOOP, EACH, BLOCK, MATMUL, PANEL, OUTPUT, OUTPUT_BLOCKS, EACH_OUTPUT = range(10)
 # per segment: its steps t0, t1 and its input projection's blocks (:func:`.gemm.matmul_split`):
-# their count, row blocks, column blocks and the region that runs them (0: this thread)
-T0, T1, BLOCKS, ROW_BLOCKS, COLUMN_BLOCKS, EACH_BLOCK = range(6)
+# their count, row blocks, column blocks, the region that runs them (0: this thread) and the
+# product's code (the tile kernel's walk, or a ``?gemm``)
+T0, T1, BLOCKS, ROW_BLOCKS, COLUMN_BLOCKS, EACH_BLOCK, PRODUCT = range(7)
 
 
 def _direction_values(work, run, direction, inputs, dtype, output_size):
@@ -281,12 +282,15 @@ def _direction_values(work, run, direction, inputs, dtype, output_size):
     in the reverse direction's time (empty forward)."""
     batch, gate_width = work.xproj.shape[1:]
     segment_rows = work.xproj.shape[0] * batch
-    segments, panel = [], 0
+    block, _, _, _, panel, _ = matmul_split(segment_rows, inputs, gate_width, dtype, run.input_blas)
+    segments = []
     for t0, t1, _ in work.segments:
         rows = (t1 - t0) * batch
-        row_blocks, column_blocks, panel, parallel = matmul_split(rows, inputs, gate_width, dtype)
+        _, product, row_blocks, column_blocks, _, parallel = matmul_split(rows, inputs, gate_width, dtype,
+                                                                          run.input_blas)
         blocks = row_blocks * column_blocks
-        segments.append((t0, t1, blocks, row_blocks, column_blocks, each_block_code() if parallel and blocks > 1 else 0))
+        segments.append((t0, t1, blocks, row_blocks, column_blocks, each_block_code() if parallel and blocks > 1 else 0,
+                         product))
     gathered = buffers.empty((segment_rows if direction else 0, inputs), dtype)
     # values of the types the projection's blocks are given (a segment's rows of x, or of gathered)
     projection = (np.empty((1, inputs), dtype), run.input_panels, work.xproj.reshape(segment_rows, gate_width),
@@ -298,7 +302,7 @@ def _direction_values(work, run, direction, inputs, dtype, output_size):
     output = (run.arrays.states, NATURAL_TIME, EVERY_STEP, np.empty((0, 0, 0), dtype))
     output_blocks, parallel = output_split(steps, steps * batch * output_size * dtype.itemsize)
     each_output = each_block_code() if parallel and output_blocks > 1 else 0
-    codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(matmul_block, projection),
+    codes = np.array([direction, work.plan.kind != "units", loop_code, each, code, block_code(block, projection),
                       panel, block_code(output_steps, output), output_blocks, each_output], np.int64)
     return run.arrays, work.plan.row_bounds, run.input_panels, run.bias, codes, np.array(segments, np.int64), gathered
 
@@ -346,7 +350,7 @@ def _run_direction(address, x, state, y, final, index, given):
                     for i in range(inputs):
                         source[(t - t0) * batch + b, i] = x[steps - 1 - t, b, i]
         all_blocks(segments[k, EACH_BLOCK], codes[MATMUL], segments[k, BLOCKS],
-                   address_of_value((source, input_panels, xproj[:count], bias)), a.walk_code,
+                   address_of_value((source, input_panels, xproj[:count], bias)), segments[k, PRODUCT],
                    segments[k, ROW_BLOCKS], segments[k, COLUMN_BLOCKS], codes[PANEL], 0, 0, 0)
         if codes[ROWS_LOOP]:
             rows(codes[EACH], codes[BLOCK], codes[LOOP], a, row_bounds, address_of_value((a, row_bounds)), t0, t1)

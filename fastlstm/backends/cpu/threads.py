@@ -3,11 +3,11 @@
 OpenBLAS's threads spin for a while after each call, and so do Numba's after each
 parallel region; when both pools are live on 2 cores they take turns badly (measured:
 an LSTM forward at T=100, B=32, H=128 took 32 ms with one pool and 114 ms with both).
-The forward calls no BLAS (its products are the tile kernel's, :mod:`.tiles`); the backward's
-weight gradients are BLAS GEMMs, so during a backward the BLAS the kernels use is held to one
-thread: each runs single-threaded on its Numba thread's block of rows or columns (``gemm``).
-Where that BLAS is MKL (:mod:`.blas`), fastlstm loads it on its sequential layer: one thread
-always, nothing to hold.
+The forward calls no BLAS but MKL (its products are the tile kernel's, :mod:`.tiles`, but the
+large ones where MKL runs, :func:`.gemm.on_blas`); the backward's weight gradients are BLAS
+GEMMs, so during a backward the BLAS the kernels use is held to one thread: each runs
+single-threaded on its Numba thread's block of rows or columns (``gemm``). Where that BLAS is MKL
+(:mod:`.blas`), fastlstm loads it on its sequential layer: one thread always, nothing to hold.
 
 Numba's threads wait at the end of each parallel region, and the loops that split a step's
 units over the threads (``strategy``) end a region every step. GNU OpenMP, Numba's ``omp``
