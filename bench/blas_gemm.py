@@ -12,10 +12,11 @@ round after round, in one process; the best time of each round's block of calls 
 median over rounds reported. SciPy's BLAS is held to one thread, as in a backward. MKL's column
 needs PyPI's ``mkl`` (``pip install mkl``).
 
-With ``--products``: the products around the loops (an input projection with its bias, a ``dx``),
-on Numba's threads as a call runs them (:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile
-kernel against MKL's GEMM (``on_blas``), over rows × weight shapes: where ``mkl_product_rows`` and
-``mkl_product_values`` send them to MKL. Median over rounds of the ratio of the two's best times.
+With ``--products``: the products around the loops (an input projection with its bias; a ``dx``
+has the shape of one with K and N swapped), on Numba's threads as a call runs them
+(:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile kernel against MKL's GEMM (``on_blas``),
+over rows × weight shapes: where ``mkl_product_rows`` and ``mkl_product_values`` send input
+projections to MKL. Median over rounds of the ratio of the two's best times.
 """
 import argparse
 import statistics

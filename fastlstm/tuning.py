@@ -152,7 +152,7 @@ TUNABLES = {t.name: t for t in (
             "(one thread: MKL took 0.94-1.15 of OpenBLAS's time below 1 Mflop, its small-matrix path, and 0.38-0.93 "
             "from 2 Mflop; bench/blas_gemm.py)"),
     Tunable("mkl_product_rows", 768,
-            "cpu: where MKL runs (cpu_blas), the fewest rows of an input projection or a dx that runs on MKL's GEMM "
+            "cpu: where MKL runs (cpu_blas), the fewest rows of an input projection that runs on MKL's GEMM "
             "instead of the tile kernel, with a weight of at least mkl_product_values values (2 threads: MKL took "
             "0.80-0.92 of the tile kernel's time from 768 rows at weights from 256 Ki values; as fast or slower, at "
             "some shapes twice as slow, at fewer rows or smaller weights; bench/blas_gemm.py --products)"),

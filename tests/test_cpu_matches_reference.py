@@ -97,11 +97,11 @@ def test_dx_of_inputs_short_of_and_filling_one_simd_vector(variant, whole_vector
 
 @pytest.mark.parametrize("library", BLAS_LIBRARIES[1:])      # MKL (skipped where it is not installed)
 @pytest.mark.parametrize("variant", ["lstm", "lstm_peephole", "gru_reset_before", "rnn_tanh"])
-def test_input_projections_and_dx_on_mkl(variant, library):
-    """Input projections (with their bias) and dx of a wide layer on MKL's GEMM instead of the
-    tile kernel (:func:`fastlstm.backends.cpu.gemm.on_blas`, here for every product): a training
-    call, both directions, padded sequences, two segments of products in 4 blocks of rows; and a
-    prepared inference call (its projections run by the compiled direction), against the reference."""
+def test_input_projections_on_mkl(variant, library):
+    """Input projections (with their bias) of a wide layer on MKL's GEMM instead of the tile
+    kernel (:func:`fastlstm.backends.cpu.gemm.on_blas`, here for every one): a training call, both
+    directions, padded sequences, two segments of products in 4 blocks of rows; and a prepared
+    inference call (its projections run by the compiled direction), against the reference."""
     from fastlstm import functional, tuning
     from support import with_backend
 

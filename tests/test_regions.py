@@ -148,7 +148,7 @@ def test_mkl_runs_sequential_where_it_is_used():
 
 @pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")
 def test_large_products_around_the_loops_go_to_mkl_only():
-    """An input projection or dx runs on MKL's GEMM only where MKL runs and it is large both ways
+    """An input projection runs on MKL's GEMM only where MKL runs and it is large both ways
     (rows, and the weight's values); never on SciPy's BLAS, which the tile kernel outruns."""
     with tuning.override(mkl_product_rows=1000, mkl_product_values=1 << 16):
         assert gemm.on_blas(1000, 256, 256, np.float32)

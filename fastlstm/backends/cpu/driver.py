@@ -1,8 +1,9 @@
 """One layer (every direction) on the CPU: the batched GEMMs around the shared time loops.
 
 Every GEMM runs on Numba's threads (:mod:`.gemm`): the forward's and ``dx``'s on the tile kernel
-(:mod:`.tiles`), but a ``dx`` of few inputs, the large ones where MKL runs (:func:`.gemm.on_blas`)
-and the weight gradients on BLAS held to one thread per Numba thread (:mod:`.threads`). Time is processed in segments of a few
+(:mod:`.tiles`), but the large input projections where MKL runs (:func:`.gemm.on_blas`), a ``dx``
+of few inputs and the weight gradients on BLAS held to one thread per Numba thread
+(:mod:`.threads`). Time is processed in segments of a few
 thousand (step, sequence) rows, so that no array of every step's gate values is held:
 forward, one GEMM projects a segment's inputs, then the compiled forward loop runs its
 steps; backward runs the segments from the last step back, and after each its rows' ``dx``,
@@ -495,7 +496,7 @@ def _accumulate(total, part):
 def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grads, accumulate, runners):
     """A segment's input-side gradients: its dx rows (written by the forward direction,
     added by the reverse one at the natural time of each of its steps, ``index`` from
-    :func:`_segment_index`), from ``weight_ih`` by BLAS where ``input_panels`` is None, else
+    :func:`_segment_index`), from ``weight_ih`` by BLAS where dx is :func:`.gemm.narrow`, else
     from ``input_panels`` (``weight_ih`` packed by :func:`.tiles.pack`) by the tile kernel; and
     its share of ``weight_ih`` and ``bias_ih``, written (or, if ``accumulate``, added) into ``grads``.
     ``runners``: the direction's products' runners, found on first use (by segment rows)."""
@@ -515,8 +516,7 @@ def _input_gradients(dgx, weight_ih, input_panels, x, dx, direction, index, grad
 
 def _dx_runner(rows, weight_ih, input_panels, out):
     """``run(rows, weight_ih, input_panels, out)``: out = rows @ weight_ih, by BLAS on ``weight_ih``
-    as stored where ``input_panels`` is None (a :func:`.gemm.narrow` dx, or one
-    :func:`.gemm.on_blas`), else by the tile kernel on the panels."""
+    as stored where ``input_panels`` is None (a narrow dx), else by the tile kernel on the panels."""
     if input_panels is None:
         run_product = product_runner(rows, weight_ih, out)
         return lambda rows, weight_ih, input_panels, out: run_product(rows, weight_ih, out)
@@ -620,8 +620,8 @@ class _BackwardDirection:
 class _BackwardScratch:
     """A backward's buffers (:class:`.kept.KeepsScratch`): the segment's gate gradients (``dgx``,
     and ``dgh`` where they differ), each block's work, the staged gradients; per direction, its
-    state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow` or
-    :func:`.gemm.on_blas`: BLAS reads it as stored) and ``weight_hh``'s panels."""
+    state gradients, ``weight_ih`` packed (``None`` where dx is :func:`.gemm.narrow`: BLAS reads it
+    as stored) and ``weight_hh``'s panels."""
 
     dgx: np.ndarray
     dgh: np.ndarray
@@ -660,8 +660,7 @@ def _backward_scratch(spec, plan, directions, shape, hidden, dtype, segment):
     staged = any(phase.projects != (0, len(spec.gates)) for phase in spec.backward)
     stage = np.empty((len(spec.backward), batch * gate_width) if staged else (0, 0), dtype)
     dstates = [buffers.empty((2, len(spec.states), batch, hidden), dtype, aligned=True) for _ in range(directions)]
-    # else dx by BLAS on weight_ih as stored
-    packed = not (narrow(inputs, dtype) or on_blas(segment_shape[0] * batch, gate_width, inputs, dtype))
+    packed = not narrow(inputs, dtype)        # else dx by BLAS on weight_ih as stored
     input_panels = [buffers.empty((panels_size(gate_width, inputs, dtype),), dtype, aligned=True) if packed else None
                     for _ in range(directions)]
     size = packed_size("backward", hidden, plan.unit_bounds, tuple(phase.projects for phase in spec.backward), dtype)

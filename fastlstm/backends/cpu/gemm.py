@@ -2,9 +2,9 @@
 
 The input projections and ``dx`` run the tile kernel (:mod:`.tiles`) on a packed weight, in
 row blocks, but for a ``dx`` too :func:`narrow` for its register tile (few inputs), and, where
-MKL runs, the products large both ways (:func:`on_blas`), which run single-threaded BLAS calls
-(:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks of rows, on the weight as
-stored, as the weight gradients do on blocks of rows or of gate columns. Inside a call
+MKL runs, the input projections large both ways (:func:`on_blas`), which run single-threaded
+BLAS calls (:mod:`.blas`; BLAS held to one thread, see ``threads``) on blocks of rows, on the
+weight as stored, as the weight gradients do on blocks of rows or of gate columns. Inside a call
 Numba's threads own the cores, and every split depends on the shapes alone
 (:func:`.units.block_count`), so that results do not depend on the thread count.
 """
@@ -38,13 +38,14 @@ def _parallel(flops, nbytes):
 
 
 def on_blas(rows, inner, columns, dtype):
-    """Whether a product around the loops of (``rows`` × ``inner``) by (``inner`` × ``columns``) (an
-    input projection, or a ``dx`` that is not :func:`narrow`) runs on MKL's GEMM (:func:`matmul` with
-    ``on_blas``) rather than on the tile kernel: where MKL runs (:func:`.blas.runs_mkl`) and the
-    product is large both ways, at least ``mkl_product_rows`` rows by a weight of at least
-    ``mkl_product_values`` values. There MKL, its blocks of rows on Numba's threads as the tile
-    kernel's, took 0.80–0.92 of the tile kernel's time; with fewer rows, or a smaller weight, it
-    was as fast or slower, at some shapes much slower (``bench/blas_gemm.py --products``)."""
+    """Whether an input projection of (``rows`` × ``inner``) by (``inner`` × ``columns``) runs on
+    MKL's GEMM (:func:`matmul` with ``on_blas``) rather than on the tile kernel: where MKL runs
+    (:func:`.blas.runs_mkl`) and the product is large both ways, at least ``mkl_product_rows`` rows
+    by a weight of at least ``mkl_product_values`` values. There MKL, its blocks of rows on Numba's
+    threads as the tile kernel's, took 0.80–0.92 of the tile kernel's time; with fewer rows, or a
+    smaller weight, it was as fast or slower, at some shapes much slower (``bench/blas_gemm.py
+    --products``). (A ``dx`` as large ran 0.97–1.00 of the tile kernel's time on MKL, and raised a
+    training step's peak memory by 0.7 MiB: it stays on the tile kernel.)"""
     if rows < tuning.get("mkl_product_rows") or inner * columns < tuning.get("mkl_product_values"):
         return False
     return runs_mkl(dtype, 2.0 * rows * inner * columns / _row_blocks(rows))

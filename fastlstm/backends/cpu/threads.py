@@ -4,7 +4,7 @@ OpenBLAS's threads spin for a while after each call, and so do Numba's after eac
 parallel region; when both pools are live on 2 cores they take turns badly (measured:
 an LSTM forward at T=100, B=32, H=128 took 32 ms with one pool and 114 ms with both).
 The forward calls no BLAS but MKL (its products are the tile kernel's, :mod:`.tiles`, but the
-large ones where MKL runs, :func:`.gemm.on_blas`); the backward's weight gradients are BLAS
+large input projections where MKL runs, :func:`.gemm.on_blas`); the backward's weight gradients are BLAS
 GEMMs, so during a backward the BLAS the kernels use is held to one thread: each runs
 single-threaded on its Numba thread's block of rows or columns (``gemm``). Where that BLAS is MKL
 (:mod:`.blas`), fastlstm loads it on its sequential layer: one thread always, nothing to hold.
