@@ -15,7 +15,7 @@ needs PyPI's ``mkl`` (``pip install mkl``).
 With ``--products``: the products around the loops (an input projection with its bias; a ``dx``
 has the shape of one with K and N swapped), on Numba's threads as a call runs them
 (:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile kernel against MKL's GEMM (``on_blas``),
-over rows × weight shapes: where ``mkl_product_rows`` and ``mkl_product_values`` send input
+over rows × weight shapes: where ``mkl_product_rows`` and ``mkl_product_side`` send input
 projections to MKL. Median over rounds of the ratio of the two's best times.
 """
 import argparse
@@ -72,8 +72,8 @@ def main():
 
 # (rows, inner K, columns N): weights of LSTMs of H 32 … 512 (N = 4H forward, K = 4H in a dx)
 PRODUCT_ROWS = (256, 512, 576, 768, 1024, 2048, 4096)
-PRODUCT_WEIGHTS = ((8, 256), (64, 256), (128, 512), (512, 128), (256, 1024), (1024, 256), (300, 1200), (512, 2048),
-                   (2048, 512))
+PRODUCT_WEIGHTS = ((8, 256), (64, 256), (32, 8192), (64, 4096), (128, 512), (128, 2048), (512, 128), (256, 768),
+                   (256, 1024), (1024, 256), (300, 1200), (512, 2048), (2048, 512))
 
 
 def _compare_products():

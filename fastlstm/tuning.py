@@ -151,13 +151,14 @@ TUNABLES = {t.name: t for t in (
             "cpu: with cpu_blas 'auto', the fewest flops of one BLAS call that MKL runs; smaller ones SciPy's BLAS "
             "(one thread: MKL took 0.94-1.15 of OpenBLAS's time below 1 Mflop, its small-matrix path, and 0.38-0.93 "
             "from 2 Mflop; bench/blas_gemm.py)"),
-    Tunable("mkl_product_rows", 768,
+    Tunable("mkl_product_rows", 512,
             "cpu: where MKL runs (cpu_blas), the fewest rows of an input projection that runs on MKL's GEMM "
-            "instead of the tile kernel, with a weight of at least mkl_product_values values (2 threads: MKL took "
-            "0.80-0.92 of the tile kernel's time from 768 rows at weights from 256 Ki values; as fast or slower, at "
-            "some shapes twice as slow, at fewer rows or smaller weights; bench/blas_gemm.py --products)"),
-    Tunable("mkl_product_values", 1 << 18,
-            "cpu: the fewest values (inputs x outputs) of the weight of a product on MKL's GEMM (mkl_product_rows)"),
+            "instead of the tile kernel, with at least mkl_product_side inputs and outputs (2 threads: MKL took "
+            "0.79-0.97 of the tile kernel's time there, 1.00-1.05 at 256 rows; bench/blas_gemm.py --products)"),
+    Tunable("mkl_product_side", 256,
+            "cpu: the fewest inputs, and outputs, of an input projection on MKL's GEMM (mkl_product_rows): with "
+            "fewer inputs MKL took 0.98-1.54 of the tile kernel's time (K 32-128), with fewer outputs 0.96-1.48 "
+            "(N 128)"),
     Tunable("pool_min_bytes", 1 << 20,
             "cpu: arrays of at least this size come from the buffer pool (smaller ones from the C heap)"),
     Tunable("pool_max_free_bytes", 1 << 30,

@@ -108,7 +108,7 @@ def test_input_projections_on_mkl(variant, library):
     problem = make_problem(variant, 7, 4, 33, 19, np.float32, seed=3, bidirectional=True,
                            lengths=np.array([7, 2, 0, 5]))
     naive = run(problem, "reference-float32")
-    blas_everywhere = dict(cpu_blas=library, mkl_product_rows=1, mkl_product_values=1, segment_rows=16,
+    blas_everywhere = dict(cpu_blas=library, mkl_product_rows=1, mkl_product_side=1, segment_rows=16,
                            segment_bytes=0, gemm_rows=4)
     with tuning.override(**blas_everywhere):
         result = run(problem, "cpu")

@@ -148,12 +148,13 @@ def test_mkl_runs_sequential_where_it_is_used():
 
 @pytest.mark.skipif(blas.mkl_library() is None, reason="PyPI's mkl not installed beside this interpreter")
 def test_large_products_around_the_loops_go_to_mkl_only():
-    """An input projection runs on MKL's GEMM only where MKL runs and it is large both ways
-    (rows, and the weight's values); never on SciPy's BLAS, which the tile kernel outruns."""
-    with tuning.override(mkl_product_rows=1000, mkl_product_values=1 << 16):
+    """An input projection runs on MKL's GEMM only where MKL runs and it is large every way
+    (rows, inputs, outputs); never on SciPy's BLAS, which the tile kernel outruns."""
+    with tuning.override(mkl_product_rows=1000, mkl_product_side=256):
         assert gemm.on_blas(1000, 256, 256, np.float32)
         assert not gemm.on_blas(999, 256, 256, np.float32)
-        assert not gemm.on_blas(4096, 255, 256, np.float32)
+        assert not gemm.on_blas(4096, 255, 4096, np.float32)
+        assert not gemm.on_blas(4096, 4096, 255, np.float32)
         assert not gemm.on_blas(4096, 256, 256, np.float64)          # 'auto': MKL for float32 only
         with tuning.override(cpu_blas="mkl"):
             assert gemm.on_blas(4096, 256, 256, np.float64)

@@ -40,13 +40,15 @@ def _parallel(flops, nbytes):
 def on_blas(rows, inner, columns, dtype):
     """Whether an input projection of (``rows`` × ``inner``) by (``inner`` × ``columns``) runs on
     MKL's GEMM (:func:`matmul` with ``on_blas``) rather than on the tile kernel: where MKL runs
-    (:func:`.blas.runs_mkl`) and the product is large both ways, at least ``mkl_product_rows`` rows
-    by a weight of at least ``mkl_product_values`` values. There MKL, its blocks of rows on Numba's
-    threads as the tile kernel's, took 0.80–0.92 of the tile kernel's time; with fewer rows, or a
-    smaller weight, it was as fast or slower, at some shapes much slower (``bench/blas_gemm.py
-    --products``). (A ``dx`` as large ran 0.97–1.00 of the tile kernel's time on MKL, and raised a
-    training step's peak memory by 0.7 MiB: it stays on the tile kernel.)"""
-    if rows < tuning.get("mkl_product_rows") or inner * columns < tuning.get("mkl_product_values"):
+    (:func:`.blas.runs_mkl`) and the product is large every way, at least ``mkl_product_rows`` rows
+    and ``mkl_product_side`` inputs and outputs. There MKL, its blocks of rows on Numba's threads
+    as the tile kernel's, took 0.79–0.97 of the tile kernel's time; with fewer rows as much or
+    more, with fewer inputs (the tile kernel's fixed cost per row of the output spread over more
+    of them) or outputs up to 1.5 times as much (``bench/blas_gemm.py --products``). (A ``dx`` as
+    large ran 0.97–1.00 of the tile kernel's time on MKL, and raised a training step's peak memory
+    by 0.7 MiB: it stays on the tile kernel.)"""
+    side = tuning.get("mkl_product_side")
+    if rows < tuning.get("mkl_product_rows") or inner < side or columns < side:
         return False
     return runs_mkl(dtype, 2.0 * rows * inner * columns / _row_blocks(rows))
 
