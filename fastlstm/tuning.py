@@ -94,11 +94,19 @@ TUNABLES = {t.name: t for t in (
             "104-117 from 4 rows)"),
     Tunable("cost_half_rate_rows", 1,
             "cpu cost model: the rows at which a projection runs at half that rate (one row streams the weights)"),
-    Tunable("cost_stream_bytes_per_ns", 80,
-            "cpu cost model: bytes per ns one thread streams recurrent weights that are not in its cache"),
-    Tunable("cost_cache_bytes", 3 << 18,
-            "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step (3/4 "
-            "of a 1 MiB L2: the step's other data shares it)"),
+    Tunable("cost_stream_bytes_per_ns", 20,
+            "cpu cost model: bytes per ns one thread streams recurrent weights that are not in its cache (the "
+            "tile kernel's rate from L3 on this project's Intel Xeon: 19-22, an LSTM 512 or 384 step at B 8 or "
+            "12 split by sequences; bench/strategy_cost.py)"),
+    Tunable("cost_cache_bytes", 5 << 18,
+            "cpu cost model: recurrent weights up to this size stay in a thread's cache from step to step (5/8 "
+            "of a 2 MiB L2: the step's other data shares it, and in a busy phase another tenant's thread on the "
+            "same core; 1.25 MiB of weights ran from cache in a quiet phase, not in a busy one, 2.36 never)"),
+    Tunable("cost_exchange_ps", 2000,
+            "cpu cost model: ps per state value of a 'units' loop's step that another thread wrote, per phase "
+            "(the cache lines of h crossing cores; the loop ran 1.2-2.6 ns per row x unit slower than split "
+            "sequences at B 7-40, H 160-300, with its weights in cache; fitted with cost_cache_bytes and "
+            "cost_stream_bytes_per_ns on 16 shapes in three runs: bench/strategy_cost.py)"),
     Tunable("cost_units_margin", 25,
             "cpu cost model: percent by which the 'units' loop must model faster to be chosen (its per-step "
             "barriers collapse beside a busy process)"),

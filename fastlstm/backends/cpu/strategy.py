@@ -23,8 +23,10 @@ block gets a thread of its own (up to ``max_blocks``):
   fit in ``cost_cache_bytes`` and streaming all of them takes longer, that;
 * a block of units costs the same for every running row and its share of the weights, plus
   ``cost_barrier_ns`` per phase where its blocks are held (:mod:`.barrier`: 330 ns measured
-  alone), else ``cost_region_ns`` per parallel region (the fork, the barrier, and the cache
-  lines the threads exchange; an empty region measured 1.3–1.8 µs on this project's 2-core machines).
+  alone), else ``cost_region_ns`` per parallel region (the fork, the barrier; an empty region
+  measured 1.3–1.8 µs on this project's 2-core machines), and ``cost_exchange_ps`` per phase for
+  each value of the state that another block wrote (every block reads the whole state: its
+  cache lines cross cores every step).
 
 The units loop is chosen only when it models ``cost_units_margin`` percent faster than the
 others: its regions wait for every thread at every step, so beside a busy process it is the
@@ -36,6 +38,7 @@ instead of ``cost_region_ns``, and only ``cost_held_margin`` percent, since besi
 process it slows about as much as the others (the same call: 2.2×, with regions 4.9×).
 
 Forcing a strategy: ``tuning.override(cpu_loop="units")`` or ``FASTLSTM_CPU_LOOP=units``.
+``python bench/strategy_cost.py`` times each strategy against the model's costs, shape by shape.
 """
 from __future__ import annotations
 
@@ -193,10 +196,13 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training, hel
     blocks = sequence_blocks(batch)
     unit_blocks = len(held_unit_bounds(hidden) if held else step_unit_bounds(hidden)) - 1
     sync = tuning.get("cost_barrier_ns" if held else "cost_region_ns")
+    # the state values each block reads that the others wrote
+    exchanged = batch * hidden * (1 - 1 / unit_blocks) * tuning.get("cost_exchange_ps") / 1000
     return {
         "sequences": directions * -(-blocks // threads) * block_ns(-(-batch // blocks), 1.0),
         "single": directions * block_ns(batch, 1.0),
-        "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks) + phases * sync),
+        "units": directions * (-(-unit_blocks // threads) * block_ns(batch, 1.0 / unit_blocks)
+                               + phases * (sync + exchanged)),
     }
 
 
