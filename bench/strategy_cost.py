@@ -15,12 +15,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
-import fastlstm
 from fastlstm import tuning
 from fastlstm.backends.cpu import strategy
-from fastlstm.cells import make_cell
+from fastlstm.benchmark.peers import build_fastlstm
+from fastlstm.benchmark.shapes import BenchShape
 
 SHAPES = (
     "lstm,2,162,7,95,inference,peephole", "lstm,43,280,9,68,inference", "lstm,32,384,12,100,inference",
@@ -33,34 +31,20 @@ SHAPES = (
 STRATEGIES = ("sequences", "single", "units")
 
 
-def _layer(cell, inputs, hidden, options):
-    if cell == "lstm":
-        return fastlstm.LSTM(inputs, hidden, peephole="peephole" in options, seed=0)
-    return fastlstm.GRU(inputs, hidden, seed=0)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", action="append", help="cell,I,H,B,T,mode[,peephole] (repeatable)")
+    parser.add_argument("--shape", action="append", help="cell,I,H,B,T,mode[,option...], options true, e.g. peephole (repeatable)")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     print(f"{'shape':<42} " + " ".join(f"{s + ' ms':>12}" for s in STRATEGIES)
           + "   model µs/step (seq / single / units)   auto  auto/best")
     for text in args.shape or SHAPES:
         cell, inputs, hidden, batch, steps, mode, *options = text.split(",")
-        inputs, hidden, batch, steps = int(inputs), int(hidden), int(batch), int(steps)
+        shape = BenchShape(text, cell, tuple((option, True) for option in options), int(inputs), int(hidden),
+                           int(batch), int(steps), mode, "float32", (), 1.0)
+        layer = shape.make_layer()
+        call = build_fastlstm(shape, layer, *shape.make_inputs()).run
         training = mode == "training"
-        layer = _layer(cell, inputs, hidden, options)
-        x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
-        dy = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
-
-        def call():
-            if training:
-                layer(x)
-                layer.backward(dy)
-            else:
-                layer(x, tape=False)
 
         for name in STRATEGIES:
             with tuning.override(cpu_loop=name):
@@ -77,12 +61,12 @@ def main():
                 best[name].append(min(times))
                 time.sleep(0.02)
         medians = {name: statistics.median(values) for name, values in best.items()}
-        spec = make_cell(cell, **({"peephole": True} if "peephole" in options else {})).spec
+        spec = shape.cell_type.spec
         phases = len(spec.forward) + (len(spec.backward) if training else 0)
         held = tuning.get("cpu_units_sync") == "barrier"
-        costs = strategy.step_costs(len(spec.gates), phases, batch, hidden, 1, 4, training, held)
+        costs = strategy.step_costs(len(spec.gates), phases, shape.batch, shape.hidden_size, 1, 4, training, held)
         costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
-        chosen = strategy.choose(spec, batch, hidden, 1, 4, training).strategy
+        chosen = strategy.choose(spec, shape.batch, shape.hidden_size, 1, 4, training).strategy
         print(f"{text:<42} " + " ".join(f"{1e3 * medians[s]:12.2f}" for s in STRATEGIES)
               + "   " + " / ".join(f"{costs[s] / 1e3:.1f}" for s in STRATEGIES).ljust(38)
               + f"{chosen:>10}  {medians[chosen] / min(medians.values()):.3f}")
