@@ -121,6 +121,20 @@ def test_input_projections_on_mkl(variant, library):
             np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("library", BLAS_LIBRARIES[1:])      # MKL (skipped where it is not installed)
+def test_input_projections_on_mkl_in_float64_through_a_stack(library):
+    """MKL's ``dgemm`` where it is forced (``cpu_blas='mkl'``), a second layer projecting the first's
+    two directions, batch-first input: against the reference."""
+    from fastlstm import tuning
+
+    problem = make_problem("lstm", 6, 3, 20, 11, np.float64, seed=1, bidirectional=True, num_layers=2,
+                           batch_first=True, lengths=np.array([6, 1, 4]))
+    with tuning.override(cpu_blas=library, mkl_product_rows=1, mkl_product_side=1, segment_rows=8, segment_bytes=0,
+                         gemm_rows=2):
+        result = run(problem, "cpu")
+    assert_matches_reference(result, run(problem, "reference"), np.float64)
+
+
 @pytest.mark.parametrize("loop", ["single", "units", "units-regions"])
 @pytest.mark.parametrize("hidden", [23, 37])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
