@@ -33,7 +33,8 @@ STRATEGIES = ("sequences", "single", "units")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", action="append", help="cell,I,H,B,T,mode[,option...], options true, e.g. peephole (repeatable)")
+    parser.add_argument("--shape", action="append",
+                        help="cell,I,H,B,T,mode[,option...], each option set true, e.g. peephole (repeatable)")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     print(f"{'shape':<42} " + " ".join(f"{s + ' ms':>12}" for s in STRATEGIES)
