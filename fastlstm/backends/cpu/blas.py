@@ -198,7 +198,8 @@ def _gemm_intrinsic(name, a_transposed, b_transposed):
                 slot(ir.Constant(character, ord("T" if b_transposed else "N")), character),
                 count(columns), count(rows), count(inner),
                 slot(ir.Constant(value_type, 1.0), value_type),
-                data(signature.args[4], a, a_start), leading(a_stride, at_least_one(inner if a_transposed else columns)),
+                data(signature.args[4], a, a_start),
+                leading(a_stride, at_least_one(inner if a_transposed else columns)),
                 data(signature.args[7], b, b_start), leading(b_stride, at_least_one(rows if b_transposed else inner)),
                 slot(context.cast(builder, beta, signature.args[10], dtype), value_type),
                 data(signature.args[11], c, c_start), leading(c_stride, at_least_one(columns)),
@@ -236,8 +237,8 @@ with C (``columns`` × ``rows``), A (``columns`` × ``inner``), B (``inner`` × 
 """
 
 product_transposed_at = intrinsic(_gemm_intrinsic("product_transposed_at", True, False))
-product_transposed_at.__doc__ = """``c (+)= b aᵀ``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[i, k]·a[j, k]`` for i < ``rows``,
-j < ``columns``, k < ``inner``, with ``a`` viewed as (``columns`` × ``inner``) from flat offset
+product_transposed_at.__doc__ = """``c (+)= b aᵀ``, row-major: ``c[i, j] = beta·c[i, j] + Σ_k b[i, k]·a[j, k]``
+for i < ``rows``, j < ``columns``, k < ``inner``, with ``a`` viewed as (``columns`` × ``inner``) from flat offset
 ``a_start`` with row stride ``a_stride`` (a weight as stored, (N, K)), ``b`` as (``rows`` ×
 ``inner``) and ``c`` as (``rows`` × ``columns``); the arguments as :func:`gemm_at`'s. Column-major,
 BLAS's ``C = Aᵀ·B + beta·C`` with C (``columns`` × ``rows``), A (``inner`` × ``columns``) and B

@@ -356,12 +356,14 @@ def _forward_scratch(spec, plan, directions, shape, hidden, dtype, input_blas):
     work = buffers.empty((plan.blocks, _line_multiple(plan.block_rows * gate_width, dtype)), dtype, aligned=True)
     segments = [(t0, min(steps, t0 + segment), xproj[:min(steps, t0 + segment) - t0].reshape(-1, gate_width))
                 for t0 in range(0, steps, segment)]
-    input_panels = [None if input_blas else buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
+    input_panels = [None if input_blas
+                    else buffers.empty((panels_size(inputs, gate_width, dtype),), dtype, aligned=True)
                     for _ in range(directions)]
     size = packed_size("forward", hidden, plan.unit_bounds, tuple(f.gates for f in spec.forward), dtype)
     panels = [buffers.empty((size,), dtype, aligned=True) for _ in range(directions)]
     weights = panels[0].nbytes + (0 if input_blas else input_panels[0].nbytes) + gate_width * dtype.itemsize
-    return _ForwardScratch(xproj, work, segments, input_panels, panels, xproj.nbytes + work.nbytes + directions * weights)
+    nbytes = xproj.nbytes + work.nbytes + directions * weights
+    return _ForwardScratch(xproj, work, segments, input_panels, panels, nbytes)
 
 
 def forward_work(kernels, params, shape, active, order, reverse, lengths, in_the_loop, keep_tape, keep=False):
