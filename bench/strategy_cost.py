@@ -5,20 +5,21 @@
 For each shape (the defaults: small batches around the point where the cost model chooses
 between splitting the batch and splitting the units, inference and training), times one call
 under each strategy the cost model weighs (``tuning.override(cpu_loop=...)``: "sequences",
-"single", "units" with its blocks held), taking turns in one process, round after round (the
-fastest of 3 calls of each per round; the median over rounds reported), and prints next to
-each the model's ns per step (:func:`fastlstm.backends.cpu.strategy.step_costs`, the units
-loop's with its margin) and which strategy ``"auto"`` takes. A shape where ``auto`` does not take
+"single", "units" with its blocks held), taking turns in one process, round after round
+(:func:`fastlstm.benchmark.timing.interleaved_times`, with shorter pauses and blocks than the
+table's; the median over rounds reported), and prints next to each the model's ns per step
+(:func:`fastlstm.backends.cpu.strategy.weighed_costs`, the units loop's with its margin) and
+which strategy ``"auto"`` takes. A shape where ``auto`` does not take
 the fastest strategy by more than a few percent is where the ``cost_*`` knobs need measuring again.
 """
 import argparse
 import statistics
-import time
 
 from fastlstm import tuning
 from fastlstm.backends.cpu import strategy
 from fastlstm.benchmark.peers import build_fastlstm
 from fastlstm.benchmark.shapes import BenchShape
+from fastlstm.benchmark.timing import interleaved_times
 
 SHAPES = (
     "lstm,2,162,7,95,inference,peephole", "lstm,43,280,9,68,inference", "lstm,32,384,12,100,inference",
@@ -29,6 +30,14 @@ SHAPES = (
     "gru,32,300,12,100,training",
 )
 STRATEGIES = ("sequences", "single", "units")
+
+
+def _forced(call, name):
+    """``call`` under the loop strategy ``name``."""
+    def run():
+        with tuning.override(cpu_loop=name):
+            call()
+    return run
 
 
 def main():
@@ -45,28 +54,11 @@ def main():
                            int(batch), int(steps), mode, "float32", (), 1.0)
         layer = shape.make_layer()
         call = build_fastlstm(shape, layer, *shape.make_inputs()).run
-        training = mode == "training"
-
-        for name in STRATEGIES:
-            with tuning.override(cpu_loop=name):
-                call()
-        best = {name: [] for name in STRATEGIES}
-        for round_ in range(args.rounds):
-            for name in (STRATEGIES if round_ % 2 == 0 else STRATEGIES[::-1]):
-                with tuning.override(cpu_loop=name):
-                    times = []
-                    for _ in range(3):
-                        start = time.perf_counter()
-                        call()
-                        times.append(time.perf_counter() - start)
-                best[name].append(min(times))
-                time.sleep(0.02)
-        medians = {name: statistics.median(values) for name, values in best.items()}
-        spec = shape.cell_type.spec
-        phases = len(spec.forward) + (len(spec.backward) if training else 0)
-        held = tuning.get("cpu_units_sync") == "barrier"
-        costs = strategy.step_costs(len(spec.gates), phases, shape.batch, shape.hidden_size, 1, 4, training, held)
-        costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
+        times = interleaved_times({name: _forced(call, name) for name in STRATEGIES}, args.rounds, pause=0.05,
+                                  min_block=0.05, settle=0.05)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        spec, training = shape.cell_type.spec, mode == "training"
+        costs = strategy.weighed_costs(spec, shape.batch, shape.hidden_size, 1, 4, training)
         chosen = strategy.choose(spec, shape.batch, shape.hidden_size, 1, 4, training).strategy
         print(f"{text:<42} " + " ".join(f"{1e3 * medians[s]:12.2f}" for s in STRATEGIES)
               + "   " + " / ".join(f"{costs[s] / 1e3:.1f}" for s in STRATEGIES).ljust(38)

@@ -206,9 +206,23 @@ def step_costs(gates, phases, batch, hidden, directions, itemsize, training, hel
     }
 
 
+def weighed_costs(spec, batch, hidden, directions, itemsize, training):
+    """What ``"auto"`` compares: :func:`step_costs` of a layer call of cell ``spec``, the units
+    loop's with its margin (``cost_held_margin`` where ``cpu_units_sync`` holds its blocks, else
+    ``cost_units_margin``). Arguments as :func:`choose`'s."""
+    held = tuning.get("cpu_units_sync") == "barrier"
+    phases = len(spec.forward) + (len(spec.backward) if training else 0)
+    costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training, held)
+    # the units loop waits for every thread at every step: beside a busy process its regions
+    # collapse where the others do not, so it must win by a margin; its held blocks' barrier
+    # yields the core and slows about as much as the others (bench/under_load.py)
+    costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
+    return costs
+
+
 def choose(spec, batch, hidden, directions, itemsize, training):
     """The :class:`Plan` of a layer call: the ``cpu_loop`` knob's strategy, or under ``"auto"``
-    the one :func:`step_costs` models fastest (the units loop by a margin; ties to the fewer threads).
+    the one :func:`weighed_costs` models fastest (ties to the fewer threads).
 
     Parameters
     ----------
@@ -232,12 +246,7 @@ def _choose(spec, batch, hidden, directions, itemsize, training, threads):
     # with fewer threads than blocks the same blocks run a region per phase: the same bits
     held = tuning.get("cpu_units_sync") == "barrier"
     if strategy == "auto":
-        phases = len(spec.forward) + (len(spec.backward) if training else 0)
-        costs = step_costs(len(spec.gates), phases, batch, hidden, directions, itemsize, training, held)
-        # the units loop waits for every thread at every step: beside a busy process its regions
-        # collapse where the others do not, so it must win by a margin; its held blocks' barrier
-        # yields the core and slows about as much as the others (bench/under_load.py)
-        costs["units"] *= 1 + tuning.get("cost_held_margin" if held else "cost_units_margin") / 100
+        costs = weighed_costs(spec, batch, hidden, directions, itemsize, training)
         strategy = min(("single", "sequences", "units"), key=lambda s: costs[s])
     rows, units = unit_bounds(batch, 1), unit_bounds(hidden, 1)
     if strategy == "units":
