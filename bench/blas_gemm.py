@@ -14,13 +14,14 @@ needs PyPI's ``mkl`` (``pip install mkl``).
 
 With ``--products``: the products around the loops (an input projection with its bias; a ``dx``
 has the shape of one with K and N swapped), on Numba's threads as a call runs them
-(:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile kernel against MKL's GEMM (``on_blas``),
+(:func:`fastlstm.backends.cpu.gemm.matmul`), on the tile kernel against MKL's GEMM (``blas``),
 over rows × weight shapes: where ``mkl_product_rows`` and ``mkl_product_side`` send input
-projections to MKL. Median over rounds of the ratio of the two's best times.
+projections to MKL. The two take turns (:func:`fastlstm.benchmark.timing.interleaved_times`, short
+pauses and blocks); the median over rounds of the ratio of their times.
 """
 import argparse
+import functools
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -31,6 +32,7 @@ from fastlstm.backends.cpu import tiles
 from fastlstm.backends.cpu.blas import gemm_address, gemm_at, mkl_library, product_at
 from fastlstm.backends.cpu.gemm import matmul_runner
 from fastlstm.backends.cpu.threads import single_threaded_blas
+from fastlstm.benchmark.timing import interleaved_times, median_ratio
 
 # (label, kind, rows K, gate columns W or inner G·H, inputs N)
 SHAPES = (
@@ -63,11 +65,12 @@ def _products(code, count, a, weight, out):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", action="store_true", help="the products around the loops, tile kernel or MKL")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
     with single_threaded_blas():
-        if "--products" in sys.argv[1:]:
-            _compare_products()
-        else:
-            _compare()
+        (_compare_products if args.products else _compare)(args.rounds)
 
 
 # (rows, inner K, columns N): weights of LSTMs of H 32 … 512 (N = 4H forward, K = 4H in a dx)
@@ -76,11 +79,7 @@ PRODUCT_WEIGHTS = ((8, 256), (64, 256), (32, 8192), (64, 4096), (128, 512), (128
                    (256, 1024), (1024, 256), (300, 1200), (512, 2048), (2048, 512))
 
 
-def _compare_products():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", action="store_true")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+def _compare_products(rounds):
     if mkl_library() is None:
         print("MKL not installed beside this interpreter (pip install mkl): nothing to compare")
         return
@@ -95,30 +94,17 @@ def _compare_products():
             a = rng.standard_normal((rows, inner), dtype=np.float32)
             out = np.empty((rows, columns), np.float32)
             with tuning.override(cpu_blas="mkl"):
-                runs = {"tile": (matmul_runner(a, panels, out, bias), panels),
-                        "mkl": (matmul_runner(a, weight.reshape(-1), out, bias, on_blas=True), weight.reshape(-1))}
+                tile = functools.partial(matmul_runner(a, panels, out, bias), a, panels, out, bias)
+                stored = weight.reshape(-1)
+                mkl = functools.partial(matmul_runner(a, stored, out, bias, blas=True), a, stored, out, bias)
+            times = interleaved_times({"tile": tile, "mkl": mkl}, rounds, pause=0.02, min_block=0.02, settle=0.02)
             flops = 2.0 * rows * inner * columns
-            count = max(5, int(1e8 / flops))
-            best = {name: [] for name in runs}
-            for round_ in range(args.rounds):
-                for name in (("tile", "mkl") if round_ % 2 == 0 else ("mkl", "tile")):
-                    run, b = runs[name]
-                    run(a, b, out, bias)
-                    times = []
-                    for _ in range(count):
-                        start = time.perf_counter()
-                        run(a, b, out, bias)
-                        times.append(time.perf_counter() - start)
-                    best[name].append(min(times))
-            ratios = [m / t for m, t in zip(best["mkl"], best["tile"])]
-            print(f"{rows:6d} {inner:5d} {columns:5d}  {flops / statistics.median(best['tile']) / 1e9:12.1f} "
-                  f"{flops / statistics.median(best['mkl']) / 1e9:12.1f}  {statistics.median(ratios):.2f}")
+            print(f"{rows:6d} {inner:5d} {columns:5d}  {flops / statistics.median(times['tile']) / 1e9:12.1f} "
+                  f"{flops / statistics.median(times['mkl']) / 1e9:12.1f}  "
+                  f"{median_ratio(times['mkl'], times['tile']):.2f}")
 
 
-def _compare():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+def _compare(rounds):
     libraries = ["scipy"] + (["mkl"] if mkl_library() is not None else [])
     if len(libraries) == 1:
         print("MKL not installed beside this interpreter (pip install mkl): SciPy's column only")
@@ -141,7 +127,7 @@ def _compare():
             run(codes[name], 2, *arrays)
         count = max(1, int(2e8 / flops))
         best = {name: [] for name in libraries}
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             for name in (libraries if round_ % 2 == 0 else libraries[::-1]):
                 times = []
                 for _ in range(3):
