@@ -56,10 +56,10 @@ def test_products_on_the_region_match_numpy(dtype, parallel_flops, partial_bytes
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
         # on BLAS: weight as stored, onto the bias, and without one
         out[...] = np.nan
-        gemm.matmul(a, weight.reshape(-1), out, bias, on_blas=True)
+        gemm.matmul(a, weight.reshape(-1), out, bias, blas=True)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64) + bias, **tolerance)
         out[...] = np.nan
-        gemm.matmul(a, weight.reshape(-1), out, on_blas=True)
+        gemm.matmul(a, weight.reshape(-1), out, blas=True)
         np.testing.assert_allclose(out, a.astype(np.float64) @ weight.T.astype(np.float64), **tolerance)
         w, b = np.full((45, 19), np.nan, dtype), np.full(45, np.nan, dtype)   # written, never read
         gemm.weight_gradient(dgates, 0, a, w, b)

@@ -103,10 +103,9 @@ def _scipy_gemm_address(name):
 def library_name():
     """Which library :func:`gemm_address` takes now for a large call: ``'MKL'`` (``'MKL (float32)'``
     under ``'auto'``) or ``"SciPy's"`` (reports)."""
-    choice = tuning.get("cpu_blas")
-    if choice == "mkl":
+    if tuning.get("cpu_blas") == "mkl":
         return "MKL"
-    return "MKL (float32)" if choice == "auto" and mkl_library() is not None else "SciPy's"
+    return "MKL (float32)" if runs_mkl(np.float32) else "SciPy's"
 
 
 def mkl_library():

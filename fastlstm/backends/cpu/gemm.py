@@ -39,7 +39,7 @@ def _parallel(flops, nbytes):
 
 def on_blas(rows, inner, columns, dtype):
     """Whether an input projection of (``rows`` × ``inner``) by (``inner`` × ``columns``) runs on
-    MKL's GEMM (:func:`matmul` with ``on_blas``) rather than on the tile kernel: where MKL runs
+    MKL's GEMM (:func:`matmul` with ``blas``) rather than on the tile kernel: where MKL runs
     (:func:`.blas.runs_mkl`) and the product is large every way, at least ``mkl_product_rows`` rows
     and ``mkl_product_side`` inputs and outputs. There MKL, its blocks of rows on Numba's threads
     as the tile kernel's, took 0.79–0.97 of the tile kernel's time; with fewer rows as much or
@@ -59,10 +59,10 @@ def _row_blocks(rows):
     return block_count(rows, tuning.get("gemm_rows"), tuning.get("gradient_blocks"))
 
 
-def matmul(a, weight, out, bias=None, on_blas=False):
+def matmul(a, weight, out, bias=None, blas=False):
     """out = a @ b (+ bias), with a (M, K) rows contiguous, out (M, N), bias (N,) or None, and
     ``weight`` b: packed by :func:`.tiles.pack` or :func:`.tiles.pack_transposed` for the tile
-    kernel; or, ``on_blas`` (see :func:`on_blas`), bᵀ as stored, (N, K) C-contiguous, flattened.
+    kernel; or, with ``blas`` (see :func:`on_blas`), bᵀ as stored, (N, K) C-contiguous, flattened.
 
     On the tile kernel, blocks of at least ``gemm_rows`` rows; a product of few rows (the input
     projection of a short call with a small batch) is split by whole panels of columns as well,
@@ -70,18 +70,18 @@ def matmul(a, weight, out, bias=None, on_blas=False):
     rows (:func:`_row_blocks`), each one single-threaded call.
     """
     bias = np.empty(0, out.dtype) if bias is None else bias
-    matmul_runner(a, weight, out, bias, on_blas)(a, weight, out, bias)
+    matmul_runner(a, weight, out, bias, blas)(a, weight, out, bias)
 
 
-def matmul_split(rows, inner, columns, dtype, on_blas=False):
+def matmul_split(rows, inner, columns, dtype, blas=False):
     """How :func:`matmul` splits an (M, K) by (K, N) product: ``(block function, its code, row_blocks,
     column_blocks, panel, parallel)``: the blocks of :func:`matmul_block` (the tile kernel's walk at
-    ``code``) or, ``on_blas``, of :func:`blas_matmul_block` (the ``?gemm`` at ``code``), run across
+    ``code``) or, with ``blas``, of :func:`blas_matmul_block` (the ``?gemm`` at ``code``), run across
     threads if ``parallel``."""
     panel = panel_columns(dtype)
     flops = 2.0 * rows * inner * columns
     parallel = _parallel(flops, np.dtype(dtype).itemsize * rows * (inner + columns))
-    if on_blas:
+    if blas:
         row_blocks = _row_blocks(rows)
         return blas_matmul_block, gemm_address(dtype, flops / row_blocks), row_blocks, 1, panel, parallel
     row_blocks = block_count(rows, tuning.get("gemm_rows"))
@@ -89,11 +89,11 @@ def matmul_split(rows, inner, columns, dtype, on_blas=False):
     return matmul_block, walk_address(dtype), row_blocks, column_blocks, panel, parallel
 
 
-def matmul_runner(a, weight, out, bias, on_blas=False):
+def matmul_runner(a, weight, out, bias, blas=False):
     """``run(a, weight, out, bias)``: :func:`matmul` on any arrays of the shapes and types of
     these (``bias`` empty: none), its split and compiled blocks found once."""
     block, code, row_blocks, column_blocks, panel, parallel = matmul_split(out.shape[0], a.shape[1], out.shape[1],
-                                                                          out.dtype, on_blas)
+                                                                          out.dtype, blas)
     run = blocks_runner(block, row_blocks * column_blocks, (a, weight, out, bias), code, row_blocks, column_blocks,
                         panel, parallel=parallel)
     return lambda a, weight, out, bias: run((a, weight, out, bias))
@@ -254,7 +254,7 @@ def _rows_product(block, address, gemm_code, blocks, i2, i3, i4, i5, i6):
 def product(a, weight, out):
     """``out = a @ weight`` by blocks of rows (:func:`_row_blocks`), each one single-threaded BLAS
     call (BLAS held to one thread, see ``threads``): for the products too :func:`narrow` for the
-    tile kernel (``dx`` of a layer with few inputs), and those :func:`on_blas`.
+    tile kernel (``dx`` of a layer with few inputs).
 
     Parameters
     ----------
